@@ -1,1 +1,19 @@
+//! leaklab: a catalogue of leaky C/C++ programs with their leaks written in
+//! the source, run under several leak detectors, normalized and scored.
+//! ARCHITECTURE.md has the map.
 
+pub mod annotations;
+pub mod backend;
+pub mod backends;
+pub mod catalogue;
+pub mod compare;
+pub mod error;
+pub mod normalize;
+pub mod process;
+pub mod render;
+pub mod report;
+pub mod score;
+pub mod settings;
+pub mod setup;
+
+pub use error::Error;

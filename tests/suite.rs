@@ -1,1 +1,87 @@
-fn main(){}
+//! The test suite: one trial per backend × sample (its normalized report as an
+//! insta snapshot, and its score against the sample's annotations), plus the
+//! unit trials of the parser, the normalizer and the scorer, whose cases live
+//! in tests/data/.
+//!
+//! A backend that cannot run here gives ignored trials with the reason, unless
+//! LEAKLAB_REQUIRE_BACKENDS names it (or is `all`), as in CI: then they fail.
+
+use std::path::{Path, PathBuf};
+
+use leaklab::backend::{self, Availability, RunConfig};
+use leaklab::catalogue;
+use leaklab::compare::run_one;
+use leaklab::report::Status;
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+mod units;
+
+fn required(backend: &str) -> bool {
+    match std::env::var("LEAKLAB_REQUIRE_BACKENDS") {
+        Ok(v) => v.split(',').map(str::trim).any(|b| b == "all" || b == backend),
+        Err(_) => false,
+    }
+}
+
+fn snapshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots")
+}
+
+fn backend_trials() -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for b in backend::all() {
+        let name = b.name();
+        let availability = b.availability();
+        if let Availability::Unavailable { reason, fix } = &availability {
+            if !required(name) {
+                eprintln!("note: backend `{name}` cannot run here ({reason}); its trials are ignored. Fix: {fix}");
+            }
+        }
+        for sample in catalogue::samples().iter().filter(|s| s.applies_to(name)) {
+            let availability = availability.clone();
+            trials.push(Trial::ignorable_test(format!("{name}::{}", sample.name), move || {
+                if let Availability::Unavailable { reason, fix } = availability {
+                    if required(name) {
+                        return Err(format!("backend `{name}` is required (LEAKLAB_REQUIRE_BACKENDS) but cannot run: {reason}; fix: {fix}").into());
+                    }
+                    return Ok(Completion::ignored_with(reason));
+                }
+                let backend = backend::by_name(name).map_err(|e| e.to_string())?;
+                let expected = sample.expectations().map_err(|e| e.to_string())?;
+                let outcome = run_one(backend.as_ref(), sample, &expected, &RunConfig::default());
+                if let Status::Failed { error } = &outcome.report.status {
+                    return Err(format!("the run failed: {error}").into());
+                }
+                let snapshot = format!("{name}__{}", sample.name);
+                let mut settings = insta::Settings::clone_current();
+                settings.set_snapshot_path(snapshot_dir());
+                settings.set_prepend_module_to_snapshot(false);
+                settings.set_omit_expression(true);
+                let report = outcome.report.clone();
+                let snap = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    settings.bind(|| insta::assert_yaml_snapshot!(snapshot.as_str(), &report));
+                }));
+                let score = outcome.score.expect("ok runs are scored");
+                let mut problems = score.problems();
+                if snap.is_err() {
+                    problems.push(format!(
+                        "the report differs from tests/snapshots/{snapshot}.snap (see the diff above; review with `cargo insta review`)"
+                    ));
+                }
+                if problems.is_empty() {
+                    Ok(Completion::Completed)
+                } else {
+                    Err(Failed::from(problems.join("\n")))
+                }
+            }));
+        }
+    }
+    trials
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = units::trials();
+    trials.extend(backend_trials());
+    libtest_mimic::run(&args, trials).exit();
+}

@@ -1,0 +1,3 @@
+//! One module per backend; `crate::backend::all()` lists them.
+
+pub mod valgrind;

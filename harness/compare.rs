@@ -1,0 +1,192 @@
+//! `leaklab compare`: every sample under every backend, in parallel, scored
+//! and rolled up into the accuracy matrix.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::backend::{self, Availability, Backend, RunConfig, Target};
+use crate::catalogue::{self, SampleInfo};
+use crate::error::Error;
+use crate::normalize::normalize;
+use crate::report::{Report, Status};
+use crate::score::{score, Class, Score, Tally};
+
+/// What to compare.
+#[derive(Debug, Clone, Default)]
+pub struct CompareConfig {
+    /// Backend names; empty means all.
+    pub backends: Vec<String>,
+    /// Sample names; empty means the whole catalogue.
+    pub samples: Vec<String>,
+    /// Parallel runs; 0 means one per CPU.
+    pub jobs: usize,
+    pub run: RunConfig,
+}
+
+/// One backend's run on one sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The normalized report.
+    pub report: Report,
+    /// None when the run failed.
+    pub score: Option<Score>,
+    pub wall_ms: u64,
+}
+
+impl Outcome {
+    /// The run worked and agrees with the annotations (explained notes included).
+    #[must_use]
+    pub fn agrees(&self) -> bool {
+        self.score.as_ref().is_some_and(Score::passed)
+    }
+}
+
+/// A backend that could not run here.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unavailable {
+    pub backend: String,
+    pub reason: String,
+    pub fix: String,
+}
+
+/// Per-backend rollup.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackendSummary {
+    pub by_class: BTreeMap<Class, Tally>,
+    pub total: Tally,
+    pub runs: u32,
+    pub failed_runs: u32,
+    pub disagreeing_samples: u32,
+    /// Median wall time of one sample run, in ms.
+    pub median_wall_ms: u64,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub backends: Vec<String>,
+    pub samples: Vec<String>,
+    pub outcomes: Vec<Outcome>,
+    pub unavailable: Vec<Unavailable>,
+    pub summary: BTreeMap<String, BackendSummary>,
+}
+
+impl Comparison {
+    #[must_use]
+    pub fn outcome(&self, backend: &str, sample: &str) -> Option<&Outcome> {
+        self.outcomes.iter().find(|o| o.report.backend == backend && o.report.sample == sample)
+    }
+
+    /// Every run worked and agrees with the annotations.
+    #[must_use]
+    pub fn all_agree(&self) -> bool {
+        self.outcomes.iter().all(Outcome::agrees)
+    }
+}
+
+/// Runs the comparison. `progress` is called after each run with (done, total, label).
+pub fn compare(config: &CompareConfig, progress: &(dyn Fn(usize, usize, &str) + Sync)) -> Result<Comparison, Error> {
+    let backends: Vec<Box<dyn Backend>> = if config.backends.is_empty() {
+        backend::all()
+    } else {
+        config.backends.iter().map(|b| backend::by_name(b)).collect::<Result<_, _>>()?
+    };
+    let samples: Vec<&'static SampleInfo> = if config.samples.is_empty() {
+        catalogue::samples().iter().collect()
+    } else {
+        config.samples.iter().map(|s| catalogue::find(s)).collect::<Result<_, _>>()?
+    };
+    let mut unavailable = Vec::new();
+    let mut runnable: Vec<&dyn Backend> = Vec::new();
+    for b in &backends {
+        match b.availability() {
+            Availability::Ready => runnable.push(b.as_ref()),
+            Availability::Unavailable { reason, fix } => unavailable.push(Unavailable { backend: b.name().into(), reason, fix }),
+        }
+    }
+    let jobs: Vec<(&dyn Backend, &'static SampleInfo)> =
+        runnable.iter().flat_map(|b| samples.iter().filter(|s| s.applies_to(b.name())).map(move |s| (*b, *s))).collect();
+    // Expectations parse once per sample, before anything runs: a malformed
+    // annotation stops the comparison with its file:line.
+    let mut expectations = BTreeMap::new();
+    for s in &samples {
+        expectations.insert(s.name, s.expectations()?);
+    }
+
+    let workers = if config.jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.jobs };
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let total = jobs.len();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(total.max(1)) {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(&(b, s)) = jobs.get(i) else { break };
+                let outcome = run_one(b, s, &expectations[s.name], &config.run);
+                let mut r = results.lock().unwrap();
+                r.push((i, outcome));
+                let done = r.len();
+                drop(r);
+                progress(done, total, &format!("{}::{}", b.name(), s.name));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    let outcomes: Vec<Outcome> = results.into_iter().map(|(_, o)| o).collect();
+
+    let mut summary: BTreeMap<String, BackendSummary> = BTreeMap::new();
+    for b in &runnable {
+        let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.report.backend == b.name()).collect();
+        let mut s = BackendSummary { runs: mine.len() as u32, ..BackendSummary::default() };
+        for o in &mine {
+            match &o.score {
+                Some(sc) => {
+                    for (class, t) in sc.tallies() {
+                        s.by_class.entry(class).or_default().add(t);
+                        s.total.add(t);
+                    }
+                    if !sc.passed() {
+                        s.disagreeing_samples += 1;
+                    }
+                }
+                None => s.failed_runs += 1,
+            }
+        }
+        let mut walls: Vec<u64> = mine.iter().map(|o| o.wall_ms).collect();
+        walls.sort_unstable();
+        s.median_wall_ms = walls.get(walls.len() / 2).copied().unwrap_or(0);
+        summary.insert(b.name().to_string(), s);
+    }
+    Ok(Comparison {
+        backends: runnable.iter().map(|b| b.name().to_string()).collect(),
+        samples: samples.iter().map(|s| s.name.to_string()).collect(),
+        outcomes,
+        unavailable,
+        summary,
+    })
+}
+
+/// Runs, normalizes and scores one backend on one sample.
+#[must_use]
+pub fn run_one(b: &dyn Backend, sample: &'static SampleInfo, expected: &crate::annotations::Expectations, config: &RunConfig) -> Outcome {
+    let report = match Target::sample(sample) {
+        Ok(target) => backend::execute(b, &target, config),
+        Err(e) => {
+            let mut r = Report::new(sample.name, b.name());
+            r.status = Status::Failed { error: e.to_string() };
+            r
+        }
+    };
+    let wall_ms = report.stats.as_ref().map_or(0, |s| s.wall_ms);
+    let report = normalize(report);
+    let score = matches!(report.status, Status::Ok).then(|| score(&report, expected, b.matching()));
+    Outcome { report, score, wall_ms }
+}

@@ -1,0 +1,127 @@
+//! Normalization of reports for snapshots: one ordered, append-only list of
+//! rules. A new rule goes at the end, so that old snapshots stay valid.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::report::{Frame, Report};
+
+/// One rule: its name (for the docs and for `leaklab run --normalize`) and what it does.
+pub struct Rule {
+    pub name: &'static str,
+    pub why: &'static str,
+    pub apply: fn(&mut Report),
+}
+
+/// The rules, in the order they run.
+pub const RULES: &[Rule] = &[
+    Rule { name: "drop-stats", why: "wall time and memory vary from run to run", apply: drop_stats },
+    Rule { name: "addresses", why: "addresses change with ASLR", apply: addresses },
+    Rule { name: "pids", why: "pids change from run to run", apply: pids },
+    Rule { name: "paths", why: "checkouts and build directories differ: keep file names only", apply: paths },
+    Rule { name: "frames-below-main", why: "libc's start-up frames say nothing about the leak", apply: frames_below_main },
+    Rule {
+        name: "runtime-lines",
+        why: "line numbers inside the C runtime and the tools change with their versions",
+        apply: runtime_lines,
+    },
+    Rule { name: "sort", why: "backends report in hash or address order", apply: sort },
+];
+
+/// Applies every rule, in order.
+#[must_use]
+pub fn normalize(mut report: Report) -> Report {
+    for rule in RULES {
+        (rule.apply)(&mut report);
+    }
+    report
+}
+
+fn drop_stats(r: &mut Report) {
+    r.stats = None;
+}
+
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"0x[0-9a-fA-F]{4,}").unwrap());
+static PID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(==|\bpid |\bPID )\d+(==)?").unwrap());
+
+fn each_text(r: &mut Report, f: impl Fn(&str) -> String) {
+    for note in &mut r.notes {
+        *note = f(note);
+    }
+    for leak in &mut r.leaks {
+        for frame in &mut leak.stack {
+            if let Some(func) = &mut frame.function {
+                *func = f(func);
+            }
+        }
+        if let Some(site) = &mut leak.site {
+            if let Some(func) = &mut site.function {
+                *func = f(func);
+            }
+        }
+        if let Some(c) = &mut leak.content {
+            *c = f(c);
+        }
+    }
+    if let crate::report::Status::Failed { error } = &mut r.status {
+        *error = f(error);
+    }
+}
+
+fn addresses(r: &mut Report) {
+    each_text(r, |s| ADDRESS.replace_all(s, "0x…").into_owned());
+}
+
+fn pids(r: &mut Report) {
+    each_text(r, |s| PID.replace_all(s, "${1}N${2}").into_owned());
+}
+
+fn base_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+fn paths(r: &mut Report) {
+    for leak in &mut r.leaks {
+        for frame in &mut leak.stack {
+            frame.file = frame.file.as_deref().map(base_name);
+            frame.object = frame.object.as_deref().map(base_name);
+        }
+        if let Some(region) = &mut leak.region {
+            region.path = region.path.as_deref().map(base_name);
+        }
+    }
+}
+
+fn frames_below_main(r: &mut Report) {
+    for leak in &mut r.leaks {
+        if let Some(i) = leak.stack.iter().position(|f| f.function.as_deref() == Some("main")) {
+            leak.stack.truncate(i + 1);
+        }
+    }
+}
+
+fn runtime_lines(r: &mut Report) {
+    for leak in &mut r.leaks {
+        for frame in &mut leak.stack {
+            if frame.object.as_deref().is_some_and(crate::backend::is_runtime_object) {
+                frame.file = None;
+                frame.line = None;
+            }
+        }
+    }
+}
+
+fn sort(r: &mut Report) {
+    r.leaks.sort_by(|a, b| {
+        let key = |l: &crate::report::Leak| {
+            (l.site.clone(), l.region.as_ref().map(|x| x.kind), l.kind, l.bytes, l.blocks, l.content.clone(), l.type_name.clone())
+        };
+        key(a).cmp(&key(b)).then_with(|| stack_key(&a.stack).cmp(&stack_key(&b.stack)))
+    });
+    r.notes.sort();
+}
+
+fn stack_key(stack: &[Frame]) -> Vec<(Option<String>, Option<u32>)> {
+    stack.iter().map(|f| (f.function.clone(), f.line)).collect()
+}

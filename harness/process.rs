@@ -1,0 +1,360 @@
+//! Child processes under supervision: each in its own process group, bounded
+//! by a deadline, always reaped, and killed with its whole group when the
+//! harness gives up on it or is interrupted.
+//!
+//! std's `Child` cannot report a child's peak RSS, nor a stop (SIGSTOP at the
+//! checkpoint); this module waits with wait4(2) and a pidfd instead.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// Process groups of the children alive right now, for [`kill_all`].
+/// siginfo_t.si_code of a stopped child (asm-generic/siginfo.h); libc lacks it on Linux.
+const CLD_STOPPED: i32 = 5;
+
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Kills every supervised child's process group. The CLI calls it on
+/// SIGINT/SIGTERM so that no child outlives the harness.
+pub fn kill_all() {
+    let groups = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    for &pgid in groups.iter() {
+        // SAFETY: plain syscalls on a pid we own.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+            libc::killpg(pgid, libc::SIGCONT);
+        }
+    }
+}
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub env_remove: Vec<OsString>,
+    pub timeout: Duration,
+}
+
+impl Spec {
+    pub fn new(program: impl AsRef<OsStr>, timeout: Duration) -> Spec {
+        Spec { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), env_remove: Vec::new(), timeout }
+    }
+
+    #[must_use]
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Spec {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, a: I) -> Spec {
+        self.args.extend(a.into_iter().map(|s| s.as_ref().to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Spec {
+        self.env.push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Spec {
+        self.env_remove.push(k.as_ref().to_owned());
+        self
+    }
+
+    fn label(&self) -> String {
+        Path::new(&self.program).file_name().unwrap_or(&self.program).to_string_lossy().into_owned()
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    #[must_use]
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+
+    /// "exited with status 3" / "was killed by SIGSEGV".
+    #[must_use]
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Code(c) => format!("exited with status {c}"),
+            Exit::Signal(s) => format!("was killed by {}", signal_name(s)),
+        }
+    }
+}
+
+/// What a wait observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Exited(Exit),
+    /// Stopped by a signal (SIGSTOP at the checkpoint).
+    Stopped(i32),
+}
+
+/// A finished child: how it ended and what it wrote.
+#[derive(Debug)]
+pub struct Finished {
+    pub exit: Exit,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub wall: Duration,
+    /// Peak RSS of the child in KiB (wait4's ru_maxrss).
+    pub peak_rss_kib: u64,
+}
+
+impl Finished {
+    #[must_use]
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A running child in its own process group. Dropping it kills the group and
+/// reaps the child.
+#[derive(Debug)]
+pub struct Child {
+    pid: i32,
+    pidfd: OwnedFd,
+    stdout: File,
+    stderr: File,
+    started: Instant,
+    deadline: Instant,
+    label: String,
+    timeout: Duration,
+    exit: Option<(Exit, u64)>,
+}
+
+impl Child {
+    /// Starts `spec` with stdin from /dev/null and stdout/stderr to anonymous files.
+    pub fn spawn(spec: &Spec) -> Result<Child, Error> {
+        let label = spec.label();
+        let stdout = tempfile::tempfile().map_err(|e| Error::Os(format!("tempfile: {e}")))?;
+        let stderr = tempfile::tempfile().map_err(|e| Error::Os(format!("tempfile: {e}")))?;
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout.try_clone().map_err(|e| Error::Os(e.to_string()))?))
+            .stderr(Stdio::from(stderr.try_clone().map_err(|e| Error::Os(e.to_string()))?))
+            .process_group(0);
+        for k in &spec.env_remove {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        // SAFETY: prctl and getppid are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                // If the harness dies, so does the child (its group is killed on the orderly paths).
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut groups = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+        let child = cmd.spawn().map_err(|e| Error::Spawn { program: spec.program.to_string_lossy().into_owned(), source: e })?;
+        let pid = child.id() as i32;
+        groups.push(pid);
+        drop(groups);
+        // std's handle is not used past this point: we wait with wait4 ourselves.
+        std::mem::forget(child);
+        // SAFETY: pidfd_open on our own child, which is not reaped yet.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if fd < 0 {
+            let err = std::io::Error::last_os_error();
+            unsafe { libc::killpg(pid, libc::SIGKILL) };
+            reap_blocking(pid);
+            forget_group(pid);
+            return Err(Error::Os(format!("pidfd_open: {err}")));
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let now = Instant::now();
+        Ok(Child { pid, pidfd, stdout, stderr, started: now, deadline: now + spec.timeout, label, timeout: spec.timeout, exit: None })
+    }
+
+    #[must_use]
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for the child to exit or stop, until the deadline.
+    pub fn wait_event(&mut self) -> Result<Event, Error> {
+        if let Some((exit, _)) = self.exit {
+            return Ok(Event::Exited(exit));
+        }
+        loop {
+            // Peek first (WNOWAIT): while the leader is an unreaped zombie its
+            // pid cannot be reused, so killing its group afterwards is safe.
+            // SAFETY: an all-zero siginfo is a valid value; waitid on our own child.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let r = unsafe {
+                libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT)
+            };
+            if r < 0 {
+                return Err(Error::Os(format!("waitid: {}", std::io::Error::last_os_error())));
+            }
+            // SAFETY: si_pid is set by waitid (0 when nothing happened).
+            if unsafe { info.si_pid() } == self.pid {
+                let mut status = 0;
+                // SAFETY: an all-zero rusage is a valid value.
+                let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+                if info.si_code == CLD_STOPPED {
+                    // Consume the stop notification.
+                    unsafe { libc::wait4(self.pid, &mut status, libc::WUNTRACED | libc::WNOHANG, &mut usage) };
+                    return Ok(Event::Stopped(libc::WSTOPSIG(status)));
+                }
+                // The leader is gone; anything it left in its group goes too.
+                unsafe {
+                    libc::killpg(self.pid, libc::SIGKILL);
+                    libc::killpg(self.pid, libc::SIGCONT);
+                    libc::wait4(self.pid, &mut status, 0, &mut usage);
+                }
+                let exit = if libc::WIFSIGNALED(status) { Exit::Signal(libc::WTERMSIG(status)) } else { Exit::Code(libc::WEXITSTATUS(status)) };
+                self.exit = Some((exit, usage.ru_maxrss.max(0) as u64));
+                forget_group(self.pid);
+                return Ok(Event::Exited(exit));
+            }
+            let now = Instant::now();
+            if now >= self.deadline {
+                self.kill();
+                return Err(Error::Timeout { program: self.label.clone(), seconds: self.timeout.as_secs_f64() });
+            }
+            // A pidfd becomes readable on exit, not on a stop: poll in short slices.
+            let slice = (self.deadline - now).min(Duration::from_millis(5));
+            let mut pfd = libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, slice.as_millis().max(1) as i32) };
+        }
+    }
+
+    /// Waits until the child stops itself (the checkpoint). An exit first is an error.
+    pub fn wait_stop(&mut self) -> Result<(), Error> {
+        match self.wait_event()? {
+            Event::Stopped(_) => Ok(()),
+            Event::Exited(exit) => Err(Error::TargetFailed {
+                program: self.label.clone(),
+                how: format!("{} before reaching its checkpoint", exit.describe()),
+                stderr: self.read_stderr(),
+            }),
+        }
+    }
+
+    /// Resumes a stopped child (and its group).
+    pub fn resume(&self) {
+        // SAFETY: signalling our own group.
+        unsafe { libc::killpg(self.pid, libc::SIGCONT) };
+    }
+
+    /// Waits for the exit (resuming the child from any stop) and collects its output.
+    pub fn finish(mut self) -> Result<Finished, Error> {
+        loop {
+            match self.wait_event()? {
+                Event::Exited(_) => break,
+                Event::Stopped(_) => self.resume(),
+            }
+        }
+        let (exit, rss) = self.exit.expect("exited");
+        Ok(Finished {
+            exit,
+            stdout: read_all(&mut self.stdout),
+            stderr: read_all(&mut self.stderr),
+            wall: self.started.elapsed(),
+            peak_rss_kib: rss,
+        })
+    }
+
+    fn read_stderr(&mut self) -> String {
+        String::from_utf8_lossy(&read_all(&mut self.stderr)).into_owned()
+    }
+
+    /// Kills the whole group and reaps the child.
+    fn kill(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        // SAFETY: signalling our own group; SIGCONT so stopped members can die.
+        unsafe {
+            libc::killpg(self.pid, libc::SIGKILL);
+            libc::killpg(self.pid, libc::SIGCONT);
+        }
+        let status = reap_blocking(self.pid);
+        self.exit = Some((status, 0));
+        forget_group(self.pid);
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs a child to completion under its spec's timeout.
+pub fn run(spec: &Spec) -> Result<Finished, Error> {
+    Child::spawn(spec)?.finish()
+}
+
+fn reap_blocking(pid: i32) -> Exit {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return if libc::WIFSIGNALED(status) { Exit::Signal(libc::WTERMSIG(status)) } else { Exit::Code(libc::WEXITSTATUS(status)) };
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Exit::Signal(libc::SIGKILL);
+        }
+    }
+}
+
+fn forget_group(pid: i32) {
+    LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&p| p != pid);
+}
+
+fn read_all(f: &mut File) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(0)).is_ok() {
+        let _ = f.read_to_end(&mut buf);
+    }
+    buf
+}
+
+/// SIGSEGV, SIGABRT, ... for messages.
+#[must_use]
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGSTOP => "SIGSTOP",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}

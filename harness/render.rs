@@ -1,0 +1,249 @@
+//! Human-readable output: reports, scores, the catalogue, the accuracy matrix.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Cell, CellAlignment, Table};
+
+use crate::catalogue::SampleInfo;
+use crate::compare::Comparison;
+use crate::report::{Report, Status};
+use crate::score::{Class, Score};
+
+/// Whether to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, s: &str) -> String {
+        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    }
+    #[must_use]
+    pub fn bold(self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    #[must_use]
+    pub fn red(self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    #[must_use]
+    pub fn green(self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    #[must_use]
+    pub fn dim(self, s: &str) -> String {
+        self.paint("2", s)
+    }
+}
+
+/// One line per sample: name, title, annotated leaks.
+#[must_use]
+pub fn catalogue(samples: &[SampleInfo], style: Style) -> String {
+    let mut out = String::new();
+    let width = samples.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in samples {
+        let leaks = match s.expectations() {
+            Ok(e) if e.leaks.is_empty() => "no leak (control)".to_string(),
+            Ok(e) => {
+                let mut parts: Vec<String> = Vec::new();
+                for l in &e.leaks {
+                    let what = match l.region {
+                        Some(r) => format!("{} {}", r.as_str(), l.size),
+                        None => format!("{} {}×{}", l.kind, l.count, l.size),
+                    };
+                    parts.push(format!("{what} @{}", l.at.line));
+                }
+                parts.join(", ")
+            }
+            Err(e) => style.red(&format!("bad annotations: {e}")),
+        };
+        let _ = writeln!(out, "{:width$}  {}\n{:width$}  {}", style.bold(s.name), s.title(), "", style.dim(&leaks), width = width);
+    }
+    out
+}
+
+/// A report as a person reads it.
+#[must_use]
+pub fn report(r: &Report, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} on {}", style.bold(&r.backend), style.bold(&r.sample));
+    match &r.status {
+        Status::Ok => {}
+        Status::Skipped { reason, fix } => {
+            let _ = writeln!(out, "  skipped: {reason}\n  fix: {fix}");
+            return out;
+        }
+        Status::Failed { error } => {
+            let _ = writeln!(out, "  {}: {error}", style.red("failed"));
+            return out;
+        }
+    }
+    if r.leaks.is_empty() {
+        let _ = writeln!(out, "  {}", style.green("no leaks found"));
+    }
+    for l in &r.leaks {
+        let mut head = format!("  {:<12} {} bytes in {} block{}", l.kind.as_str(), l.bytes, l.blocks, if l.blocks == 1 { "" } else { "s" });
+        if let Some(api) = &l.api {
+            let _ = write!(head, " from {api}");
+        }
+        if let Some(region) = &l.region {
+            let _ = write!(head, " [{} mapping{}]", region.kind.as_str(), region.flags.as_ref().map(|f| format!(" {f}")).unwrap_or_default());
+        }
+        if let Some(site) = &l.site {
+            let _ = write!(head, " at {}:{}", site.file, site.line);
+            if let Some(f) = &site.function {
+                let _ = write!(head, " ({f})");
+            }
+        }
+        let _ = writeln!(out, "{head}");
+        if let Some(t) = &l.type_name {
+            let _ = writeln!(out, "      type: {t}");
+        }
+        if let Some(c) = &l.content {
+            let _ = writeln!(out, "      content: {c:?}");
+        }
+        for f in &l.stack {
+            let loc = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!(" ({}:{line})", file.rsplit('/').next().unwrap_or(file)),
+                _ => f.object.as_ref().map(|o| format!(" [{}]", o.rsplit('/').next().unwrap_or(o))).unwrap_or_default(),
+            };
+            let _ = writeln!(out, "      {}{}", f.function.as_deref().unwrap_or("??"), style.dim(&loc));
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    if let Some(s) = &r.stats {
+        let _ = writeln!(
+            out,
+            "  {}",
+            style.dim(&format!(
+                "{} ms{}{}",
+                s.wall_ms,
+                s.peak_rss_kib.map(|k| format!(", peak RSS {k} KiB")).unwrap_or_default(),
+                s.pause_ms.map(|p| format!(", paused {p:.1} ms")).unwrap_or_default()
+            ))
+        );
+    }
+    out
+}
+
+/// The score of one run against the annotations.
+#[must_use]
+pub fn score(s: &Score, style: Style) -> String {
+    let mut out = String::new();
+    let problems = s.problems();
+    let verdict = if problems.is_empty() { style.green("agrees with the annotations") } else { style.red("disagrees with the annotations") };
+    let _ = writeln!(
+        out,
+        "score: {} found, {} missed ({} explained), {} false ({} explained): {verdict}",
+        s.found.len(),
+        s.missed.len(),
+        s.missed.iter().filter(|m| m.explained.is_some()).count(),
+        s.false_reports.len(),
+        s.false_reports.iter().filter(|f| f.explained.is_some()).count(),
+    );
+    for m in s.missed.iter().filter(|m| m.explained.is_some()) {
+        let _ = writeln!(out, "  known miss at {}: {}", m.expected.at, m.explained.as_deref().unwrap_or(""));
+    }
+    for p in problems {
+        let _ = writeln!(out, "  {} {p}", style.red("✗"));
+    }
+    out
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_string(), |v| format!("{:.0}%", v * 100.0))
+}
+
+/// The accuracy matrix, the per-sample table and the unavailable backends.
+#[must_use]
+pub fn comparison(c: &Comparison, style: Style) -> String {
+    let mut out = String::new();
+    let classes: Vec<Class> = Class::ALL
+        .into_iter()
+        .filter(|cl| c.summary.values().any(|s| s.by_class.contains_key(cl)))
+        .collect();
+
+    let mut matrix = Table::new();
+    let mut header = vec![Cell::new("backend")];
+    header.extend(classes.iter().map(|cl| Cell::new(format!("{}\nfound/missed/false", cl.as_str()))));
+    header.extend(["recall", "precision", "runs", "median\nms/run"].map(Cell::new));
+    matrix.set_header(header);
+    for b in &c.backends {
+        let s = &c.summary[b];
+        let mut row = vec![Cell::new(b)];
+        for cl in &classes {
+            let t = s.by_class.get(cl).copied().unwrap_or_default();
+            row.push(Cell::new(format!("{}/{}/{}", t.found, t.missed, t.false_reports)).set_alignment(CellAlignment::Center));
+        }
+        row.push(Cell::new(pct(s.total.recall())).set_alignment(CellAlignment::Right));
+        row.push(Cell::new(pct(s.total.precision())).set_alignment(CellAlignment::Right));
+        let runs = if s.failed_runs > 0 { format!("{} ({} failed)", s.runs, s.failed_runs) } else { s.runs.to_string() };
+        row.push(Cell::new(runs).set_alignment(CellAlignment::Right));
+        row.push(Cell::new(s.median_wall_ms).set_alignment(CellAlignment::Right));
+        matrix.add_row(row);
+    }
+    let _ = writeln!(out, "{}\n{matrix}", style.bold("Accuracy by leak class (annotations found / missed / false reports)"));
+
+    let mut per_sample = Table::new();
+    let mut header = vec![Cell::new("sample")];
+    header.extend(c.backends.iter().map(Cell::new));
+    per_sample.set_header(header);
+    for sample in &c.samples {
+        let mut row = vec![Cell::new(sample)];
+        for b in &c.backends {
+            let cell = match c.outcome(b, sample) {
+                None => "n/a".to_string(),
+                Some(o) => match &o.score {
+                    None => match &o.report.status {
+                        Status::Failed { .. } => "run failed".to_string(),
+                        _ => "skipped".to_string(),
+                    },
+                    Some(s) => {
+                        let total = s.found.len() + s.missed.len();
+                        let mark = if s.passed() { "✓" } else { "✗" };
+                        let mut cell = format!("{mark} {}/{total}", s.found.len());
+                        let explained = s.missed.iter().filter(|m| m.explained.is_some()).count();
+                        if explained > 0 {
+                            let _ = write!(cell, " ({explained} known miss)");
+                        }
+                        if !s.false_reports.is_empty() {
+                            let _ = write!(cell, " +{} false", s.false_reports.len());
+                        }
+                        cell
+                    }
+                },
+            };
+            row.push(Cell::new(cell));
+        }
+        per_sample.add_row(row);
+    }
+    let _ = writeln!(out, "\n{}\n{per_sample}", style.bold("Per sample (✓ = agrees with the annotations and their notes)"));
+
+    let failures: Vec<_> = c.outcomes.iter().filter(|o| !o.agrees()).collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "\n{}", style.bold("Disagreements"));
+        for o in failures {
+            match (&o.score, &o.report.status) {
+                (Some(s), _) => {
+                    for p in s.problems() {
+                        let _ = writeln!(out, "  {}::{}: {p}", o.report.backend, o.report.sample);
+                    }
+                }
+                (None, Status::Failed { error }) => {
+                    let _ = writeln!(out, "  {}::{}: run failed: {error}", o.report.backend, o.report.sample);
+                }
+                _ => {}
+            }
+        }
+    }
+    if !c.unavailable.is_empty() {
+        let _ = writeln!(out, "\n{}", style.bold("Backends that cannot run here"));
+        for u in &c.unavailable {
+            let _ = writeln!(out, "  {}: {}\n    fix: {}", u.backend, u.reason, u.fix);
+        }
+    }
+    out
+}

@@ -1,0 +1,404 @@
+//! Scoring a report against a sample's annotations (DESIGN.md, Scoring).
+//!
+//! Backends with stacks match by line: every finding whose site is an
+//! annotated line matches the annotations there (by kind, when the backend
+//! classifies). Stackless backends match by shape: size per block, count,
+//! region, C++ type, content.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::annotations::{ExpectedLeak, Expectations, Location, Note, NoteKind};
+use crate::backend::Matching;
+use crate::report::{Kind, Leak, Report};
+
+/// A column of the accuracy matrix: valgrind's four kinds, and mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Definite,
+    Indirect,
+    Possible,
+    Reachable,
+    Mmap,
+    /// A false report of a backend that does not classify.
+    Unclassified,
+}
+
+impl Class {
+    pub const ALL: [Class; 6] = [Class::Definite, Class::Indirect, Class::Possible, Class::Reachable, Class::Mmap, Class::Unclassified];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Definite => "definite",
+            Class::Indirect => "indirect",
+            Class::Possible => "possible",
+            Class::Reachable => "reachable",
+            Class::Mmap => "mmap",
+            Class::Unclassified => "unclassified",
+        }
+    }
+
+    fn of_kind(kind: Kind) -> Class {
+        match kind {
+            Kind::Definite => Class::Definite,
+            Kind::Indirect => Class::Indirect,
+            Kind::Possible => Class::Possible,
+            Kind::Reachable => Class::Reachable,
+            Kind::Unclassified => Class::Unclassified,
+        }
+    }
+
+    #[must_use]
+    pub fn of_expected(e: &ExpectedLeak) -> Class {
+        if e.region.is_some() { Class::Mmap } else { Class::of_kind(e.kind) }
+    }
+
+    #[must_use]
+    pub fn of_leak(l: &Leak) -> Class {
+        if l.region.is_some() { Class::Mmap } else { Class::of_kind(l.kind) }
+    }
+}
+
+/// An annotation the backend found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub expected: ExpectedLeak,
+    pub bytes: u64,
+    pub blocks: u64,
+    /// Bytes and blocks are what the annotation says.
+    pub exact: bool,
+    /// Matched together with the other annotations of its line (a backend
+    /// that does not classify): the figures are the line's totals.
+    pub pooled: bool,
+}
+
+/// An annotation the backend did not find.
+#[derive(Debug, Clone, Serialize)]
+pub struct Missed {
+    pub expected: ExpectedLeak,
+    /// The `//~[backend] MISS:` note that explains it.
+    pub explained: Option<String>,
+}
+
+/// A finding that matches no annotation.
+#[derive(Debug, Clone, Serialize)]
+pub struct FalseReport {
+    pub leak: Leak,
+    pub at: Option<Location>,
+    /// It sits on a `//~ NOLEAK` trap.
+    pub trap: bool,
+    pub explained: Option<String>,
+}
+
+/// How one backend did on one sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    pub sample: String,
+    pub backend: String,
+    pub found: Vec<Found>,
+    pub missed: Vec<Missed>,
+    pub false_reports: Vec<FalseReport>,
+    /// Notes of this backend that no longer explain anything.
+    pub stale_notes: Vec<Note>,
+}
+
+/// found / missed / false counts of one class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub found: u32,
+    pub missed: u32,
+    pub false_reports: u32,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.found += other.found;
+        self.missed += other.missed;
+        self.false_reports += other.false_reports;
+    }
+
+    /// found / (found + missed); None when nothing was expected.
+    #[must_use]
+    pub fn recall(&self) -> Option<f64> {
+        let d = self.found + self.missed;
+        (d > 0).then(|| f64::from(self.found) / f64::from(d))
+    }
+
+    /// found / (found + false); None when nothing was reported.
+    #[must_use]
+    pub fn precision(&self) -> Option<f64> {
+        let d = self.found + self.false_reports;
+        (d > 0).then(|| f64::from(self.found) / f64::from(d))
+    }
+}
+
+impl Score {
+    /// Per-class tallies: annotations count once each, false reports once per finding.
+    #[must_use]
+    pub fn tallies(&self) -> BTreeMap<Class, Tally> {
+        let mut t: BTreeMap<Class, Tally> = BTreeMap::new();
+        for f in &self.found {
+            t.entry(Class::of_expected(&f.expected)).or_default().found += 1;
+        }
+        for m in &self.missed {
+            t.entry(Class::of_expected(&m.expected)).or_default().missed += 1;
+        }
+        for f in &self.false_reports {
+            t.entry(Class::of_leak(&f.leak)).or_default().false_reports += 1;
+        }
+        t
+    }
+
+    /// Everything that makes the trial fail, one sentence each.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in self.missed.iter().filter(|m| m.explained.is_none()) {
+            let e = &m.expected;
+            out.push(format!(
+                "{}: missed `LEAK {} size={} count={}`; if {} cannot see it, explain with `//~[{}] MISS: why`",
+                e.at, e.kind, e.size, e.count, self.backend, self.backend
+            ));
+        }
+        // Inexact finds with a MISS note on their line were moved to `missed`.
+        let mut pooled_lines = Vec::new();
+        for f in self.found.iter().filter(|f| !f.exact) {
+            let e = &f.expected;
+            if f.pooled {
+                if !pooled_lines.contains(&&e.at) {
+                    pooled_lines.push(&e.at);
+                    out.push(format!(
+                        "{}: found {} bytes in {} blocks where the line's annotations say otherwise (a backend without kinds is matched on the line's totals)",
+                        e.at, f.bytes, f.blocks
+                    ));
+                }
+                continue;
+            }
+            out.push(format!(
+                "{}: found {} bytes in {} blocks where `LEAK {} size={} count={}` says {} bytes in {} blocks",
+                e.at,
+                f.bytes,
+                f.blocks,
+                e.kind,
+                e.size,
+                e.count,
+                e.bytes(),
+                e.count
+            ));
+        }
+        for f in self.false_reports.iter().filter(|f| f.explained.is_none()) {
+            let l = &f.leak;
+            let at = f.at.as_ref().map(ToString::to_string).unwrap_or_else(|| "(no site in the sample)".into());
+            let what = if f.trap { "a NOLEAK trap reported" } else { "reported on no annotated line" };
+            let stack: Vec<String> = l
+                .stack
+                .iter()
+                .take(6)
+                .map(|fr| format!("{}{}", fr.function.as_deref().unwrap_or("??"), fr.line.map(|n| format!(":{n}")).unwrap_or_default()))
+                .collect();
+            out.push(format!(
+                "{at}: {what}: {} {} bytes in {} blocks{} [{}]; if this is a limit of {}, explain with `//~[{}] FALSE: why`",
+                l.kind,
+                l.bytes,
+                l.blocks,
+                l.region.as_ref().map(|r| format!(" ({})", r.kind.as_str())).unwrap_or_default(),
+                stack.join(" < "),
+                self.backend,
+                self.backend
+            ));
+        }
+        for n in &self.stale_notes {
+            let what = match n.kind {
+                NoteKind::Miss => "no longer missed",
+                NoteKind::False => "no longer falsely reported",
+            };
+            out.push(format!("{}: `//~[{}] {}` is stale: the line is {what}; remove the note", n.at, n.backend, kind_word(n.kind)));
+        }
+        out
+    }
+
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.problems().is_empty()
+    }
+}
+
+fn kind_word(k: NoteKind) -> &'static str {
+    match k {
+        NoteKind::Miss => "MISS:",
+        NoteKind::False => "FALSE:",
+    }
+}
+
+/// Scores a report against the expectations of its sample.
+#[must_use]
+pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Score {
+    let backend = report.backend.as_str();
+    let mut found = Vec::new();
+    let mut missed = Vec::new();
+    let mut false_reports = Vec::new();
+    let mut used = vec![false; report.leaks.len()];
+
+    match matching {
+        Matching::BySite => {
+            let at_of = |l: &Leak| l.site.as_ref().map(|s| Location { file: s.file.clone(), line: s.line });
+            for e in &expected.leaks {
+                let mut bytes = 0;
+                let mut blocks = 0;
+                let mut any = false;
+                for (i, l) in report.leaks.iter().enumerate() {
+                    if at_of(l).as_ref() != Some(&e.at) || l.region.is_some() != e.region.is_some() {
+                        continue;
+                    }
+                    if l.kind == e.kind {
+                        any = true;
+                        used[i] = true;
+                        bytes += l.bytes;
+                        blocks += l.blocks;
+                    }
+                }
+                if any {
+                    found.push(Found { expected: e.clone(), bytes, blocks, exact: bytes == e.bytes() && blocks == e.count, pooled: false });
+                } else {
+                    missed.push(e.clone());
+                }
+            }
+            // A backend that does not classify matches the pooled annotations of a line.
+            let mut pooled: BTreeMap<(Location, bool), (u64, u64)> = BTreeMap::new();
+            for (i, l) in report.leaks.iter().enumerate() {
+                if l.kind != Kind::Unclassified {
+                    continue;
+                }
+                let Some(at) = at_of(l) else { continue };
+                if expected.leaks.iter().any(|e| e.at == at && e.region.is_some() == l.region.is_some()) {
+                    used[i] = true;
+                    let p = pooled.entry((at, l.region.is_some())).or_default();
+                    p.0 += l.bytes;
+                    p.1 += l.blocks;
+                }
+            }
+            let mut still_missed = Vec::new();
+            for e in missed.drain(..) {
+                match pooled.get(&(e.at.clone(), e.region.is_some())) {
+                    Some(&(bytes, blocks)) => {
+                        let group: Vec<&ExpectedLeak> =
+                            expected.leaks.iter().filter(|x| x.at == e.at && x.region.is_some() == e.region.is_some()).collect();
+                        let want_bytes: u64 = group.iter().map(|x| x.bytes()).sum();
+                        let want_blocks: u64 = group.iter().map(|x| x.count).sum();
+                        found.push(Found { expected: e, bytes, blocks, exact: bytes == want_bytes && blocks == want_blocks, pooled: true });
+                    }
+                    None => still_missed.push(e),
+                }
+            }
+            missed = still_missed;
+            for (i, l) in report.leaks.iter().enumerate() {
+                if !used[i] {
+                    let at = at_of(l);
+                    let trap = at.as_ref().is_some_and(|a| expected.noleaks.contains(a));
+                    false_reports.push(FalseReport { leak: l.clone(), at, trap, explained: None });
+                }
+            }
+        }
+        Matching::ByShape => {
+            // Most specific annotations first, so a size-only one cannot take
+            // the blocks a typed or content-matched one describes.
+            let mut order: Vec<&ExpectedLeak> = expected.leaks.iter().collect();
+            order.sort_by_key(|e| (e.region.is_none(), e.type_name.is_none(), e.content.is_none()));
+            for e in order {
+                let mut bytes = 0;
+                let mut blocks = 0;
+                let mut any = false;
+                for (i, l) in report.leaks.iter().enumerate() {
+                    if used[i] || !shape_matches(e, l) {
+                        continue;
+                    }
+                    any = true;
+                    used[i] = true;
+                    bytes += l.bytes;
+                    blocks += l.blocks;
+                }
+                if any {
+                    found.push(Found { expected: e.clone(), bytes, blocks, exact: bytes == e.bytes() && blocks == e.count, pooled: false });
+                } else {
+                    missed.push(e.clone());
+                }
+            }
+            for (i, l) in report.leaks.iter().enumerate() {
+                if !used[i] {
+                    false_reports.push(FalseReport { leak: l.clone(), at: None, trap: false, explained: None });
+                }
+            }
+        }
+    }
+
+    // Explanations, and notes that explain nothing any more.
+    let mut stale_notes = Vec::new();
+    let mut missed: Vec<Missed> = missed
+        .into_iter()
+        .map(|e| {
+            let explained = expected.note(backend, NoteKind::Miss, &e.at).map(|n| n.why.clone());
+            Missed { expected: e, explained }
+        })
+        .collect();
+    for f in &mut false_reports {
+        f.explained = match &f.at {
+            Some(at) => expected.note(backend, NoteKind::False, at).map(|n| n.why.clone()),
+            // Unlocated findings (stackless backends) are explained by any FALSE note of the backend.
+            None => expected.notes.iter().find(|n| n.backend == backend && n.kind == NoteKind::False).map(|n| n.why.clone()),
+        };
+    }
+    // A MISS note also covers figures that differ on its line: the found
+    // annotation is then treated as missed-but-explained for the trial.
+    let mut still_found = Vec::new();
+    for f in found {
+        if !f.exact {
+            if let Some(n) = expected.note(backend, NoteKind::Miss, &f.expected.at) {
+                missed.push(Missed { expected: f.expected, explained: Some(n.why.clone()) });
+                continue;
+            }
+        }
+        still_found.push(f);
+    }
+    let found = still_found;
+    for n in expected.notes.iter().filter(|n| n.backend == backend) {
+        let in_use = match n.kind {
+            NoteKind::Miss => missed.iter().any(|m| m.expected.at == n.at),
+            NoteKind::False => false_reports.iter().any(|f| match &f.at {
+                Some(at) => at == &n.at,
+                None => true,
+            }),
+        };
+        if !in_use {
+            stale_notes.push(n.clone());
+        }
+    }
+    Score { sample: report.sample.clone(), backend: backend.to_string(), found, missed, false_reports, stale_notes }
+}
+
+fn shape_matches(e: &ExpectedLeak, l: &Leak) -> bool {
+    if l.blocks == 0 || l.bytes != e.size * l.blocks {
+        return false;
+    }
+    if l.kind != Kind::Unclassified && l.kind != e.kind {
+        return false;
+    }
+    match (&e.region, &l.region) {
+        (Some(want), Some(got)) => return *want == got.kind,
+        (None, None) => {}
+        _ => return false,
+    }
+    if let Some(t) = &e.type_name {
+        if l.type_name.as_ref() != Some(t) {
+            return false;
+        }
+    }
+    if let Some(c) = &e.content {
+        if !l.content.as_deref().is_some_and(|got| got.starts_with(c.as_str())) {
+            return false;
+        }
+    }
+    true
+}

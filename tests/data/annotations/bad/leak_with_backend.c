@@ -1,0 +1,2 @@
+// error: ground truth for every backend
+int *p = malloc(4); //~[hook] LEAK definite size=4

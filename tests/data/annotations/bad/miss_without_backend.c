@@ -1,0 +1,2 @@
+// error: `MISS:` needs a backend
+int *p = malloc(4); //~ MISS: who misses it?

@@ -1,0 +1,2 @@
+// error: `MISS:` needs a reason
+int *p = malloc(4); //~[valgrind] MISS:

@@ -1,0 +1,2 @@
+// error: LEAK needs `size=N`
+int *p = malloc(4); //~ LEAK definite count=2

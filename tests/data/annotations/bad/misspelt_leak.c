@@ -1,0 +1,2 @@
+// error: expected LEAK, NOLEAK, MISS: or FALSE:, found `LEEK`
+int *p = malloc(4); //~ LEEK definite size=4

@@ -1,0 +1,2 @@
+// error: unknown backend `valgrnd`
+int *p = malloc(4); //~[valgrnd] MISS: typo

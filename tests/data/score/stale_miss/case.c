@@ -1,0 +1,6 @@
+//@ title: a scoring case
+#include <stdlib.h>
+void f(void) {
+    malloc(12); //~ LEAK definite size=12
+    //~^[valgrind] MISS: not really
+}

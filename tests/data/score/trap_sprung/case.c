@@ -1,0 +1,5 @@
+//@ title: a scoring case
+#include <stdlib.h>
+void f(void) {
+    hide(malloc(32)); //~ NOLEAK (hidden)
+}

@@ -1,0 +1,145 @@
+//! Unit trials whose cases live in tests/data/: the annotation parser, the
+//! memcheck XML parser, the normalizer and the scorer.
+
+use std::path::{Path, PathBuf};
+
+use leaklab::annotations;
+use leaklab::backend::Matching;
+use leaklab::backends::valgrind::parse_xml;
+use leaklab::normalize::{normalize, RULES};
+use leaklab::report::Report;
+use leaklab::score::score;
+use libtest_mimic::{Failed, Trial};
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+}
+
+fn read(p: &Path) -> Result<String, Failed> {
+    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()).into())
+}
+
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+fn snapshot<T: serde::Serialize>(name: &str, value: &T) -> Result<(), Failed> {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/units"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| settings.bind(|| insta::assert_yaml_snapshot!(name, value))))
+        .map_err(|_| Failed::from(format!("snapshot units/{name} differs; review with `cargo insta review`")))
+}
+
+pub fn trials() -> Vec<Trial> {
+    let mut t = vec![
+        Trial::test("annotations::valid", || {
+            let text = read(&data("annotations/valid.c"))?;
+            let parsed = annotations::parse("valid.c", &text).map_err(|e| e.to_string())?;
+            snapshot("annotations_valid", &parsed)
+        }),
+        Trial::test("valgrind_xml::lost_tree_direct_and_indirect", || {
+            let out = parse_xml(&read(&data("valgrind/lost_tree.xml"))?).map_err(|e| e.to_string())?;
+            // The definitely-lost root owns 144 indirect bytes; the report keeps the direct 24.
+            let definite: Vec<_> = out.leaks.iter().filter(|l| l.kind == leaklab::report::Kind::Definite).collect();
+            if definite.len() != 1 || definite[0].bytes != 24 || definite[0].blocks != 1 {
+                return Err(format!("expected one definite leak of 24 direct bytes, got {definite:?}").into());
+            }
+            snapshot("valgrind_xml_lost_tree", &out.leaks)
+        }),
+        Trial::test("normalize::rules_are_named_and_ordered", || {
+            let names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
+            // Append-only: a new rule goes at the end, so these stay a prefix.
+            let frozen = ["drop-stats", "addresses", "pids", "paths", "frames-below-main", "runtime-lines", "sort"];
+            if names.len() < frozen.len() || names[..frozen.len()] != frozen {
+                return Err(format!("normalization rules were reordered or removed: {names:?}; append new rules at the end").into());
+            }
+            Ok(())
+        }),
+        Trial::test("normalize::raw_valgrind_report", || {
+            let raw: Report = serde_json::from_str(&read(&data("normalize/raw_report.json"))?).map_err(|e| e.to_string())?;
+            let once = normalize(raw);
+            if normalize(once.clone()) != once {
+                return Err("normalization is not idempotent".into());
+            }
+            snapshot("normalize_raw_report", &once)
+        }),
+    ];
+    for (name, expect) in [
+        ("truncated.xml", "no FINISHED status"),
+        ("not_memcheck.xml", "expected <valgrindoutput>"),
+        ("garbage.xml", "malformed output from valgrind"),
+    ] {
+        t.push(Trial::test(format!("valgrind_xml::rejects_{}", name.trim_end_matches(".xml")), move || {
+            let text = read(&data(&format!("valgrind/{name}")))?;
+            match parse_xml(&text) {
+                Ok(_) => Err(format!("{name} parsed; it must be rejected").into()),
+                Err(e) if e.to_string().contains(expect) => Ok(()),
+                Err(e) => Err(format!("{name}: error `{e}` does not say `{expect}`").into()),
+            }
+        }));
+    }
+    for path in sorted_entries(&data("annotations/bad")) {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        t.push(Trial::test(format!("annotations::rejects_{name}"), move || {
+            let text = read(&path)?;
+            let expect = text.lines().next().and_then(|l| l.strip_prefix("// error: ")).ok_or("case lacks a `// error:` first line")?;
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            match annotations::parse(&file, &text) {
+                Ok(parsed) => Err(format!("parsed without error: {parsed:?}").into()),
+                Err(e) => {
+                    let msg = e.to_string();
+                    // The error names the file and line of the bad annotation (line 2 in every case).
+                    if !msg.starts_with(&format!("{file}:2: ")) || !msg.contains(expect) {
+                        return Err(format!("error `{msg}` should start with `{file}:2:` and say `{expect}`").into());
+                    }
+                    Ok(())
+                }
+            }
+        }));
+    }
+    for dir in sorted_entries(&data("score")) {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        t.push(Trial::test(format!("score::{name}"), move || score_case(&dir)));
+    }
+    t
+}
+
+/// A scoring case: case.c (annotations), report.json ({matching, report}), expected.txt.
+fn score_case(dir: &Path) -> Result<(), Failed> {
+    let expected = annotations::parse("case.c", &read(&dir.join("case.c"))?).map_err(|e| e.to_string())?;
+    let input: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))?).map_err(|e| e.to_string())?;
+    let matching = match input["matching"].as_str() {
+        Some("by-site") => Matching::BySite,
+        Some("by-shape") => Matching::ByShape,
+        other => return Err(format!("bad matching {other:?}").into()),
+    };
+    let report: Report = serde_json::from_value(input["report"].clone()).map_err(|e| e.to_string())?;
+    let s = score(&report, &expected, matching);
+    let problems = s.problems();
+    let mut want_problems = Vec::new();
+    let mut want_tally = std::collections::BTreeMap::new();
+    for line in read(&dir.join("expected.txt"))?.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("tally ") {
+            let (class, figures) = rest.split_once(' ').ok_or("bad tally line")?;
+            want_tally.insert(class.to_string(), figures.to_string());
+        } else if line != "agrees" {
+            want_problems.push(line.to_string());
+        }
+    }
+    if problems.len() != want_problems.len() || !want_problems.iter().all(|w| problems.iter().any(|p| p.contains(w.as_str()))) {
+        return Err(format!("problems:\n  {}\nexpected ones containing:\n  {}", problems.join("\n  "), want_problems.join("\n  ")).into());
+    }
+    let got_tally: std::collections::BTreeMap<String, String> = s
+        .tallies()
+        .into_iter()
+        .map(|(c, t)| (c.as_str().to_string(), format!("{}/{}/{}", t.found, t.missed, t.false_reports)))
+        .collect();
+    if got_tally != want_tally {
+        return Err(format!("tallies {got_tally:?}, expected {want_tally:?}").into());
+    }
+    Ok(())
+}
