@@ -27,9 +27,26 @@ struct Sample {
 struct Variant {
     name: &'static str,
     extra_flags: &'static [&'static str],
+    /// Compile with the debug_new forced include and link its runtime.
+    debug_new: bool,
 }
 
-const VARIANTS: &[Variant] = &[Variant { name: "plain", extra_flags: &[] }];
+const VARIANTS: &[Variant] = &[
+    Variant { name: "plain", extra_flags: &[], debug_new: false },
+    // LeakSanitizer alone (gcc's liblsan), without AddressSanitizer's checks.
+    Variant { name: "lsan", extra_flags: &["-fsanitize=leak"], debug_new: false },
+    // The source article's debug_new: every allocation of the sample's own
+    // code carries its __FILE__ and __LINE__ (harness/debug_new/).
+    Variant { name: "debug-new", extra_flags: &[], debug_new: true },
+];
+
+/// The debug_new runtime, compiled once and linked into every `debug-new` build.
+struct DebugNew {
+    header: PathBuf,
+    /// The C part (every sample) and the C++ part (C++ samples).
+    c_object: PathBuf,
+    cxx_object: PathBuf,
+}
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -41,10 +58,18 @@ fn main() {
     let samples = discover(&samples_dir);
     let cc = cc::Build::new().cargo_metadata(false).get_compiler().path().to_path_buf();
     let cxx = cc::Build::new().cpp(true).cargo_metadata(false).get_compiler().path().to_path_buf();
+    let debug_new = build_debug_new(&root, &out, &cc, &cxx);
+    // `leaklab symbols` compiles a demo's files one by one at run time, with
+    // the compilers and flags the catalogue was built with.
+    println!("cargo:rustc-env=LEAKLAB_CC={}", cc.display());
+    println!("cargo:rustc-env=LEAKLAB_CXX={}", cxx.display());
+    println!("cargo:rustc-env=LEAKLAB_BASE_CFLAGS={}", BASE_FLAGS.join(" "));
 
     // (sample index, variant) jobs, compiled on as many threads as cargo allows.
-    let jobs: Vec<(usize, &Variant)> =
-        (0..samples.len()).flat_map(|i| VARIANTS.iter().map(move |v| (i, v))).collect();
+    let jobs: Vec<(usize, &Variant)> = (0..samples.len())
+        .flat_map(|i| VARIANTS.iter().map(move |v| (i, v)))
+        .filter(|&(i, v)| wanted(&samples[i], v))
+        .collect();
     let next = Mutex::new(0usize);
     let failures = Mutex::new(Vec::new());
     let threads = std::env::var("NUM_JOBS").ok().and_then(|n| n.parse().ok()).unwrap_or(2usize).max(1);
@@ -60,7 +85,7 @@ fn main() {
                 let Some(&(i, variant)) = jobs.get(job) else { break };
                 let s = &samples[i];
                 let compiler = if s.cpp { &cxx } else { &cc };
-                if let Err(msg) = compile(compiler, &samples_dir, &out, s, variant) {
+                if let Err(msg) = compile(compiler, &samples_dir, &out, s, variant, &debug_new) {
                     failures.lock().unwrap().push(msg);
                 }
             });
@@ -136,6 +161,14 @@ fn is_source(file: &str) -> bool {
     file.ends_with(".c") || file.ends_with(".cpp") || file.ends_with(".cc")
 }
 
+/// Whether a sample is built in a variant: always in `plain`; in a backend's
+/// own variant only when `//@ backends:` lets that backend run it (a program
+/// that replaces operator new itself cannot take debug_new's).
+fn wanted(s: &Sample, v: &Variant) -> bool {
+    v.name == "plain"
+        || s.settings.iter().filter(|x| x.key == "backends").all(|x| x.value.split(',').any(|b| b.trim() == v.name))
+}
+
 fn setting_words<'a>(s: &'a Sample, key: &str) -> impl Iterator<Item = &'a str> + 'a {
     let key = key.to_string();
     s.settings.iter().filter(move |x| x.key == key).flat_map(|x| x.value.split_whitespace())
@@ -145,7 +178,27 @@ fn exe_path(out: &Path, sample: &str, variant: &str) -> PathBuf {
     out.join("samples").join(variant).join(sample)
 }
 
-fn compile(compiler: &Path, dir: &Path, out: &Path, s: &Sample, v: &Variant) -> Result<(), String> {
+/// Compiles the debug_new runtime's two objects (without the forced include).
+fn build_debug_new(root: &Path, out: &Path, cc: &Path, cxx: &Path) -> DebugNew {
+    let src = root.join("harness/debug_new");
+    println!("cargo:rerun-if-changed=harness/debug_new");
+    let dir = out.join("debug_new");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dn = DebugNew { header: src.join("debug_new.h"), c_object: dir.join("debug_new.o"), cxx_object: dir.join("debug_new_cxx.o") };
+    for (compiler, source, object, std) in
+        [(cc, "debug_new.c", &dn.c_object, "-std=gnu11"), (cxx, "debug_new_cxx.cpp", &dn.cxx_object, "-std=gnu++17")]
+    {
+        let mut cmd = Command::new(compiler);
+        cmd.args(BASE_FLAGS).arg(std).arg("-c").arg(src.join(source)).arg("-o").arg(object);
+        let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", compiler.display()));
+        if !output.status.success() {
+            panic!("the debug_new runtime failed to compile:\n$ {cmd:?}\n{}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+    dn
+}
+
+fn compile(compiler: &Path, dir: &Path, out: &Path, s: &Sample, v: &Variant, dn: &DebugNew) -> Result<(), String> {
     let exe = exe_path(out, &s.name, v.name);
     std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
     let mut cmd = Command::new(compiler);
@@ -154,7 +207,16 @@ fn compile(compiler: &Path, dir: &Path, out: &Path, s: &Sample, v: &Variant) -> 
         cmd.arg(format!("-std={}", std.value));
     }
     cmd.args(setting_words(s, "cflags")).args(v.extra_flags);
+    if v.debug_new {
+        cmd.arg("-include").arg(&dn.header);
+    }
     cmd.args(s.sources.iter().map(|src| dir.join(src)));
+    if v.debug_new {
+        cmd.arg(&dn.c_object);
+        if s.cpp {
+            cmd.arg(&dn.cxx_object);
+        }
+    }
     cmd.arg("-o").arg(&exe).args(setting_words(s, "ldflags"));
     let output = cmd.output().map_err(|e| format!("{}: cannot run {}: {e}", s.name, compiler.display()))?;
     if !output.status.success() {
@@ -185,6 +247,7 @@ fn render_catalogue(samples: &[Sample], dir: &Path, out: &Path) -> String {
         let _ = writeln!(code, "        texts: &[{}],", texts.join(", "));
         let builds: Vec<String> = VARIANTS
             .iter()
+            .filter(|v| wanted(s, v))
             .map(|v| format!("({:?}, {:?})", v.name, exe_path(out, &s.name, v.name).to_str().unwrap()))
             .collect();
         let _ = writeln!(code, "        builds: &[{}],", builds.join(", "));

@@ -1,0 +1,75 @@
+// The debug_new runtime (C++ part): the placement forms of operator new that
+// `new(__FILE__, __LINE__)` calls, and the replaced global operator delete,
+// which must recognise those blocks. Built WITHOUT debug_new.h.
+//
+// The plain `operator new(size_t)` is NOT replaced: what calls it without a
+// file and line (std::string's and std::vector's buffers, make_shared, code
+// that was not recompiled) stays with libstdc++'s, which takes it from
+// malloc; the replaced operator delete hands such blocks back to free().
+#include <cstdlib>
+#include <new>
+
+#include "debug_new_runtime.h"
+
+namespace {
+
+void *allocate(std::size_t size, std::size_t align, dn_api api, const char *file, int line)
+{
+    // new never returns NULL: it retries through the new-handler, then throws.
+    for (;;) {
+        if (void *p = leaklab_dn_alloc(size == 0 ? 1 : size, align, api, api == DN_NEW_ARRAY, file, line))
+            return p;
+        std::new_handler handler = std::get_new_handler();
+        if (handler == nullptr)
+            throw std::bad_alloc();
+        handler();
+    }
+}
+
+void release(void *ptr) noexcept
+{
+    if (ptr != nullptr && !leaklab_dn_release(ptr))
+        std::free(ptr);  // libstdc++'s operator new took it from malloc
+}
+
+}  // namespace
+
+void *operator new(std::size_t size, const char *file, int line)
+{
+    return allocate(size, 0, DN_NEW, file, line);
+}
+
+void *operator new[](std::size_t size, const char *file, int line)
+{
+    return allocate(size, 0, DN_NEW_ARRAY, file, line);
+}
+
+void *operator new(std::size_t size, std::align_val_t align, const char *file, int line)
+{
+    return allocate(size, static_cast<std::size_t>(align), DN_NEW, file, line);
+}
+
+void *operator new[](std::size_t size, std::align_val_t align, const char *file, int line)
+{
+    return allocate(size, static_cast<std::size_t>(align), DN_NEW_ARRAY, file, line);
+}
+
+void operator delete(void *ptr, const char *, int) noexcept { release(ptr); }
+void operator delete[](void *ptr, const char *, int) noexcept { release(ptr); }
+void operator delete(void *ptr, std::align_val_t, const char *, int) noexcept { release(ptr); }
+void operator delete[](void *ptr, std::align_val_t, const char *, int) noexcept { release(ptr); }
+
+// Every replaceable form of the global delete: a delete-expression picks
+// one by type and alignment, and each may receive one of our blocks.
+void operator delete(void *ptr) noexcept { release(ptr); }
+void operator delete[](void *ptr) noexcept { release(ptr); }
+void operator delete(void *ptr, std::size_t) noexcept { release(ptr); }
+void operator delete[](void *ptr, std::size_t) noexcept { release(ptr); }
+void operator delete(void *ptr, const std::nothrow_t &) noexcept { release(ptr); }
+void operator delete[](void *ptr, const std::nothrow_t &) noexcept { release(ptr); }
+void operator delete(void *ptr, std::align_val_t) noexcept { release(ptr); }
+void operator delete[](void *ptr, std::align_val_t) noexcept { release(ptr); }
+void operator delete(void *ptr, std::size_t, std::align_val_t) noexcept { release(ptr); }
+void operator delete[](void *ptr, std::size_t, std::align_val_t) noexcept { release(ptr); }
+void operator delete(void *ptr, std::align_val_t, const std::nothrow_t &) noexcept { release(ptr); }
+void operator delete[](void *ptr, std::align_val_t, const std::nothrow_t &) noexcept { release(ptr); }
