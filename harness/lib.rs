@@ -15,5 +15,6 @@ pub mod report;
 pub mod score;
 pub mod settings;
 pub mod setup;
+pub mod symbols;
 
 pub use error::Error;

@@ -82,6 +82,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// A symbol demo's objects (binding, section, COMMON), and what the linker did with them.
+    Symbols {
+        /// A demo of the catalogue: weak_symbols, weakref_optional, common_symbols, replace_operator_new.
+        demo: String,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Install what the backends need (Debian; needs root).
     Setup {
         /// Print what would be done.
@@ -233,6 +240,14 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
             }
             Ok(if diagnoses.iter().all(|d| d.ready) { 0 } else { 3 })
+        }
+        Command::Symbols { demo, format } => {
+            let demo = leaklab::symbols::inspect(catalogue::find(&demo)?)?;
+            match format {
+                Format::Human => print!("{}", leaklab::symbols::render(&demo)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&demo)?),
+            }
+            Ok(0)
         }
         Command::Setup { dry_run } => {
             for step in setup::setup(dry_run)? {

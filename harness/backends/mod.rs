@@ -1,3 +1,5 @@
 //! One module per backend; `crate::backend::all()` lists them.
 
+pub mod debug_new;
+pub mod lsan;
 pub mod valgrind;

@@ -45,6 +45,10 @@ impl Backend for Valgrind {
             .arg("--errors-for-leak-kinds=none")
             .arg("--num-callers=40")
             .arg("--child-silent-after-fork=no")
+            // A program's own operator new/malloc (replace_operator_new) must
+            // run: by default memcheck swaps in its own, and the leak's site
+            // moves from the replacement to the new-expression.
+            .arg("--soname-synonyms=somalloc=nouserintercepts")
             .arg("--xml=yes")
             .arg(format!("--xml-file={}", xml_pattern.display()))
             .arg(&target.program)

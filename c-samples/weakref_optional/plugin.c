@@ -1,0 +1,17 @@
+// The optional module. It registers itself and forgets its registration.
+#include <stdlib.h>
+#include <string.h>
+
+struct registration {
+    char name[16];
+    int version;
+}; // 20 bytes
+
+const char *plugin_init(const char *name)
+{
+    struct registration *r = malloc(sizeof *r); //~ LEAK definite size=20 count=1
+    strncpy(r->name, name, sizeof r->name - 1);
+    r->name[sizeof r->name - 1] = '\0';
+    r->version = 1;
+    return "plugin 1"; // r is never stored anywhere
+}
