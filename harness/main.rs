@@ -158,6 +158,14 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 Some(s) if report.status == Status::Ok => Some(score::score(&shown, &s.expectations()?, b.matching())),
                 _ => None,
             };
+            if let Status::Failed { error } = &report.status {
+                // Failures are diagnostics: stderr, and the JSON report for machines.
+                eprintln!("leaklab: {} on {}: {error}", report.backend, report.sample);
+                if format == Format::Json {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "report": shown }))?);
+                }
+                return Ok(2);
+            }
             match format {
                 Format::Human => {
                     print!("{}", render::report(&report_with_stats(shown.clone(), &report), style));
@@ -174,7 +182,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 Status::Skipped { reason, fix } => {
                     Err(Error::Unavailable { backend: name, reason: reason.clone(), fix: fix.clone() }.into())
                 }
-                Status::Failed { .. } => Ok(2),
+                Status::Failed { .. } => unreachable!("handled above"),
                 Status::Ok => Ok(match scored {
                     Some(s) => u8::from(!s.passed()),
                     // A program of the user's: leaks other than still-reachable ones are findings.

@@ -14,6 +14,7 @@ use leaklab::compare::run_one;
 use leaklab::report::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+mod cli;
 mod units;
 
 fn required(backend: &str) -> bool {
@@ -82,6 +83,7 @@ fn backend_trials() -> Vec<Trial> {
 fn main() {
     let args = Arguments::from_args();
     let mut trials = units::trials();
+    trials.extend(cli::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }

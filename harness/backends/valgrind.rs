@@ -53,12 +53,25 @@ impl Backend for Valgrind {
             .env_remove("LEAKLAB_CHECKPOINT")
             .env_remove("DEBUGINFOD_URLS");
         let finished = process::run(&spec)?;
-        if let process::Exit::Signal(sig) = finished.exit {
-            return Err(Error::TargetFailed {
-                program: target.name.clone(),
-                how: format!("under valgrind was killed by {}", process::signal_name(sig)),
-                stderr: finished.stderr_text(),
-            });
+        let mut report = Report::new(&target.name, self.name());
+        match finished.exit {
+            process::Exit::Signal(sig) => {
+                return Err(Error::TargetFailed {
+                    program: target.name.clone(),
+                    how: format!("under valgrind was killed by {}", process::signal_name(sig)),
+                    stderr: finished.stderr_text(),
+                })
+            }
+            // valgrind exits with the program's status: a sample must succeed.
+            process::Exit::Code(code) if code != 0 && target.sample.is_some() => {
+                return Err(Error::TargetFailed {
+                    program: target.name.clone(),
+                    how: format!("under valgrind exited with status {code}"),
+                    stderr: finished.stderr_text(),
+                })
+            }
+            process::Exit::Code(code) if code != 0 => report.notes.push(format!("the program exited with status {code}")),
+            process::Exit::Code(_) => {}
         }
 
         let mut files: Vec<_> = std::fs::read_dir(dir.path())
@@ -74,7 +87,6 @@ impl Backend for Valgrind {
                 stderr: finished.stderr_text(),
             });
         }
-        let mut report = Report::new(&target.name, self.name());
         for file in &files {
             let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
             let parsed = parse_xml(&text)?;
