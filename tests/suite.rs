@@ -15,6 +15,7 @@ use leaklab::report::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod compiled;
+mod cli;
 mod units;
 
 fn required(backend: &str) -> bool {
@@ -80,10 +81,25 @@ fn backend_trials() -> Vec<Trial> {
     trials
 }
 
+/// The book's generated outputs must match the snapshots and the catalogue.
+fn book_trial() -> Trial {
+    Trial::test("book::generated_outputs_are_fresh", || {
+        let paths = leaklab::book::BookPaths::in_repo(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let stale = leaklab::book::stale(&paths).map_err(|e| e.to_string())?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        Err(format!("{}
+refresh them with `{}` and commit book/src/generated/", stale.join("\n"), leaklab::book::REFRESH).into())
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = units::trials();
     trials.extend(compiled::trials());
+    trials.push(book_trial());
+    trials.extend(cli::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }
