@@ -14,7 +14,9 @@ static void add_record(const char *name, const char *email, int age)
 {
     Record *r = new Record; //~ LEAK definite size=72 count=2
     r->name = name;   //~ LEAK indirect size=34 count=2
+    //~^[debug-new] MISS: std::string allocates its buffer inside libstdc++ through the plain operator new, which carries no __FILE__/__LINE__
     r->email = email; //~ LEAK indirect size=41 count=2
+    //~^[debug-new] MISS: std::string allocates its buffer inside libstdc++ through the plain operator new, which carries no __FILE__/__LINE__
     r->age = age;
     std::printf("added %s <%s>, %d\n", r->name.c_str(), r->email.c_str(), r->age);
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use leaklab::backends::debug_new::parse_dump;
 use leaklab::backends::lsan::parse_report;
 use leaklab::catalogue;
-use leaklab::report::{Kind, Leak};
+use leaklab::report::{Kind, Leak, RegionKind};
 use leaklab::symbols::{self, Binding, Demo, LinkOutcome, Symbol};
 use libtest_mimic::{Failed, Trial};
 
@@ -109,6 +109,17 @@ pub fn trials() -> Vec<Trial> {
                 return Err(format!("misread: {leak:?}").into());
             }
             snapshot("debug_new_dump_vector_of_raw", &leaks)
+        }),
+        Trial::test("debug_new_dump::mmap_shared_file_regions", || {
+            let leaks = parse_dump(&read(&data("debug_new/mmap_shared_file.dump"))?).map_err(|e| e.to_string())?;
+            let [leak] = leaks.as_slice() else {
+                return Err(format!("three mappings of one line must make one leak, got {leaks:?}").into());
+            };
+            let region = leak.region.as_ref().map(|r| r.kind);
+            if (leak.bytes, leak.blocks, leak.api.as_deref(), region) != (786_432, 3, Some("mmap"), Some(RegionKind::SharedFile)) {
+                return Err(format!("misread: {leak:?}").into());
+            }
+            Ok(())
         }),
     ];
     t.extend(rejection_trials("lsan", "lsan_report", parse_report));

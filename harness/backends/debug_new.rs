@@ -8,14 +8,15 @@
 //! sample's own code allocates is seen: not the buffers libc allocates for
 //! it (getline, asprintf), nor what library templates allocate
 //! (std::string, std::vector, make_shared). It cannot tell lost from
-//! reachable: everything outstanding is `unclassified`.
+//! reachable: everything outstanding is `unclassified`. The sample's own
+//! mmap/munmap calls are recorded too (as mappings, not blocks).
 
 use std::collections::BTreeMap;
 
 use crate::backend::{Availability, Backend, RunConfig, Target};
 use crate::error::Error;
 use crate::process::{self, Spec};
-use crate::report::{Frame, Kind, Leak, Report, Stats};
+use crate::report::{Frame, Kind, Leak, Region, RegionKind, Report, Stats};
 
 pub struct DebugNew;
 
@@ -88,15 +89,17 @@ fn malformed(message: impl Into<String>) -> Error {
     Error::MalformedOutput { tool: "debug_new (dump)".into(), message: message.into() }
 }
 
-/// Parses one process's dump, grouping its blocks by allocating line and API:
+/// Parses one process's dump, grouping its blocks (and its mappings) by
+/// allocating line and API:
 ///
 /// ```text
 /// debug_new 1 pid=4242
 /// block size=24 api=malloc array=0 at=/path/lost_tree.c:14
-/// end blocks=1
+/// map size=262144 region=private-anon at=/path/mmap_private_anon.c:16
+/// end blocks=1 maps=1
 /// ```
 ///
-/// The `end` line's count must equal the number of blocks: without it the
+/// The `end` line's counts must equal the numbers of lines: without it the
 /// process died while writing. Sites are left unset.
 pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
     let mut lines = text.lines().enumerate();
@@ -105,9 +108,9 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
         Some((_, first)) => return Err(malformed(format!("line 1 is `{first}`, expected `debug_new 1 pid=N`"))),
         None => return Err(malformed("empty dump")),
     }
-    // (file, line, api) → (bytes, blocks); ordered so that reports are stable.
-    let mut groups: BTreeMap<(String, u32, String), (u64, u64)> = BTreeMap::new();
-    let mut seen = 0u64;
+    // (file, line, api, region) → (bytes, blocks); ordered so that reports are stable.
+    let mut groups: BTreeMap<(String, u32, String, Option<RegionKind>), (u64, u64)> = BTreeMap::new();
+    let (mut seen_blocks, mut seen_maps) = (0u64, 0u64);
     let mut end = None;
     for (i, line) in lines {
         let at = |what: &str| malformed(format!("line {}: {what}: `{line}`", i + 1));
@@ -115,14 +118,25 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
             return Err(at("text after the `end` line"));
         }
         if let Some(rest) = line.strip_prefix("end ") {
-            let n = field(rest, "blocks").ok_or_else(|| at("`end` without blocks="))?;
-            end = Some(n.parse::<u64>().map_err(|_| at("blocks= is not a number"))?);
+            let count = |key: &str| -> Result<u64, Error> {
+                field(rest, key).and_then(|n| n.parse().ok()).ok_or_else(|| at(&format!("`end` without a numeric {key}=")))
+            };
+            end = Some((count("blocks")?, count("maps")?));
             continue;
         }
-        let rest = line.strip_prefix("block ").ok_or_else(|| at("expected a `block` or `end` line"))?;
+        let (rest, api, region) = if let Some(rest) = line.strip_prefix("block ") {
+            let api = field(rest, "api").ok_or_else(|| at("no api="))?;
+            field(rest, "array").filter(|a| *a == "0" || *a == "1").ok_or_else(|| at("array= must be 0 or 1"))?;
+            seen_blocks += 1;
+            (rest, api, None)
+        } else if let Some(rest) = line.strip_prefix("map ") {
+            let region = field(rest, "region").and_then(RegionKind::parse).ok_or_else(|| at("no valid region="))?;
+            seen_maps += 1;
+            (rest, "mmap", Some(region))
+        } else {
+            return Err(at("expected a `block`, `map` or `end` line"));
+        };
         let size: u64 = field(rest, "size").and_then(|s| s.parse().ok()).ok_or_else(|| at("no numeric size="))?;
-        let api = field(rest, "api").ok_or_else(|| at("no api="))?;
-        field(rest, "array").filter(|a| *a == "0" || *a == "1").ok_or_else(|| at("array= must be 0 or 1"))?;
         // `at=` is last and may hold spaces (it is a path).
         let location = rest.split_once(" at=").map(|(_, l)| l).ok_or_else(|| at("no at="))?;
         let (file, line_no) = location.rsplit_once(':').ok_or_else(|| at("at= is not FILE:LINE"))?;
@@ -130,21 +144,25 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
         if file.is_empty() {
             return Err(at("at= has an empty file name"));
         }
-        let g = groups.entry((file.to_string(), line_no, api.to_string())).or_default();
+        let g = groups.entry((file.to_string(), line_no, api.to_string(), region)).or_default();
         g.0 += size;
         g.1 += 1;
-        seen += 1;
     }
     match end {
         None => return Err(malformed("no `end` line: the dump was cut short")),
-        Some(n) if n != seen => return Err(malformed(format!("the `end` line counts {n} blocks, the dump lists {seen}"))),
+        Some((b, m)) if (b, m) != (seen_blocks, seen_maps) => {
+            return Err(malformed(format!(
+                "the `end` line counts {b} blocks and {m} maps, the dump lists {seen_blocks} and {seen_maps}"
+            )))
+        }
         Some(_) => {}
     }
     Ok(groups
         .into_iter()
-        .map(|((file, line, api), (bytes, blocks))| {
+        .map(|((file, line, api, region), (bytes, blocks))| {
             let mut leak = Leak::new(Kind::Unclassified, bytes, blocks);
             leak.api = Some(api);
+            leak.region = region.map(|kind| Region { kind, flags: None, path: None });
             leak.stack = vec![Frame { function: None, file: Some(file), line: Some(line), object: None }];
             leak
         })

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define DN_MAGIC UINT64_C(0x6c65616b6c61624e) /* "leaklabN" */
@@ -216,6 +217,78 @@ void leaklab_dn_free(void *ptr)
         free(ptr); /* not ours: it came from the C library's own allocator */
 }
 
+/* Mappings made by the sample's own mmap calls, kept apart from the blocks:
+ * a mapping has no room for a header. munmap may cut any page range out of
+ * them, so a record can shrink or split in two. */
+struct dn_map {
+    struct dn_map *next;
+    uintptr_t start, end;
+    int shared, anonymous;
+    const char *file;
+    int line;
+};
+
+static struct dn_map *dn_maps;
+
+void *leaklab_dn_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, const char *file, int line)
+{
+    void *p = mmap(addr, len, prot, flags, fd, off);
+    if (p == MAP_FAILED || len == 0)
+        return p;
+    struct dn_map *m = malloc(sizeof *m);
+    if (m == NULL)
+        return p; /* the mapping stands; it just goes unrecorded */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    m->start = (uintptr_t)p;
+    m->end = m->start + ((len + page - 1) & ~(page - 1));
+    /* MAP_SHARED_VALIDATE includes the MAP_SHARED bit. */
+    m->shared = (flags & MAP_SHARED) != 0;
+    m->anonymous = (flags & MAP_ANONYMOUS) != 0;
+    m->file = file;
+    m->line = line;
+    pthread_mutex_lock(&dn_lock);
+    m->next = dn_maps;
+    dn_maps = m;
+    pthread_mutex_unlock(&dn_lock);
+    return p;
+}
+
+int leaklab_dn_munmap(void *addr, size_t len)
+{
+    int r = munmap(addr, len);
+    if (r != 0)
+        return r;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)addr, hi = lo + ((len + page - 1) & ~(page - 1));
+    pthread_mutex_lock(&dn_lock);
+    for (struct dn_map **link = &dn_maps; *link != NULL;) {
+        struct dn_map *m = *link;
+        if (hi <= m->start || lo >= m->end) {
+            link = &m->next;
+        } else if (lo <= m->start && hi >= m->end) { /* all of it */
+            *link = m->next;
+            free(m);
+        } else if (lo <= m->start) { /* its head */
+            m->start = hi;
+            link = &m->next;
+        } else if (hi >= m->end) { /* its tail */
+            m->end = lo;
+            link = &m->next;
+        } else { /* a hole in the middle: the rest is two mappings */
+            struct dn_map *tail = malloc(sizeof *tail);
+            if (tail != NULL) {
+                *tail = *m;
+                tail->start = hi;
+                m->next = tail;
+            }
+            m->end = lo;
+            link = tail != NULL ? &tail->next : &m->next;
+        }
+    }
+    pthread_mutex_unlock(&dn_lock);
+    return 0;
+}
+
 /* Writes one dump (see harness/backends/debug_new.rs for the format). The
  * destination is $LEAKLAB_DEBUG_NEW_OUT.<pid>, so a forked child writes its
  * own; without the variable the report goes to stderr, as nvwa's does. */
@@ -239,7 +312,13 @@ static void dump(void)
         fprintf(out, "block size=%zu api=%s array=%d at=%s:%d\n", h->size, api_names[h->api], h->is_array, h->file, h->line);
         count++;
     }
-    fprintf(out, "end blocks=%lu\n", count);
+    unsigned long maps = 0;
+    for (struct dn_map *m = dn_maps; m != NULL; m = m->next) {
+        fprintf(out, "map size=%lu region=%s-%s at=%s:%d\n", (unsigned long)(m->end - m->start), m->shared ? "shared" : "private",
+                m->anonymous ? "anon" : "file", m->file, m->line);
+        maps++;
+    }
+    fprintf(out, "end blocks=%lu maps=%lu\n", count, maps);
     pthread_mutex_unlock(&dn_lock);
     if (out != stderr)
         fclose(out);

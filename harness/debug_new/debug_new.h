@@ -54,7 +54,8 @@
 extern "C" {
 #endif
 
-/* The runtime's entry points: the API the sample called, and where. */
+/* The runtime's entry points: the API the sample called, and where.
+ * (mmap's off_t comes from <sys/types.h>, included above.) */
 void *leaklab_dn_malloc(size_t size, const char *file, int line);
 void *leaklab_dn_calloc(size_t n, size_t size, const char *file, int line);
 void *leaklab_dn_realloc(void *ptr, size_t size, const char *file, int line);
@@ -63,6 +64,8 @@ char *leaklab_dn_strndup(const char *s, size_t n, const char *file, int line);
 void *leaklab_dn_aligned_alloc(size_t align, size_t size, const char *file, int line);
 int leaklab_dn_posix_memalign(void **out, size_t align, size_t size, const char *file, int line);
 void leaklab_dn_free(void *ptr);
+void *leaklab_dn_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, const char *file, int line);
+int leaklab_dn_munmap(void *addr, size_t len);
 
 #ifdef __cplusplus
 }
@@ -106,6 +109,8 @@ using ::leaklab_dn_strndup;
 #undef aligned_alloc
 #undef posix_memalign
 #undef free
+#undef mmap
+#undef munmap
 #define malloc(size) leaklab_dn_malloc((size), __FILE__, __LINE__)
 #define calloc(n, size) leaklab_dn_calloc((n), (size), __FILE__, __LINE__)
 #define realloc(ptr, size) leaklab_dn_realloc((ptr), (size), __FILE__, __LINE__)
@@ -114,6 +119,10 @@ using ::leaklab_dn_strndup;
 #define aligned_alloc(align, size) leaklab_dn_aligned_alloc((align), (size), __FILE__, __LINE__)
 #define posix_memalign(out, align, size) leaklab_dn_posix_memalign((out), (align), (size), __FILE__, __LINE__)
 #define free(ptr) leaklab_dn_free(ptr)
+/* Mappings are not heap blocks, but they leak the same way (the article's
+ * four kinds of memory); the runtime keeps them on a list of their own. */
+#define mmap(addr, len, prot, flags, fd, off) leaklab_dn_mmap((addr), (len), (prot), (flags), (fd), (off), __FILE__, __LINE__)
+#define munmap(addr, len) leaklab_dn_munmap((addr), (len))
 #ifdef __cplusplus
 /* Placement syntax: `new T(args)` → `new(__FILE__, __LINE__) T(args)`. It
  * breaks a sample's own placement new (`new (buf) T`) and its own
