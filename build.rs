@@ -198,6 +198,10 @@ fn build_debug_new(root: &Path, out: &Path, cc: &Path, cxx: &Path) -> DebugNew {
             panic!("the debug_new runtime failed to compile:\n$ {cmd:?}\n{}", String::from_utf8_lossy(&output.stderr));
         }
     }
+    // The runtime's own trial (tests/compiled.rs) builds a test program with them.
+    println!("cargo:rustc-env=LEAKLAB_DEBUG_NEW_HEADER={}", dn.header.display());
+    println!("cargo:rustc-env=LEAKLAB_DEBUG_NEW_C_OBJECT={}", dn.c_object.display());
+    println!("cargo:rustc-env=LEAKLAB_DEBUG_NEW_CXX_OBJECT={}", dn.cxx_object.display());
     dn
 }
 

@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 
 use leaklab::backends::debug_new::parse_dump;
 use leaklab::backends::lsan::parse_report;
+use leaklab::annotations;
+use leaklab::backend::Matching;
 use leaklab::catalogue;
+use leaklab::process::{self, Spec};
+use leaklab::report::{Report, Site};
+use leaklab::score::score;
+use std::time::Duration;
 use leaklab::report::{Kind, Leak, RegionKind};
 use leaklab::symbols::{self, Binding, Demo, LinkOutcome, Symbol};
 use libtest_mimic::{Failed, Trial};
@@ -121,6 +127,7 @@ pub fn trials() -> Vec<Trial> {
             }
             Ok(())
         }),
+        Trial::test("debug_new_runtime::replacements_behave", debug_new_runtime),
     ];
     t.extend(rejection_trials("lsan", "lsan_report", parse_report));
     t.extend(rejection_trials("debug_new", "debug_new_dump", parse_dump));
@@ -242,5 +249,50 @@ fn check(demo: &Demo, line: &str) -> Result<(), String> {
             LinkOutcome::Linked { .. } => Err("the link succeeded; it must fail".into()),
         },
         _ => Err("unknown check; see tests/data/symbols/expectations.txt".into()),
+    }
+}
+
+/// Builds tests/data/debug_new/runtime.cpp with the forced include and the
+/// runtime, runs it (it checks its own results and exits 1 on a failure),
+/// and scores its dump against its annotations.
+fn debug_new_runtime() -> Result<(), Failed> {
+    let source = data("debug_new/runtime.cpp");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let exe = dir.path().join("runtime");
+    let status = std::process::Command::new(env!("LEAKLAB_CXX"))
+        .args(env!("LEAKLAB_BASE_CFLAGS").split_whitespace())
+        .args(["-std=gnu++17", "-include", env!("LEAKLAB_DEBUG_NEW_HEADER")])
+        .arg(&source)
+        .args([env!("LEAKLAB_DEBUG_NEW_C_OBJECT"), env!("LEAKLAB_DEBUG_NEW_CXX_OBJECT"), "-o"])
+        .arg(&exe)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("runtime.cpp does not compile with the forced include".into());
+    }
+    let prefix = dir.path().join("dump");
+    let spec = Spec::new(&exe, Duration::from_secs(30)).env("LEAKLAB_DEBUG_NEW_OUT", &prefix);
+    let finished = process::run(&spec).map_err(|e| e.to_string())?;
+    if !finished.exit.success() {
+        return Err(format!("runtime.cpp {}: {}", finished.exit.describe(), finished.stderr_text()).into());
+    }
+    let dump = std::fs::read_dir(dir.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dump.")))
+        .ok_or("no dump written")?;
+    let mut report = Report::new("runtime", "debug-new");
+    for mut leak in parse_dump(&read(&dump)?).map_err(|e| e.to_string())? {
+        let frame = &leak.stack[0];
+        let file = frame.file.as_deref().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+        leak.site = Some(Site { file, line: frame.line.unwrap_or(0), function: frame.function.clone() });
+        report.leaks.push(leak);
+    }
+    let expected = annotations::parse("runtime.cpp", &read(&source)?).map_err(|e| e.to_string())?;
+    let problems = score(&report, &expected, Matching::BySite).problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
     }
 }

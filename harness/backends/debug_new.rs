@@ -1,9 +1,9 @@
 //! debug_new, the source article's compile-time hook (after nvwa's
 //! debug_new): the sample is rebuilt with a forced include
 //! (harness/debug_new/debug_new.h) whose macros turn `malloc(n)` into
-//! `leaklab_dn_malloc(n, __FILE__, __LINE__)` and `new T` into
-//! `new(__FILE__, __LINE__) T`. Every such block carries a header with that
-//! file and line and sits on a list; at exit the runtime writes the blocks
+//! `leaklab_dn_malloc(n, __FILE__, __LINE__, __func__)` and `new T` into
+//! `new(__FILE__, __LINE__, __func__) T`. Every such block carries a header
+//! with that file, line and function and sits on a list; at exit the runtime writes the blocks
 //! still on it. No unwinding and no symbols are needed, but only what the
 //! sample's own code allocates is seen: not the buffers libc allocates for
 //! it (getline, asprintf), nor what library templates allocate
@@ -29,7 +29,7 @@ impl Backend for DebugNew {
     }
 
     fn summary(&self) -> &'static str {
-        "debug_new: the sample is rebuilt with a forced include that gives every malloc and new its __FILE__ and __LINE__"
+        "debug_new: the sample is rebuilt with a forced include that gives every malloc and new its __FILE__, __LINE__ and __func__"
     }
 
     fn availability(&self) -> Availability {
@@ -94,8 +94,8 @@ fn malformed(message: impl Into<String>) -> Error {
 ///
 /// ```text
 /// debug_new 1 pid=4242
-/// block size=24 api=malloc array=0 at=/path/lost_tree.c:14
-/// map size=262144 region=private-anon at=/path/mmap_private_anon.c:16
+/// block size=24 api=malloc array=0 at=/path/lost_tree.c:14 in=new_node
+/// map size=262144 region=private-anon at=/path/mmap_private_anon.c:16 in=leak_mapping
 /// end blocks=1 maps=1
 /// ```
 ///
@@ -109,7 +109,7 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
         None => return Err(malformed("empty dump")),
     }
     // (file, line, api, region) → (bytes, blocks); ordered so that reports are stable.
-    let mut groups: BTreeMap<(String, u32, String, Option<RegionKind>), (u64, u64)> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, u32, Option<String>, String, Option<RegionKind>), (u64, u64)> = BTreeMap::new();
     let (mut seen_blocks, mut seen_maps) = (0u64, 0u64);
     let mut end = None;
     for (i, line) in lines {
@@ -137,14 +137,18 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
             return Err(at("expected a `block`, `map` or `end` line"));
         };
         let size: u64 = field(rest, "size").and_then(|s| s.parse().ok()).ok_or_else(|| at("no numeric size="))?;
-        // `at=` is last and may hold spaces (it is a path).
-        let location = rest.split_once(" at=").map(|(_, l)| l).ok_or_else(|| at("no at="))?;
+        // `at=FILE:LINE in=FUNCTION` ends the line; both may hold spaces (a
+        // path, `operator delete`), but a function's name never holds ` in=`.
+        let place = rest.split_once(" at=").map(|(_, l)| l).ok_or_else(|| at("no at="))?;
+        let (location, function) = place.rsplit_once(" in=").ok_or_else(|| at("no in= after at="))?;
+        // g++ names namespace scope "top level"; it is no function.
+        let function = Some(function.to_string()).filter(|f| !f.is_empty() && f != "top level");
         let (file, line_no) = location.rsplit_once(':').ok_or_else(|| at("at= is not FILE:LINE"))?;
         let line_no: u32 = line_no.parse().map_err(|_| at("at= is not FILE:LINE"))?;
         if file.is_empty() {
             return Err(at("at= has an empty file name"));
         }
-        let g = groups.entry((file.to_string(), line_no, api.to_string(), region)).or_default();
+        let g = groups.entry((file.to_string(), line_no, function, api.to_string(), region)).or_default();
         g.0 += size;
         g.1 += 1;
     }
@@ -159,11 +163,11 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
     }
     Ok(groups
         .into_iter()
-        .map(|((file, line, api, region), (bytes, blocks))| {
+        .map(|((file, line, function, api, region), (bytes, blocks))| {
             let mut leak = Leak::new(Kind::Unclassified, bytes, blocks);
             leak.api = Some(api);
             leak.region = region.map(|kind| Region { kind, flags: None, path: None });
-            leak.stack = vec![Frame { function: None, file: Some(file), line: Some(line), object: None }];
+            leak.stack = vec![Frame { function, file: Some(file), line: Some(line), object: None }];
             leak
         })
         .collect())

@@ -34,11 +34,11 @@ struct dn_header {
     void *base;        /* what the C library's malloc returned */
     size_t size;       /* bytes the program asked for */
     const char *file;  /* __FILE__ of the allocating line (a string literal) */
+    const char *func;  /* __func__ there (also static storage) */
     int line;
     unsigned char api; /* enum dn_api */
     unsigned char is_array;
     unsigned char pad[2];
-    uint64_t reserved;
     uint64_t magic; /* DN_MAGIC ^ address of this header; last, see above */
 };
 
@@ -55,7 +55,7 @@ static const char *const api_names[] = {
 };
 
 /* The list of live blocks, a sentinel ring, and the lock that guards it. */
-static struct dn_header dn_list = {&dn_list, &dn_list, NULL, 0, NULL, 0, 0, 0, {0}, 0, 0};
+static struct dn_header dn_list = {&dn_list, &dn_list, NULL, 0, NULL, NULL, 0, 0, 0, {0}, 0};
 static pthread_mutex_t dn_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t magic_of(const struct dn_header *h)
@@ -96,7 +96,7 @@ static void unlink_block(struct dn_header *h)
     h->magic = 0;
 }
 
-void *leaklab_dn_alloc(size_t size, size_t align, enum dn_api api, int is_array, const char *file, int line)
+void *leaklab_dn_alloc(size_t size, size_t align, enum dn_api api, int is_array, const char *file, int line, const char *func)
 {
     const size_t hdr = sizeof(struct dn_header);
     if (align < 16)
@@ -122,10 +122,10 @@ void *leaklab_dn_alloc(size_t size, size_t align, enum dn_api api, int is_array,
     h->base = base;
     h->size = size;
     h->file = file;
+    h->func = func;
     h->line = line;
     h->api = (unsigned char)api;
     h->is_array = (unsigned char)(is_array != 0);
-    h->reserved = 0;
     h->magic = magic_of(h);
     link_block(h);
     return (void *)user;
@@ -141,33 +141,33 @@ int leaklab_dn_release(void *user)
     return 1;
 }
 
-void *leaklab_dn_malloc(size_t size, const char *file, int line)
+void *leaklab_dn_malloc(size_t size, const char *file, int line, const char *func)
 {
-    return leaklab_dn_alloc(size, 0, DN_MALLOC, 0, file, line);
+    return leaklab_dn_alloc(size, 0, DN_MALLOC, 0, file, line, func);
 }
 
-void *leaklab_dn_calloc(size_t n, size_t size, const char *file, int line)
+void *leaklab_dn_calloc(size_t n, size_t size, const char *file, int line, const char *func)
 {
     if (size != 0 && n > SIZE_MAX / size) {
         errno = ENOMEM;
         return NULL;
     }
-    void *p = leaklab_dn_alloc(n * size, 0, DN_CALLOC, 0, file, line);
+    void *p = leaklab_dn_alloc(n * size, 0, DN_CALLOC, 0, file, line, func);
     if (p != NULL)
         memset(p, 0, n * size);
     return p;
 }
 
-void *leaklab_dn_realloc(void *ptr, size_t size, const char *file, int line)
+void *leaklab_dn_realloc(void *ptr, size_t size, const char *file, int line, const char *func)
 {
     if (ptr == NULL)
-        return leaklab_dn_alloc(size, 0, DN_REALLOC, 0, file, line);
+        return leaklab_dn_alloc(size, 0, DN_REALLOC, 0, file, line, func);
     struct dn_header *old = find_block(ptr);
     if (old == NULL) /* not ours (getline's buffer, ...): the C library's business */
         return realloc(ptr, size);
     /* The block moves to the realloc's line, as valgrind and LSan see it:
      * the new block is allocated there. */
-    void *fresh = leaklab_dn_alloc(size, 0, DN_REALLOC, 0, file, line);
+    void *fresh = leaklab_dn_alloc(size, 0, DN_REALLOC, 0, file, line, func);
     if (fresh == NULL)
         return NULL; /* the old block stays valid, as realloc promises */
     memcpy(fresh, ptr, old->size < size ? old->size : size);
@@ -175,19 +175,19 @@ void *leaklab_dn_realloc(void *ptr, size_t size, const char *file, int line)
     return fresh;
 }
 
-char *leaklab_dn_strdup(const char *s, const char *file, int line)
+char *leaklab_dn_strdup(const char *s, const char *file, int line, const char *func)
 {
     size_t n = strlen(s) + 1;
-    char *p = leaklab_dn_alloc(n, 0, DN_STRDUP, 0, file, line);
+    char *p = leaklab_dn_alloc(n, 0, DN_STRDUP, 0, file, line, func);
     if (p != NULL)
         memcpy(p, s, n);
     return p;
 }
 
-char *leaklab_dn_strndup(const char *s, size_t max, const char *file, int line)
+char *leaklab_dn_strndup(const char *s, size_t max, const char *file, int line, const char *func)
 {
     size_t n = strnlen(s, max);
-    char *p = leaklab_dn_alloc(n + 1, 0, DN_STRNDUP, 0, file, line);
+    char *p = leaklab_dn_alloc(n + 1, 0, DN_STRNDUP, 0, file, line, func);
     if (p != NULL) {
         memcpy(p, s, n);
         p[n] = '\0';
@@ -195,16 +195,16 @@ char *leaklab_dn_strndup(const char *s, size_t max, const char *file, int line)
     return p;
 }
 
-void *leaklab_dn_aligned_alloc(size_t align, size_t size, const char *file, int line)
+void *leaklab_dn_aligned_alloc(size_t align, size_t size, const char *file, int line, const char *func)
 {
-    return leaklab_dn_alloc(size, align, DN_ALIGNED_ALLOC, 0, file, line);
+    return leaklab_dn_alloc(size, align, DN_ALIGNED_ALLOC, 0, file, line, func);
 }
 
-int leaklab_dn_posix_memalign(void **out, size_t align, size_t size, const char *file, int line)
+int leaklab_dn_posix_memalign(void **out, size_t align, size_t size, const char *file, int line, const char *func)
 {
     if (align < sizeof(void *) || (align & (align - 1)) != 0)
         return EINVAL;
-    void *p = leaklab_dn_alloc(size, align, DN_POSIX_MEMALIGN, 0, file, line);
+    void *p = leaklab_dn_alloc(size, align, DN_POSIX_MEMALIGN, 0, file, line, func);
     if (p == NULL)
         return ENOMEM;
     *out = p;
@@ -224,13 +224,13 @@ struct dn_map {
     struct dn_map *next;
     uintptr_t start, end;
     int shared, anonymous;
-    const char *file;
+    const char *file, *func;
     int line;
 };
 
 static struct dn_map *dn_maps;
 
-void *leaklab_dn_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, const char *file, int line)
+void *leaklab_dn_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, const char *file, int line, const char *func)
 {
     void *p = mmap(addr, len, prot, flags, fd, off);
     if (p == MAP_FAILED || len == 0)
@@ -245,6 +245,7 @@ void *leaklab_dn_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
     m->shared = (flags & MAP_SHARED) != 0;
     m->anonymous = (flags & MAP_ANONYMOUS) != 0;
     m->file = file;
+    m->func = func;
     m->line = line;
     pthread_mutex_lock(&dn_lock);
     m->next = dn_maps;
@@ -309,13 +310,14 @@ static void dump(void)
     unsigned long count = 0;
     fprintf(out, "debug_new 1 pid=%ld\n", (long)getpid());
     for (struct dn_header *h = dn_list.next; h != &dn_list; h = h->next) {
-        fprintf(out, "block size=%zu api=%s array=%d at=%s:%d\n", h->size, api_names[h->api], h->is_array, h->file, h->line);
+        fprintf(out, "block size=%zu api=%s array=%d at=%s:%d in=%s\n", h->size, api_names[h->api], h->is_array, h->file, h->line,
+                h->func);
         count++;
     }
     unsigned long maps = 0;
     for (struct dn_map *m = dn_maps; m != NULL; m = m->next) {
-        fprintf(out, "map size=%lu region=%s-%s at=%s:%d\n", (unsigned long)(m->end - m->start), m->shared ? "shared" : "private",
-                m->anonymous ? "anon" : "file", m->file, m->line);
+        fprintf(out, "map size=%lu region=%s-%s at=%s:%d in=%s\n", (unsigned long)(m->end - m->start), m->shared ? "shared" : "private",
+                m->anonymous ? "anon" : "file", m->file, m->line, m->func);
         maps++;
     }
     fprintf(out, "end blocks=%lu maps=%lu\n", count, maps);

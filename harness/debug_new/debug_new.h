@@ -2,7 +2,7 @@
  * leaklab's own implementation. build.rs passes it to the compiler with
  * `-include`, so it is read before the first line of every source file of a
  * sample's `debug-new` build. It turns every allocation the sample's own code
- * writes into a call that carries __FILE__ and __LINE__; the runtime
+ * writes into a call that carries __FILE__, __LINE__ and __func__; the runtime
  * (debug_new.c, and debug_new_cxx.cpp for C++) keeps each live block on a
  * list and writes what is still outstanding at exit.
  *
@@ -50,21 +50,37 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef __cplusplus
+/* features.h derived these from _GNU_SOURCE. Forget them, so that a
+ * sample's own `#define _POSIX_C_SOURCE 200112L` (aligned_leak.c) is not a
+ * redefinition; the __USE_* macros the headers test stay as they are. */
+#undef _POSIX_C_SOURCE
+#undef _XOPEN_SOURCE
+#undef _XOPEN_SOURCE_EXTENDED
+#undef _DEFAULT_SOURCE
+#undef _ISOC99_SOURCE
+#undef _ISOC11_SOURCE
+#undef _ISOC2X_SOURCE
+#undef _ATFILE_SOURCE
+#undef _LARGEFILE64_SOURCE
+#undef _DYNAMIC_STACK_SIZE_SOURCE
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* The runtime's entry points: the API the sample called, and where.
  * (mmap's off_t comes from <sys/types.h>, included above.) */
-void *leaklab_dn_malloc(size_t size, const char *file, int line);
-void *leaklab_dn_calloc(size_t n, size_t size, const char *file, int line);
-void *leaklab_dn_realloc(void *ptr, size_t size, const char *file, int line);
-char *leaklab_dn_strdup(const char *s, const char *file, int line);
-char *leaklab_dn_strndup(const char *s, size_t n, const char *file, int line);
-void *leaklab_dn_aligned_alloc(size_t align, size_t size, const char *file, int line);
-int leaklab_dn_posix_memalign(void **out, size_t align, size_t size, const char *file, int line);
+void *leaklab_dn_malloc(size_t size, const char *file, int line, const char *func);
+void *leaklab_dn_calloc(size_t n, size_t size, const char *file, int line, const char *func);
+void *leaklab_dn_realloc(void *ptr, size_t size, const char *file, int line, const char *func);
+char *leaklab_dn_strdup(const char *s, const char *file, int line, const char *func);
+char *leaklab_dn_strndup(const char *s, size_t n, const char *file, int line, const char *func);
+void *leaklab_dn_aligned_alloc(size_t align, size_t size, const char *file, int line, const char *func);
+int leaklab_dn_posix_memalign(void **out, size_t align, size_t size, const char *file, int line, const char *func);
 void leaklab_dn_free(void *ptr);
-void *leaklab_dn_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, const char *file, int line);
+void *leaklab_dn_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off, const char *file, int line, const char *func);
 int leaklab_dn_munmap(void *addr, size_t len);
 
 #ifdef __cplusplus
@@ -72,20 +88,20 @@ int leaklab_dn_munmap(void *addr, size_t len);
 
 #include <new>
 
-/* The placement forms `new(__FILE__, __LINE__) T` and `new(...) T[n]` call;
+/* The placement forms `new(__FILE__, __LINE__, __func__) T` and `new(...) T[n]` call;
  * the aligned ones serve over-aligned types (C++17). */
-void *operator new(std::size_t size, const char *file, int line);
-void *operator new[](std::size_t size, const char *file, int line);
+void *operator new(std::size_t size, const char *file, int line, const char *func);
+void *operator new[](std::size_t size, const char *file, int line, const char *func);
 #if __cpp_aligned_new
-void *operator new(std::size_t size, std::align_val_t align, const char *file, int line);
-void *operator new[](std::size_t size, std::align_val_t align, const char *file, int line);
+void *operator new(std::size_t size, std::align_val_t align, const char *file, int line, const char *func);
+void *operator new[](std::size_t size, std::align_val_t align, const char *file, int line, const char *func);
 #endif
 /* Called only when a constructor throws inside such a new-expression. */
-void operator delete(void *ptr, const char *file, int line) noexcept;
-void operator delete[](void *ptr, const char *file, int line) noexcept;
+void operator delete(void *ptr, const char *file, int line, const char *func) noexcept;
+void operator delete[](void *ptr, const char *file, int line, const char *func) noexcept;
 #if __cpp_aligned_new
-void operator delete(void *ptr, std::align_val_t align, const char *file, int line) noexcept;
-void operator delete[](void *ptr, std::align_val_t align, const char *file, int line) noexcept;
+void operator delete(void *ptr, std::align_val_t align, const char *file, int line, const char *func) noexcept;
+void operator delete[](void *ptr, std::align_val_t align, const char *file, int line, const char *func) noexcept;
 #endif
 
 /* `std::malloc(n)` becomes `std::leaklab_dn_malloc(n, ...)`: make that name exist. */
@@ -111,23 +127,23 @@ using ::leaklab_dn_strndup;
 #undef free
 #undef mmap
 #undef munmap
-#define malloc(size) leaklab_dn_malloc((size), __FILE__, __LINE__)
-#define calloc(n, size) leaklab_dn_calloc((n), (size), __FILE__, __LINE__)
-#define realloc(ptr, size) leaklab_dn_realloc((ptr), (size), __FILE__, __LINE__)
-#define strdup(s) leaklab_dn_strdup((s), __FILE__, __LINE__)
-#define strndup(s, n) leaklab_dn_strndup((s), (n), __FILE__, __LINE__)
-#define aligned_alloc(align, size) leaklab_dn_aligned_alloc((align), (size), __FILE__, __LINE__)
-#define posix_memalign(out, align, size) leaklab_dn_posix_memalign((out), (align), (size), __FILE__, __LINE__)
+#define malloc(size) leaklab_dn_malloc((size), __FILE__, __LINE__, __func__)
+#define calloc(n, size) leaklab_dn_calloc((n), (size), __FILE__, __LINE__, __func__)
+#define realloc(ptr, size) leaklab_dn_realloc((ptr), (size), __FILE__, __LINE__, __func__)
+#define strdup(s) leaklab_dn_strdup((s), __FILE__, __LINE__, __func__)
+#define strndup(s, n) leaklab_dn_strndup((s), (n), __FILE__, __LINE__, __func__)
+#define aligned_alloc(align, size) leaklab_dn_aligned_alloc((align), (size), __FILE__, __LINE__, __func__)
+#define posix_memalign(out, align, size) leaklab_dn_posix_memalign((out), (align), (size), __FILE__, __LINE__, __func__)
 #define free(ptr) leaklab_dn_free(ptr)
 /* Mappings are not heap blocks, but they leak the same way (the article's
  * four kinds of memory); the runtime keeps them on a list of their own. */
-#define mmap(addr, len, prot, flags, fd, off) leaklab_dn_mmap((addr), (len), (prot), (flags), (fd), (off), __FILE__, __LINE__)
+#define mmap(addr, len, prot, flags, fd, off) leaklab_dn_mmap((addr), (len), (prot), (flags), (fd), (off), __FILE__, __LINE__, __func__)
 #define munmap(addr, len) leaklab_dn_munmap((addr), (len))
 #ifdef __cplusplus
-/* Placement syntax: `new T(args)` → `new(__FILE__, __LINE__) T(args)`. It
+/* Placement syntax: `new T(args)` → `new(__FILE__, __LINE__, __func__) T(args)`. It
  * breaks a sample's own placement new (`new (buf) T`) and its own
  * `operator new` definitions, as nvwa's does. */
-#define new new (__FILE__, __LINE__)
+#define new new (__FILE__, __LINE__, __func__)
 #endif
 
 #endif /* LEAKLAB_DEBUG_NEW_H */

@@ -13,11 +13,11 @@
 
 namespace {
 
-void *allocate(std::size_t size, std::size_t align, dn_api api, const char *file, int line)
+void *allocate(std::size_t size, std::size_t align, dn_api api, const char *file, int line, const char *func)
 {
     // new never returns NULL: it retries through the new-handler, then throws.
     for (;;) {
-        if (void *p = leaklab_dn_alloc(size == 0 ? 1 : size, align, api, api == DN_NEW_ARRAY, file, line))
+        if (void *p = leaklab_dn_alloc(size == 0 ? 1 : size, align, api, api == DN_NEW_ARRAY, file, line, func))
             return p;
         std::new_handler handler = std::get_new_handler();
         if (handler == nullptr)
@@ -34,30 +34,30 @@ void release(void *ptr) noexcept
 
 }  // namespace
 
-void *operator new(std::size_t size, const char *file, int line)
+void *operator new(std::size_t size, const char *file, int line, const char *func)
 {
-    return allocate(size, 0, DN_NEW, file, line);
+    return allocate(size, 0, DN_NEW, file, line, func);
 }
 
-void *operator new[](std::size_t size, const char *file, int line)
+void *operator new[](std::size_t size, const char *file, int line, const char *func)
 {
-    return allocate(size, 0, DN_NEW_ARRAY, file, line);
+    return allocate(size, 0, DN_NEW_ARRAY, file, line, func);
 }
 
-void *operator new(std::size_t size, std::align_val_t align, const char *file, int line)
+void *operator new(std::size_t size, std::align_val_t align, const char *file, int line, const char *func)
 {
-    return allocate(size, static_cast<std::size_t>(align), DN_NEW, file, line);
+    return allocate(size, static_cast<std::size_t>(align), DN_NEW, file, line, func);
 }
 
-void *operator new[](std::size_t size, std::align_val_t align, const char *file, int line)
+void *operator new[](std::size_t size, std::align_val_t align, const char *file, int line, const char *func)
 {
-    return allocate(size, static_cast<std::size_t>(align), DN_NEW_ARRAY, file, line);
+    return allocate(size, static_cast<std::size_t>(align), DN_NEW_ARRAY, file, line, func);
 }
 
-void operator delete(void *ptr, const char *, int) noexcept { release(ptr); }
-void operator delete[](void *ptr, const char *, int) noexcept { release(ptr); }
-void operator delete(void *ptr, std::align_val_t, const char *, int) noexcept { release(ptr); }
-void operator delete[](void *ptr, std::align_val_t, const char *, int) noexcept { release(ptr); }
+void operator delete(void *ptr, const char *, int, const char *) noexcept { release(ptr); }
+void operator delete[](void *ptr, const char *, int, const char *) noexcept { release(ptr); }
+void operator delete(void *ptr, std::align_val_t, const char *, int, const char *) noexcept { release(ptr); }
+void operator delete[](void *ptr, std::align_val_t, const char *, int, const char *) noexcept { release(ptr); }
 
 // Every replaceable form of the global delete: a delete-expression picks
 // one by type and alignment, and each may receive one of our blocks.

@@ -22,7 +22,7 @@ enum dn_api {
 };
 
 /* A tracked block of `size` bytes aligned to `align` (0: malloc's), or NULL. */
-void *leaklab_dn_alloc(size_t size, size_t align, enum dn_api api, int is_array, const char *file, int line);
+void *leaklab_dn_alloc(size_t size, size_t align, enum dn_api api, int is_array, const char *file, int line, const char *func);
 /* Frees a tracked block and returns 1; returns 0 (and does nothing) for any other pointer. */
 int leaklab_dn_release(void *user);
 
