@@ -85,7 +85,14 @@ fn probe() -> &'static Availability {
                 fix: "run `leaklab run --backend lsan control_clean --raw` and read LSan's messages".into(),
             },
             Err(e) => Availability::Unavailable {
-                reason: format!("LeakSanitizer cannot run here: {e}"),
+                reason: format!(
+                    "LeakSanitizer cannot stop the world here: {}{}",
+                    match e {
+                        Error::TargetFailed { how, .. } => how.trim_start_matches("stopped LeakSanitizer: ").to_string(),
+                        other => other.to_string(),
+                    },
+                    traced_note()
+                ),
                 fix: "run outside a debugger or tracer (LSan stops the world with ptrace: no strace/gdb, and a container needs \
                       `--cap-add SYS_PTRACE` or a seccomp profile that allows ptrace; check /proc/sys/kernel/yama/ptrace_scope ≤ 2)"
                     .into(),
@@ -198,12 +205,25 @@ fn malformed(message: impl Into<String>) -> Error {
     Error::MalformedOutput { tool: "LeakSanitizer".into(), message: message.into() }
 }
 
+/// " (leaklab itself is traced ...)" when it is: its children are then traced too.
+fn traced_note() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    match status.lines().find_map(|l| l.strip_prefix("TracerPid:")).map(str::trim) {
+        Some(pid) if pid != "0" => format!(" (leaklab itself runs under a tracer, pid {pid})"),
+        _ => String::new(),
+    }
+}
+
 /// LSan's "fatal error" (it could not stop the world), with its hint.
 fn fatal_error(text: &str) -> Option<String> {
     if !text.contains("LeakSanitizer has encountered a fatal error") {
         return None;
     }
-    let hints: Vec<&str> = text.lines().filter_map(|l| l.split_once("HINT: ").map(|(_, h)| h.trim())).collect();
+    let hints: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("HINT: ").map(|(_, h)| h.trim()))
+        .filter(|h| !h.starts_with("For debugging"))
+        .collect();
     Some(if hints.is_empty() { "it encountered a fatal error".to_string() } else { hints.join("; ") })
 }
 
