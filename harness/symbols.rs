@@ -173,6 +173,9 @@ fn compiler_step(compiler: &str, args: &[std::ffi::OsString]) -> Result<Result<(
     Ok(if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) })
 }
 
+/// One way to link a demo: its label, the (name, path) sources, extra flags.
+type Plan<'a> = (String, Vec<&'a (String, PathBuf)>, Vec<String>);
+
 /// Compiles, reads, links and runs a demo; see the module documentation.
 pub fn inspect(sample: &'static SampleInfo) -> Result<Demo, Error> {
     let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
@@ -182,7 +185,7 @@ pub fn inspect(sample: &'static SampleInfo) -> Result<Demo, Error> {
         sample.sources.iter().zip(sample.source_paths()).map(|(s, p)| (file_name(s).to_string(), p)).collect();
 
     // The catalogue's way, then each experiment.
-    let mut plans: Vec<(String, Vec<&(String, PathBuf)>, Vec<String>)> =
+    let mut plans: Vec<Plan> =
         vec![("as the catalogue builds it".to_string(), sources.iter().collect(), Vec::new())];
     for e in EXPERIMENTS.iter().filter(|e| e.demo == sample.name) {
         let kept: Vec<&(String, PathBuf)> = sources.iter().filter(|(n, _)| !e.without.contains(&n.as_str())).collect();

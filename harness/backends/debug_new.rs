@@ -108,8 +108,8 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
         Some((_, first)) => return Err(malformed(format!("line 1 is `{first}`, expected `debug_new 1 pid=N`"))),
         None => return Err(malformed("empty dump")),
     }
-    // (file, line, api, region) → (bytes, blocks); ordered so that reports are stable.
-    let mut groups: BTreeMap<(String, u32, Option<String>, String, Option<RegionKind>), (u64, u64)> = BTreeMap::new();
+    // Ordered so that reports are stable.
+    let mut groups: BTreeMap<GroupKey, (u64, u64)> = BTreeMap::new();
     let (mut seen_blocks, mut seen_maps) = (0u64, 0u64);
     let mut end = None;
     for (i, line) in lines {
@@ -172,6 +172,9 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
         })
         .collect())
 }
+
+/// What a leak groups blocks by: file, line, function, API, mapping kind.
+type GroupKey = (String, u32, Option<String>, String, Option<RegionKind>);
 
 /// The value of `key=value` among space-separated fields (before `at=`).
 fn field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
