@@ -241,7 +241,8 @@ fn link_and_run(
         per_object.push((name.clone(), read_symbols(obj)?));
     }
     let exe_symbols = read_symbols(exe)?;
-    let resolutions = resolve(&per_object, &exe_symbols);
+    let exported = dynamic_symbol_names(exe)?;
+    let resolutions = resolve(&per_object, &exe_symbols, &exported);
     let finished = process::run(&Spec::new(exe, Duration::from_secs(30)).args(sample.args()).env_remove("LEAKLAB_CHECKPOINT"))?;
     Ok(LinkOutcome::Linked {
         resolutions,
@@ -251,7 +252,7 @@ fn link_and_run(
 }
 
 /// For every non-local name the objects mention, what the executable holds.
-fn resolve(objects: &[(String, Vec<Symbol>)], exe: &[Symbol]) -> Vec<Resolution> {
+fn resolve(objects: &[(String, Vec<Symbol>)], exe: &[Symbol], exported: &[String]) -> Vec<Resolution> {
     let mut names: BTreeMap<&str, Vec<(String, Binding, String)>> = BTreeMap::new();
     for (source, symbols) in objects {
         for s in symbols.iter().filter(|s| s.binding != Binding::Local) {
@@ -266,7 +267,13 @@ fn resolve(objects: &[(String, Vec<Symbol>)], exe: &[Symbol]) -> Vec<Resolution>
             continue;
         }
         let in_exe = exe.iter().find(|s| s.name == name && s.binding != Binding::Local).cloned();
-        let verdict = verdict(&defs, in_exe.as_ref());
+        let mut verdict = verdict(&defs, in_exe.as_ref());
+        if in_exe.as_ref().is_some_and(Symbol::is_defined) && exported.iter().any(|e| e == name) {
+            // ld exports an executable's definition when a shared library it
+            // links defines or uses the same name: the loader then binds the
+            // library's own calls to the executable's copy too.
+            verdict.push_str("; exported in .dynsym, so it interposes on the shared libraries' definition, their own calls included");
+        }
         let demangled = demangle(name);
         out.push(Resolution { name: name.to_string(), demangled, mentions, in_executable: in_exe, verdict });
     }
@@ -302,6 +309,18 @@ fn demangle(name: &str) -> Option<String> {
         return None;
     }
     cpp_demangle::Symbol::new(name.as_bytes()).ok().and_then(|s| s.demangle().ok())
+}
+
+/// Names in an executable's dynamic symbol table that it defines (exports).
+fn dynamic_symbol_names(path: &Path) -> Result<Vec<String>, Error> {
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| Error::MalformedOutput { tool: "the linker".into(), message: format!("{}: not an executable: {e}", path.display()) })?;
+    Ok(file
+        .dynamic_symbols()
+        .filter(|s| !s.is_undefined())
+        .filter_map(|s| s.name().ok().map(str::to_string))
+        .collect())
 }
 
 /// Every named symbol of an ELF file (object or executable), in table order;
