@@ -103,7 +103,7 @@ pub fn trials() -> Vec<Trial> {
             if leaks.is_empty() { Ok(()) } else { Err(format!("no report, yet {leaks:?}").into()) }
         }),
         Trial::test("debug_new_dump::vector_of_raw_grouped_by_line", || {
-            let leaks = parse_dump(&read(&data("debug_new/vector_of_raw.dump"))?).map_err(|e| e.to_string())?;
+            let leaks = parse_dump(&read(&data("debug_new/vector_of_raw.dump"))?).map_err(|e| e.to_string())?.leaks;
             let [leak] = leaks.as_slice() else {
                 return Err(format!("five blocks of one line must make one leak, got {leaks:?}").into());
             };
@@ -117,7 +117,7 @@ pub fn trials() -> Vec<Trial> {
             snapshot("debug_new_dump_vector_of_raw", &leaks)
         }),
         Trial::test("debug_new_dump::mmap_shared_file_regions", || {
-            let leaks = parse_dump(&read(&data("debug_new/mmap_shared_file.dump"))?).map_err(|e| e.to_string())?;
+            let leaks = parse_dump(&read(&data("debug_new/mmap_shared_file.dump"))?).map_err(|e| e.to_string())?.leaks;
             let [leak] = leaks.as_slice() else {
                 return Err(format!("three mappings of one line must make one leak, got {leaks:?}").into());
             };
@@ -130,7 +130,7 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("debug_new_runtime::replacements_behave", debug_new_runtime),
     ];
     t.extend(rejection_trials("lsan", "lsan_report", parse_report));
-    t.extend(rejection_trials("debug_new", "debug_new_dump", parse_dump));
+    t.extend(rejection_trials("debug_new", "debug_new_dump", |text| parse_dump(text).map(|d| d.leaks)));
     t.extend(symbol_trials());
     t
 }
@@ -282,13 +282,23 @@ fn debug_new_runtime() -> Result<(), Failed> {
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dump.")))
         .ok_or("no dump written")?;
     let mut report = Report::new("runtime", "debug-new");
-    for mut leak in parse_dump(&read(&dump)?).map_err(|e| e.to_string())? {
+    let parsed = parse_dump(&read(&dump)?).map_err(|e| e.to_string())?;
+    // Each `// expect: TEXT` comment of the source is one mismatch note.
+    let source_text = read(&source)?;
+    let mut want: Vec<&str> = source_text.lines().filter_map(|l| l.split_once("// expect: ").map(|(_, w)| w.trim())).collect();
+    let mut got: Vec<&str> = parsed.notes.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    if want != got {
+        return Err(format!("mismatch notes {got:?}, expected {want:?}").into());
+    }
+    for mut leak in parsed.leaks {
         let frame = &leak.stack[0];
         let file = frame.file.as_deref().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
         leak.site = Some(Site { file, line: frame.line.unwrap_or(0), function: frame.function.clone() });
         report.leaks.push(leak);
     }
-    let expected = annotations::parse("runtime.cpp", &read(&source)?).map_err(|e| e.to_string())?;
+    let expected = annotations::parse("runtime.cpp", &source_text).map_err(|e| e.to_string())?;
     let problems = score(&report, &expected, Matching::BySite).problems();
     if problems.is_empty() {
         Ok(())

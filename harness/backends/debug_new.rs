@@ -75,10 +75,12 @@ impl Backend for DebugNew {
         let mut report = Report::new(&target.name, self.name());
         for dump in &dumps {
             let text = std::fs::read_to_string(dump).map_err(|e| Error::io(dump, e))?;
-            for mut leak in parse_dump(&text)? {
+            let parsed = parse_dump(&text)?;
+            for mut leak in parsed.leaks {
                 leak.site = target.site_of(&leak.stack);
                 report.leaks.push(leak);
             }
+            report.notes.extend(parsed.notes);
         }
         report.stats = Some(Stats { wall_ms: finished.wall.as_millis() as u64, peak_rss_kib: Some(finished.peak_rss_kib), pause_ms: None });
         Ok(report)
@@ -96,12 +98,13 @@ fn malformed(message: impl Into<String>) -> Error {
 /// debug_new 1 pid=4242
 /// block size=24 api=malloc array=0 at=/path/lost_tree.c:14 in=new_node
 /// map size=262144 region=private-anon at=/path/mmap_private_anon.c:16 in=leak_mapping
-/// end blocks=1 maps=1
+/// mismatch api=new[] released-by=delete at=/path/sample.cpp:12 in=main
+/// end blocks=1 maps=1 mismatches=1
 /// ```
 ///
 /// The `end` line's counts must equal the numbers of lines: without it the
 /// process died while writing. Sites are left unset.
-pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
+pub fn parse_dump(text: &str) -> Result<Dump, Error> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, first)) if first.starts_with("debug_new 1 ") => {}
@@ -111,6 +114,7 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
     // Ordered so that reports are stable.
     let mut groups: BTreeMap<GroupKey, (u64, u64)> = BTreeMap::new();
     let (mut seen_blocks, mut seen_maps) = (0u64, 0u64);
+    let mut notes = Vec::new();
     let mut end = None;
     for (i, line) in lines {
         let at = |what: &str| malformed(format!("line {}: {what}: `{line}`", i + 1));
@@ -121,7 +125,18 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
             let count = |key: &str| -> Result<u64, Error> {
                 field(rest, key).and_then(|n| n.parse().ok()).ok_or_else(|| at(&format!("`end` without a numeric {key}=")))
             };
-            end = Some((count("blocks")?, count("maps")?));
+            end = Some((count("blocks")?, count("maps")?, count("mismatches")?));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("mismatch ") {
+            let api = field(rest, "api").ok_or_else(|| at("no api="))?;
+            let by = field(rest, "released-by").ok_or_else(|| at("no released-by="))?;
+            let place = rest.split_once(" at=").map(|(_, l)| l).ok_or_else(|| at("no at="))?;
+            let (location, function) = place.rsplit_once(" in=").ok_or_else(|| at("no in= after at="))?;
+            let (file, line_no) = location.rsplit_once(':').ok_or_else(|| at("at= is not FILE:LINE"))?;
+            // The file's name only: notes are not path-normalized.
+            let file = file.rsplit('/').next().unwrap_or(file);
+            notes.push(format!("mismatched release: a block of {api} at {file}:{line_no} ({function}) was released with {by}"));
             continue;
         }
         let (rest, api, region) = if let Some(rest) = line.strip_prefix("block ") {
@@ -154,14 +169,15 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
     }
     match end {
         None => return Err(malformed("no `end` line: the dump was cut short")),
-        Some((b, m)) if (b, m) != (seen_blocks, seen_maps) => {
+        Some((b, m, x)) if (b, m, x as usize) != (seen_blocks, seen_maps, notes.len()) => {
             return Err(malformed(format!(
-                "the `end` line counts {b} blocks and {m} maps, the dump lists {seen_blocks} and {seen_maps}"
+                "the `end` line counts {b} blocks, {m} maps and {x} mismatches, the dump lists {seen_blocks}, {seen_maps} and {}",
+                notes.len()
             )))
         }
         Some(_) => {}
     }
-    Ok(groups
+    let leaks = groups
         .into_iter()
         .map(|((file, line, function, api, region), (bytes, blocks))| {
             let mut leak = Leak::new(Kind::Unclassified, bytes, blocks);
@@ -170,7 +186,16 @@ pub fn parse_dump(text: &str) -> Result<Vec<Leak>, Error> {
             leak.stack = vec![Frame { function, file: Some(file), line: Some(line), object: None }];
             leak
         })
-        .collect())
+        .collect();
+    Ok(Dump { leaks, notes })
+}
+
+/// What one process's dump says.
+#[derive(Debug, Default)]
+pub struct Dump {
+    pub leaks: Vec<Leak>,
+    /// Releases that did not match their allocation, one sentence each.
+    pub notes: Vec<String>,
 }
 
 /// What a leak groups blocks by: file, line, function, API, mapping kind.

@@ -1,7 +1,9 @@
 /* The debug_new runtime (C part): every block the sample's own code
  * allocates carries a header with where it came from, and sits on one
  * doubly linked list until it is freed. At exit the blocks still on the list
- * are written out; the `debug-new` backend parses that dump.
+ * are written out, with the sample's mappings still mapped and the releases
+ * that did not match their allocation; the `debug-new` backend parses that
+ * dump.
  *
  * Built WITHOUT debug_new.h, so malloc and free here are the C library's.
  *
@@ -131,11 +133,50 @@ void *leaklab_dn_alloc(size_t size, size_t align, enum dn_api api, int is_array,
     return (void *)user;
 }
 
-int leaklab_dn_release(void *user)
+/* Releases that did not match their allocation, for the dump. */
+struct dn_mismatch {
+    struct dn_mismatch *next;
+    enum dn_api api;
+    enum dn_release how;
+    const char *file, *func;
+    int line;
+};
+
+static struct dn_mismatch *dn_mismatches;
+
+static const char *const release_names[] = {
+    [DN_BY_FREE] = "free",
+    [DN_BY_DELETE] = "delete",
+    [DN_BY_DELETE_ARRAY] = "delete[]",
+};
+
+static enum dn_release matching_release(enum dn_api api)
+{
+    switch (api) {
+    case DN_NEW:
+        return DN_BY_DELETE;
+    case DN_NEW_ARRAY:
+        return DN_BY_DELETE_ARRAY;
+    default:
+        return DN_BY_FREE;
+    }
+}
+
+int leaklab_dn_release(void *user, enum dn_release how)
 {
     struct dn_header *h = find_block(user);
     if (h == NULL)
         return 0;
+    if (matching_release((enum dn_api)h->api) != how) {
+        struct dn_mismatch *m = malloc(sizeof *m);
+        if (m != NULL) {
+            *m = (struct dn_mismatch){NULL, (enum dn_api)h->api, how, h->file, h->func, h->line};
+            pthread_mutex_lock(&dn_lock);
+            m->next = dn_mismatches;
+            dn_mismatches = m;
+            pthread_mutex_unlock(&dn_lock);
+        }
+    }
     unlink_block(h);
     free(h->base);
     return 1;
@@ -171,7 +212,7 @@ void *leaklab_dn_realloc(void *ptr, size_t size, const char *file, int line, con
     if (fresh == NULL)
         return NULL; /* the old block stays valid, as realloc promises */
     memcpy(fresh, ptr, old->size < size ? old->size : size);
-    leaklab_dn_release(ptr);
+    leaklab_dn_release(ptr, DN_BY_FREE);
     return fresh;
 }
 
@@ -213,7 +254,7 @@ int leaklab_dn_posix_memalign(void **out, size_t align, size_t size, const char 
 
 void leaklab_dn_free(void *ptr)
 {
-    if (!leaklab_dn_release(ptr))
+    if (!leaklab_dn_release(ptr, DN_BY_FREE))
         free(ptr); /* not ours: it came from the C library's own allocator */
 }
 
@@ -320,7 +361,12 @@ static void dump(void)
                 m->anonymous ? "anon" : "file", m->file, m->line, m->func);
         maps++;
     }
-    fprintf(out, "end blocks=%lu maps=%lu\n", count, maps);
+    unsigned long mismatches = 0;
+    for (struct dn_mismatch *m = dn_mismatches; m != NULL; m = m->next) {
+        fprintf(out, "mismatch api=%s released-by=%s at=%s:%d in=%s\n", api_names[m->api], release_names[m->how], m->file, m->line, m->func);
+        mismatches++;
+    }
+    fprintf(out, "end blocks=%lu maps=%lu mismatches=%lu\n", count, maps, mismatches);
     pthread_mutex_unlock(&dn_lock);
     if (out != stderr)
         fclose(out);

@@ -26,9 +26,9 @@ void *allocate(std::size_t size, std::size_t align, dn_api api, const char *file
     }
 }
 
-void release(void *ptr) noexcept
+void release(void *ptr, dn_release how) noexcept
 {
-    if (ptr != nullptr && !leaklab_dn_release(ptr))
+    if (ptr != nullptr && !leaklab_dn_release(ptr, how))
         std::free(ptr);  // libstdc++'s operator new took it from malloc
 }
 
@@ -54,22 +54,22 @@ void *operator new[](std::size_t size, std::align_val_t align, const char *file,
     return allocate(size, static_cast<std::size_t>(align), DN_NEW_ARRAY, file, line, func);
 }
 
-void operator delete(void *ptr, const char *, int, const char *) noexcept { release(ptr); }
-void operator delete[](void *ptr, const char *, int, const char *) noexcept { release(ptr); }
-void operator delete(void *ptr, std::align_val_t, const char *, int, const char *) noexcept { release(ptr); }
-void operator delete[](void *ptr, std::align_val_t, const char *, int, const char *) noexcept { release(ptr); }
+void operator delete(void *ptr, const char *, int, const char *) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr, const char *, int, const char *) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }
+void operator delete(void *ptr, std::align_val_t, const char *, int, const char *) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr, std::align_val_t, const char *, int, const char *) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }
 
 // Every replaceable form of the global delete: a delete-expression picks
 // one by type and alignment, and each may receive one of our blocks.
-void operator delete(void *ptr) noexcept { release(ptr); }
-void operator delete[](void *ptr) noexcept { release(ptr); }
-void operator delete(void *ptr, std::size_t) noexcept { release(ptr); }
-void operator delete[](void *ptr, std::size_t) noexcept { release(ptr); }
-void operator delete(void *ptr, const std::nothrow_t &) noexcept { release(ptr); }
-void operator delete[](void *ptr, const std::nothrow_t &) noexcept { release(ptr); }
-void operator delete(void *ptr, std::align_val_t) noexcept { release(ptr); }
-void operator delete[](void *ptr, std::align_val_t) noexcept { release(ptr); }
-void operator delete(void *ptr, std::size_t, std::align_val_t) noexcept { release(ptr); }
-void operator delete[](void *ptr, std::size_t, std::align_val_t) noexcept { release(ptr); }
-void operator delete(void *ptr, std::align_val_t, const std::nothrow_t &) noexcept { release(ptr); }
-void operator delete[](void *ptr, std::align_val_t, const std::nothrow_t &) noexcept { release(ptr); }
+void operator delete(void *ptr) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }
+void operator delete(void *ptr, std::size_t) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr, std::size_t) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }
+void operator delete(void *ptr, const std::nothrow_t &) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr, const std::nothrow_t &) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }
+void operator delete(void *ptr, std::align_val_t) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr, std::align_val_t) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }
+void operator delete(void *ptr, std::size_t, std::align_val_t) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr, std::size_t, std::align_val_t) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }
+void operator delete(void *ptr, std::align_val_t, const std::nothrow_t &) noexcept { release(ptr, DN_BY_DELETE); }
+void operator delete[](void *ptr, std::align_val_t, const std::nothrow_t &) noexcept { release(ptr, DN_BY_DELETE_ARRAY); }

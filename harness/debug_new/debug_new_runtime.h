@@ -21,10 +21,19 @@ enum dn_api {
     DN_NEW_ARRAY,
 };
 
+/* How the program released a block: free (or realloc), delete, delete[]. */
+enum dn_release {
+    DN_BY_FREE,
+    DN_BY_DELETE,
+    DN_BY_DELETE_ARRAY,
+};
+
 /* A tracked block of `size` bytes aligned to `align` (0: malloc's), or NULL. */
 void *leaklab_dn_alloc(size_t size, size_t align, enum dn_api api, int is_array, const char *file, int line, const char *func);
-/* Frees a tracked block and returns 1; returns 0 (and does nothing) for any other pointer. */
-int leaklab_dn_release(void *user);
+/* Frees a tracked block and returns 1; returns 0 (and does nothing) for any
+ * other pointer. A release that does not match the allocation (new[] freed
+ * with delete, malloc with delete, new with free) is recorded for the dump. */
+int leaklab_dn_release(void *user, enum dn_release how);
 
 #ifdef __cplusplus
 }

@@ -64,6 +64,15 @@ int main()
     double *lost = new double[2]; //~ LEAK definite size=16 count=1
     (void)lost;
 
+    // Releases that do not match the allocation are freed all the same, and
+    // noted. (Through opaque pointers: g++ would warn at the plain forms.)
+    int *volatile array = new int[4];
+    int *volatile single = new int(1);
+    char *volatile raw = static_cast<char *>(malloc(3));
+    delete (int *)array;                                     // expect: mismatched release: a block of new[] at runtime.cpp:69 (main) was released with delete
+    free((int *)single);                                     // expect: mismatched release: a block of new at runtime.cpp:70 (main) was released with free
+    delete[] (char *)raw;                                    // expect: mismatched release: a block of malloc at runtime.cpp:71 (main) was released with delete[]
+
     // munmap cuts any page range: the middle page of three leaves two mappings.
     long pg = sysconf(_SC_PAGESIZE);
     char *three = static_cast<char *>(mmap(nullptr, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)); //~ LEAK definite size=4096 count=2 region=private-anon
