@@ -15,5 +15,7 @@ pub mod report;
 pub mod score;
 pub mod settings;
 pub mod setup;
+pub mod suppressions;
+pub mod symbolize;
 
 pub use error::Error;
