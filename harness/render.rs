@@ -111,6 +111,28 @@ pub fn report(r: &Report, style: Style) -> String {
             let _ = writeln!(out, "      {}{}", f.function.as_deref().unwrap_or("??"), style.dim(&loc));
         }
     }
+    for b in &r.bad_frees {
+        let at = |site: &Option<crate::report::Site>| site.as_ref().map(|s| format!(" at {}:{}", s.file, s.line)).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} free: {}{} of a block from {}{}",
+            style.red(b.kind.as_str()),
+            b.dealloc,
+            at(&b.site),
+            b.api.as_deref().unwrap_or("no known allocation"),
+            match b.kind {
+                crate::report::BadFreeKind::Double => format!(", first freed{}", at(&b.other_site)),
+                _ => at(&b.other_site),
+            }
+        );
+        for f in &b.stack {
+            let loc = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!(" ({}:{line})", file.rsplit('/').next().unwrap_or(file)),
+                _ => f.object.as_ref().map(|o| format!(" [{}]", o.rsplit('/').next().unwrap_or(o))).unwrap_or_default(),
+            };
+            let _ = writeln!(out, "      {}{}", f.function.as_deref().unwrap_or("??"), style.dim(&loc));
+        }
+    }
     for n in &r.notes {
         let _ = writeln!(out, "  note: {n}");
     }
