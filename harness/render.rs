@@ -166,6 +166,17 @@ pub fn score(s: &Score, style: Style) -> String {
         s.false_reports.len(),
         s.false_reports.iter().filter(|f| f.explained.is_some()).count(),
     );
+    if !s.found_frees.is_empty() || !s.missed_frees.is_empty() || !s.false_frees.is_empty() {
+        let _ = writeln!(
+            out,
+            "bad frees: {} found, {} missed ({} explained), {} false ({} explained)",
+            s.found_frees.len(),
+            s.missed_frees.len(),
+            s.missed_frees.iter().filter(|m| m.explained.is_some()).count(),
+            s.false_frees.len(),
+            s.false_frees.iter().filter(|f| f.explained.is_some()).count(),
+        );
+    }
     for m in s.missed.iter().filter(|m| m.explained.is_some()) {
         let _ = writeln!(out, "  known miss at {}: {}", m.expected.at, m.explained.as_deref().unwrap_or(""));
     }
