@@ -4,6 +4,7 @@
 
 pub mod annotations;
 pub mod backend;
+pub mod bench;
 pub mod backends;
 pub mod book;
 pub mod catalogue;

@@ -360,7 +360,8 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions) -> R
         let entry = sym.entry(r.addr);
         let flags = entry.map(|e| e.perms.clone());
         let path = match r.kind {
-            RegionKind::PrivateFile | RegionKind::SharedFile => entry.and_then(|e| e.path.clone()),
+            // A file unlinked since (a temporary's random name) is left unnamed.
+            RegionKind::PrivateFile | RegionKind::SharedFile => entry.and_then(|e| e.file()).map(str::to_string),
             _ => None,
         };
         if let Some(l) = regions.iter_mut().find(|l| l.stack == stack && l.region.as_ref().is_some_and(|g| g.kind == r.kind && g.flags == flags)) {
