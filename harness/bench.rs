@@ -117,12 +117,17 @@ pub struct Row {
     pub error: Option<String>,
     /// Wall time of each run, in ms.
     pub wall_ms: Vec<f64>,
+    /// User + system CPU time of each run, in ms.
+    pub cpu_ms: Vec<f64>,
     /// Peak RSS of each run, in KiB.
     pub peak_rss_kib: Vec<u64>,
     pub median_wall_ms: Option<f64>,
+    pub median_cpu_ms: Option<f64>,
     pub median_peak_rss_kib: Option<u64>,
     /// Median wall time over native's.
     pub slowdown: Option<f64>,
+    /// Median CPU time over native's.
+    pub cpu_ratio: Option<f64>,
     /// Median peak RSS over native's.
     pub memory_ratio: Option<f64>,
 }
@@ -185,10 +190,13 @@ pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Res
             missing: None,
             error: None,
             wall_ms: Vec::new(),
+            cpu_ms: Vec::new(),
             peak_rss_kib: Vec::new(),
             median_wall_ms: None,
+            median_cpu_ms: None,
             median_peak_rss_kib: None,
             slowdown: None,
+            cpu_ratio: None,
             memory_ratio: None,
         };
         for run in 0..config.runs {
@@ -204,6 +212,7 @@ pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Res
             match process::run(&spec) {
                 Ok(f) if f.exit.success() => {
                     row.wall_ms.push(f.wall.as_secs_f64() * 1000.0);
+                    row.cpu_ms.push(f.cpu.as_secs_f64() * 1000.0);
                     row.peak_rss_kib.push(f.peak_rss_kib);
                 }
                 Ok(f) => {
@@ -218,16 +227,19 @@ pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Res
         }
         if row.error.is_some() {
             row.wall_ms.clear();
+            row.cpu_ms.clear();
             row.peak_rss_kib.clear();
         }
         row.median_wall_ms = median_f(&row.wall_ms);
+        row.median_cpu_ms = median_f(&row.cpu_ms);
         row.median_peak_rss_kib = median_u(&row.peak_rss_kib);
         rows.push(row);
     }
-    let base = rows.iter().find(|r| r.name == "native").map(|r| (r.median_wall_ms, r.median_peak_rss_kib));
-    if let Some((Some(wall), Some(rss))) = base {
+    let base = rows.iter().find(|r| r.name == "native").map(|r| (r.median_wall_ms, r.median_cpu_ms, r.median_peak_rss_kib));
+    if let Some((Some(wall), Some(cpu), Some(rss))) = base {
         for r in &mut rows {
             r.slowdown = r.median_wall_ms.map(|w| w / wall);
+            r.cpu_ratio = r.median_cpu_ms.map(|c| c / cpu.max(1e-3));
             r.memory_ratio = r.median_peak_rss_kib.map(|k| k as f64 / rss.max(1) as f64);
         }
     }
@@ -245,15 +257,17 @@ pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Res
 #[must_use]
 pub fn render(r: &BenchResult) -> String {
     let mut table = comfy_table::Table::new();
-    table.set_header(["tool", "median wall", "slowdown", "median peak RSS", "memory", "runs", "what"]);
+    table.set_header(["tool", "median wall", "slowdown", "median CPU", "CPU ratio", "median peak RSS", "memory", "runs", "what"]);
     for row in &r.rows {
         let right = |s: String| comfy_table::Cell::new(s).set_alignment(comfy_table::CellAlignment::Right);
-        let (wall, slow, rss, mem) = match (&row.missing, &row.error) {
-            (Some(m), _) => (format!("not run: {}", m.reason), String::new(), format!("fix: {}", m.fix), String::new()),
-            (None, Some(e)) => (format!("failed: {e}"), String::new(), String::new(), String::new()),
+        let (wall, slow, cpu, cpu_ratio, rss, mem) = match (&row.missing, &row.error) {
+            (Some(m), _) => (format!("not run: {}", m.reason), String::new(), String::new(), String::new(), format!("fix: {}", m.fix), String::new()),
+            (None, Some(e)) => (format!("failed: {e}"), String::new(), String::new(), String::new(), String::new(), String::new()),
             (None, None) => (
                 row.median_wall_ms.map_or_else(|| "–".into(), |w| format!("{w:.0} ms")),
                 row.slowdown.map_or_else(|| "–".into(), |s| format!("{s:.2}×")),
+                row.median_cpu_ms.map_or_else(|| "–".into(), |c| format!("{c:.0} ms")),
+                row.cpu_ratio.map_or_else(|| "–".into(), |s| format!("{s:.2}×")),
                 row.median_peak_rss_kib.map_or_else(|| "–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
                 row.memory_ratio.map_or_else(|| "–".into(), |m| format!("{m:.2}×")),
             ),
@@ -262,6 +276,8 @@ pub fn render(r: &BenchResult) -> String {
             comfy_table::Cell::new(&row.name),
             right(wall),
             right(slow),
+            right(cpu),
+            right(cpu_ratio),
             right(rss),
             right(mem),
             right(row.wall_ms.len().to_string()),

@@ -190,6 +190,8 @@ pub struct Dump {
     /// Records the shim's fixed tables could not hold.
     pub dropped_regions: u64,
     pub dropped_errors: u64,
+    /// Blocks whose stack did not fit the shim's table of stacks.
+    pub dropped_stacks: u64,
     #[serde(skip)]
     pub maps: Vec<MapEntry>,
     pub map_lines: usize,
@@ -231,6 +233,7 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
         bad_frees: Vec::new(),
         dropped_regions: 0,
         dropped_errors: 0,
+        dropped_stacks: 0,
         maps: Vec::new(),
         map_lines: 0,
     };
@@ -304,6 +307,7 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
             Some("dropped") => match w.next() {
                 Some("regions") => dump.dropped_regions = dec(w.next(), "count", n)?,
                 Some("errors") => dump.dropped_errors = dec(w.next(), "count", n)?,
+                Some("stacks") => dump.dropped_stacks = dec(w.next(), "count", n)?,
                 other => return Err(malformed(n, format!("dropped what? {other:?}"))),
             },
             Some("maps") => in_maps = true,
@@ -393,6 +397,9 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions) -> R
     }
     if dump.dropped_regions > 0 {
         report.notes.push(format!("the shim's table of mappings was full: {} mappings were not tracked", dump.dropped_regions));
+    }
+    if dump.dropped_stacks > 0 {
+        report.notes.push(format!("the shim's table of stacks was full: {} blocks were recorded without a stack", dump.dropped_stacks));
     }
     if dump.dropped_errors > 0 {
         report.notes.push(format!("the shim's table of bad frees was full: {} were not recorded", dump.dropped_errors));

@@ -39,10 +39,16 @@
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 #define MAX_FRAMES 24
-#define NSHARDS 64
-#define SHARD_BITS 6
-#define INITIAL_SLOTS 256
-#define FREED_RING 32
+/* 16 groups of 16 shards: the group comes from the address's 64 MiB
+ * region, which is one glibc arena's heap, so that the blocks of one thread
+ * (one arena) mostly live in shards only its core touches. */
+#define GROUP_BITS 4
+#define SUB_BITS 4
+#define NSHARDS (1 << (GROUP_BITS + SUB_BITS))
+#define INITIAL_SLOTS 64
+#define STACK_SLOTS (1u << 20)
+#define STACK_CHUNK (1u << 20)
+#define FREED_RING 16
 #define MAX_ERRORS 4096
 #define MAX_REGIONS 16384
 #define MAX_RANGES 256
@@ -151,7 +157,7 @@ static void raw_unmap(void *p, size_t len)
 
 typedef struct { volatile int v; } spinlock;
 
-static void lock(spinlock *l)
+static inline __attribute__((always_inline)) void lock(spinlock *l)
 {
     for (unsigned spins = 0; __atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE); spins++) {
         while (__atomic_load_n(&l->v, __ATOMIC_RELAXED)) {
@@ -163,7 +169,7 @@ static void lock(spinlock *l)
     }
 }
 
-static void unlock(spinlock *l)
+static inline __attribute__((always_inline)) void unlock(spinlock *l)
 {
     __atomic_store_n(&l->v, 0, __ATOMIC_RELEASE);
 }
@@ -235,11 +241,16 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
+static TLS const struct range *t_last_range;
+
 static const struct range *range_of(uintptr_t pc)
 {
+    const struct range *last = t_last_range;
+    if (last && pc >= last->lo && pc < last->hi)
+        return last;
     for (int i = 0; i < g_nranges; i++)
         if (pc >= g_ranges[i].lo && pc < g_ranges[i].hi)
-            return &g_ranges[i];
+            return t_last_range = &g_ranges[i];
     return NULL;
 }
 
@@ -361,21 +372,106 @@ static int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
 
 /* ---- the table of live blocks ------------------------------------------ */
 
+/* A call stack, stored once however many blocks share it. */
+struct stack {
+    uint64_t hash;
+    uint32_t depth;
+    uint32_t unused;
+    uintptr_t pcs[];
+};
+
 struct block {
     uintptr_t addr; /* 0: empty slot */
     size_t size;
+    const struct stack *stack; /* NULL when the stack table is full */
     uint32_t tid;
     uint8_t api;
-    uint8_t depth;
-    uintptr_t pcs[MAX_FRAMES];
 };
+
+/* ---- the table of stacks: lock-free lookups, inserts by CAS ------------- */
+
+static struct stack *volatile *g_stack_slots;
+static size_t g_nstacks, g_stacks_dropped;
+static spinlock g_stack_lock; /* the slot array's creation and the chunk allocator */
+static char *g_chunk_cur, *g_chunk_end;
+
+static uint64_t hash_pcs(const uintptr_t *pcs, int n)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
+    for (int i = 0; i < n; i++) {
+        h ^= pcs[i];
+        h *= 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h | 1;
+}
+
+static struct stack *new_stack(const uintptr_t *pcs, int n, uint64_t h)
+{
+    size_t want = sizeof(struct stack) + (size_t)n * sizeof(uintptr_t);
+    lock(&g_stack_lock);
+    if (!g_chunk_cur || g_chunk_cur + want > g_chunk_end) {
+        g_chunk_cur = raw_map(STACK_CHUNK);
+        g_chunk_end = g_chunk_cur ? g_chunk_cur + STACK_CHUNK : NULL;
+    }
+    struct stack *st = NULL;
+    if (g_chunk_cur) {
+        st = (struct stack *)g_chunk_cur;
+        g_chunk_cur += want;
+    }
+    unlock(&g_stack_lock);
+    if (st) {
+        st->hash = h;
+        st->depth = (uint32_t)n;
+        memcpy(st->pcs, pcs, (size_t)n * sizeof(uintptr_t));
+    }
+    return st;
+}
+
+static const struct stack *intern_stack(const uintptr_t *pcs, int n)
+{
+    struct stack *volatile *slots = __atomic_load_n(&g_stack_slots, __ATOMIC_ACQUIRE);
+    if (UNLIKELY(!slots)) {
+        lock(&g_stack_lock);
+        if (!g_stack_slots)
+            __atomic_store_n(&g_stack_slots, raw_map(STACK_SLOTS * sizeof(struct stack *)), __ATOMIC_RELEASE);
+        slots = g_stack_slots;
+        unlock(&g_stack_lock);
+        if (!slots)
+            return NULL;
+    }
+    uint64_t h = hash_pcs(pcs, n);
+    struct stack *fresh = NULL;
+    for (size_t i = h & (STACK_SLOTS - 1), probes = 0; probes < 64; i = (i + 1) & (STACK_SLOTS - 1), probes++) {
+        struct stack *st = __atomic_load_n(&slots[i], __ATOMIC_ACQUIRE);
+        if (!st) {
+            if (__atomic_load_n(&g_nstacks, __ATOMIC_RELAXED) > STACK_SLOTS / 4 * 3)
+                break;
+            if (!fresh && !(fresh = new_stack(pcs, n, h)))
+                break;
+            struct stack *expected = NULL;
+            if (__atomic_compare_exchange_n(&slots[i], &expected, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                __atomic_fetch_add(&g_nstacks, 1, __ATOMIC_RELAXED);
+                return fresh;
+            }
+            st = expected; /* another thread filled this slot first */
+        }
+        if (st->hash == h && st->depth == (uint32_t)n) {
+            int k = 0;
+            while (k < n && st->pcs[k] == pcs[k])
+                k++;
+            if (k == n)
+                return st; /* `fresh`, if any, stays unused in its chunk */
+        }
+    }
+    __atomic_fetch_add(&g_stacks_dropped, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
 
 /* A block freed recently, to tell a double free from a wild one. */
 struct freed {
     uintptr_t addr;
-    size_t size;
-    uintptr_t free_pc;
-    uint8_t api;
+    uintptr_t free_pc_api; /* the free's call site, the block's api in the top byte */
 };
 
 struct shard {
@@ -394,9 +490,10 @@ static inline uint64_t hash_addr(uintptr_t a)
     return h ^ (h >> 31);
 }
 
-static inline struct shard *shard_of(uint64_t h)
+static inline struct shard *shard_of(uintptr_t addr, uint64_t h)
 {
-    return &g_shards[h >> (64 - SHARD_BITS)];
+    uint64_t group = ((uint64_t)(addr >> 26) * 0x9E3779B97F4A7C15ull) >> (64 - GROUP_BITS);
+    return &g_shards[(group << SUB_BITS) | (h >> (64 - SUB_BITS))];
 }
 
 static void place(struct block *slots, size_t cap, const struct block *b)
@@ -404,7 +501,7 @@ static void place(struct block *slots, size_t cap, const struct block *b)
     size_t i = hash_addr(b->addr) & (cap - 1);
     while (slots[i].addr)
         i = (i + 1) & (cap - 1);
-    memcpy(&slots[i], b, offsetof(struct block, pcs) + b->depth * sizeof(uintptr_t));
+    slots[i] = *b;
 }
 
 /* Called with the shard locked. Returns 0 when the table cannot grow. */
@@ -451,7 +548,7 @@ static void remove_slot(struct shard *s, size_t i)
         size_t k = hash_addr(s->slots[j].addr) & mask;
         int between = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
         if (!between) {
-            memcpy(&s->slots[i], &s->slots[j], offsetof(struct block, pcs) + s->slots[j].depth * sizeof(uintptr_t));
+            s->slots[i] = s->slots[j];
             i = j;
         }
     }
@@ -558,14 +655,16 @@ static inline int ready(void)
 static void record(void *p, size_t size, int api, uintptr_t *fp, uintptr_t ret0)
 {
     GUARD;
+    uintptr_t pcs[MAX_FRAMES];
+    int n = capture(pcs, fp, ret0);
     struct block b;
     b.addr = (uintptr_t)p;
     b.size = size;
     b.tid = tid();
     b.api = (uint8_t)api;
-    b.depth = (uint8_t)capture(b.pcs, fp, ret0);
+    b.stack = intern_stack(pcs, n);
     uint64_t h = hash_addr(b.addr);
-    struct shard *s = shard_of(h);
+    struct shard *s = shard_of(b.addr, h);
     lock(&s->lock);
     if (reserve(s)) {
         place(s->slots, s->cap, &b);
@@ -583,26 +682,23 @@ static int release(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0, struct b
     GUARD;
     uintptr_t addr = (uintptr_t)p;
     uint64_t h = hash_addr(addr);
-    struct shard *s = shard_of(h);
+    struct shard *s = shard_of(addr, h);
     lock(&s->lock);
     size_t i = find_slot(s, addr, h);
     if (LIKELY(i != (size_t)-1)) {
         struct block *b = &s->slots[i];
         int mismatch = family_of_api(b->api) != family_of_dealloc(dealloc);
-        struct block copy;
-        if (UNLIKELY(mismatch || kept))
-            memcpy(&copy, b, offsetof(struct block, pcs) + b->depth * sizeof(uintptr_t));
+        struct block copy = *b;
         struct freed *fr = &s->ring[s->ring_next++ % FREED_RING];
         fr->addr = addr;
-        fr->size = b->size;
-        fr->free_pc = ret0;
-        fr->api = b->api;
+        fr->free_pc_api = (ret0 & ((1ull << 56) - 1)) | ((uintptr_t)b->api << 56);
         remove_slot(s, i);
         unlock(&s->lock);
         if (UNLIKELY(mismatch)) {
             uintptr_t pcs[MAX_FRAMES];
             int n = capture(pcs, fp, ret0);
-            report_bad(BAD_MISMATCHED, addr, dealloc, copy.api, copy.size, pcs, n, copy.pcs, copy.depth);
+            report_bad(BAD_MISMATCHED, addr, dealloc, copy.api, copy.size, pcs, n, copy.stack ? copy.stack->pcs : NULL,
+                       copy.stack ? (int)copy.stack->depth : 0);
         }
         if (kept)
             *kept = copy;
@@ -615,8 +711,10 @@ static int release(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0, struct b
     unlock(&s->lock);
     uintptr_t pcs[MAX_FRAMES];
     int n = capture(pcs, fp, ret0);
-    if (before.addr)
-        report_bad(BAD_DOUBLE, addr, dealloc, before.api, before.size, pcs, n, &before.free_pc, 1);
+    if (before.addr) {
+        uintptr_t first_free = before.free_pc_api & ((1ull << 56) - 1);
+        report_bad(BAD_DOUBLE, addr, dealloc, (int)(before.free_pc_api >> 56), 0, pcs, n, &first_free, 1);
+    }
     else
         report_bad(BAD_INVALID, addr, dealloc, 0xff, 0, pcs, n, NULL, 0);
     return 0;
@@ -697,7 +795,7 @@ static void *do_realloc(void *p, size_t n, int api, uintptr_t *fp, uintptr_t ret
         /* The old block is still the caller's. */
         GUARD;
         uint64_t h = hash_addr(old.addr);
-        struct shard *s = shard_of(h);
+        struct shard *s = shard_of(old.addr, h);
         lock(&s->lock);
         if (reserve(s)) {
             place(s->slots, s->cap, &old);
@@ -1103,7 +1201,8 @@ static void dump(const char *why)
             out_str(o, api_names[b->api]);
             out_str(o, " ");
             out_dec(o, b->tid);
-            out_pcs(o, b->pcs, b->depth);
+            if (b->stack)
+                out_pcs(o, b->stack->pcs, (int)b->stack->depth);
             out_str(o, "\n");
         }
         unlock(&s->lock);
@@ -1123,6 +1222,11 @@ static void dump(const char *why)
         out_str(o, " ");
         out_dec(o, r->tid);
         out_pcs(o, r->pcs, r->depth);
+        out_str(o, "\n");
+    }
+    if (g_stacks_dropped) {
+        out_str(o, "dropped stacks ");
+        out_dec(o, g_stacks_dropped);
         out_str(o, "\n");
     }
     if (g_regions_dropped) {
