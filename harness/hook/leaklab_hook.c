@@ -207,6 +207,7 @@ static size_t arena_size(const void *p)
  * stack is scanned for the first return address into code with frame
  * pointers, checked to follow a call instruction. */
 
+/* nofp: 0 code with frame pointers, 1 a library without, 2 the shim itself */
 struct range { uintptr_t lo, hi; int nofp; };
 static struct range g_ranges[MAX_RANGES];
 static int g_nranges;
@@ -236,7 +237,7 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *data)
         /* The shim's own code is never a caller worth reporting: words
          * pointing into it are stale, left by its earlier calls. */
         uintptr_t self = (uintptr_t)add_object;
-        g_ranges[g_nranges++] = (struct range){lo, hi, nofp || (self >= lo && self < hi)};
+        g_ranges[g_nranges++] = (struct range){lo, hi, (self >= lo && self < hi) ? 2 : nofp};
     }
     return 0;
 }
@@ -314,6 +315,23 @@ static void stack_bounds(void)
     }
 }
 
+/* The last few calls made straight from code with frame pointers: their
+ * return address and the stack slot it was pushed to. The shim and glibc
+ * copy such a return address into their own frames (spills, saved
+ * registers); a later scan through a library's frames must not mistake
+ * such a copy, found anywhere but in its own slot, for a live return. */
+#define RECENT 4
+static TLS uintptr_t t_recent_ret[RECENT], t_recent_slot[RECENT];
+static TLS unsigned t_recent_next;
+
+static int stale_copy(const uintptr_t *w)
+{
+    for (int i = 0; i < RECENT; i++)
+        if (t_recent_ret[i] == *w && t_recent_slot[i] != (uintptr_t)w)
+            return 1;
+    return 0;
+}
+
 static inline int on_stack(uintptr_t p, uintptr_t lo)
 {
     return p > lo && p + 2 * sizeof(uintptr_t) <= t_stack_hi && (p & 7) == 0;
@@ -331,27 +349,43 @@ static int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
         return n;
     uintptr_t *next = (uintptr_t *)fp[0];
     const struct range *r0 = range_of(ret0);
-    if (r0 && r0->nofp) {
+    if (r0 && !r0->nofp) {
+        unsigned k = t_recent_next++ % RECENT;
+        t_recent_ret[k] = ret0;
+        t_recent_slot[k] = (uintptr_t)(fp + 1);
+    } else if (r0 && r0->nofp) {
         uintptr_t *found = NULL;
-        for (uintptr_t *w = fp + 2; w < fp + 2 + 512 && on_stack((uintptr_t)w, lo); w++) {
-            const struct range *rg = range_of(*w);
-            if (rg && !rg->nofp && calls_into_library(*w, rg)) {
-                found = w;
-                break;
+        const struct range *nr = NULL;
+        int next_ok = on_stack((uintptr_t)next, (uintptr_t)(fp + 2)) && (nr = range_of(next[1])) && nr->nofp != 2 &&
+                      follows_call(next[1], nr);
+        if (next_ok && next - fp < 4096) {
+            /* The frame pointer survived the library: the caller's return
+             * address is the highest one below the caller's frame record.
+             * Deeper words may be stale copies left by earlier calls. */
+            for (uintptr_t *w = next - 1; w >= fp + 2; w--) {
+                const struct range *rg = range_of(*w);
+                if (rg && !rg->nofp && calls_into_library(*w, rg) && !stale_copy(w)) {
+                    found = w;
+                    break;
+                }
             }
+        }
+        for (uintptr_t *w = fp + 2; !found && w < fp + 2 + 512 && on_stack((uintptr_t)w, lo); w++) {
+            const struct range *rg = range_of(*w);
+            if (rg && !rg->nofp && calls_into_library(*w, rg) && !stale_copy(w))
+                found = w;
         }
         if (!found)
             return n;
         pcs[n++] = *found;
         lo = (uintptr_t)found;
-        const struct range *nr = NULL;
-        if (!on_stack((uintptr_t)next, lo) || !(nr = range_of(next[1])) || nr->nofp || !follows_call(next[1], nr)) {
+        if (!(next_ok && next > found)) {
             /* The library used the frame-pointer register for itself: find
              * the caller's frame record (saved fp, return after a call). */
             next = NULL;
             for (uintptr_t *a = found + 1; a < found + 512 && on_stack((uintptr_t)a, lo); a++) {
                 const struct range *rg;
-                if (on_stack(a[0], (uintptr_t)a) && (rg = range_of(a[1])) && follows_call(a[1], rg)) {
+                if (on_stack(a[0], (uintptr_t)a) && (rg = range_of(a[1])) && rg->nofp != 2 && follows_call(a[1], rg)) {
                     next = a;
                     break;
                 }
@@ -652,6 +686,16 @@ static inline int ready(void)
 
 /* ---- recording ----------------------------------------------------------- */
 
+/* Zeroes a stack array of return addresses once used. Left behind, the
+ * copies would be stale words that a later scan (past a library without
+ * frame pointers, whose frames reuse this stack memory) takes for the
+ * caller's return address. */
+static inline void scrub(void *p, size_t n)
+{
+    memset(p, 0, n);
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
 static void record(void *p, size_t size, int api, uintptr_t *fp, uintptr_t ret0)
 {
     GUARD;
@@ -663,6 +707,7 @@ static void record(void *p, size_t size, int api, uintptr_t *fp, uintptr_t ret0)
     b.tid = tid();
     b.api = (uint8_t)api;
     b.stack = intern_stack(pcs, n);
+    scrub(pcs, (size_t)n * sizeof *pcs);
     uint64_t h = hash_addr(b.addr);
     struct shard *s = shard_of(b.addr, h);
     lock(&s->lock);
@@ -699,6 +744,7 @@ static int release(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0, struct b
             int n = capture(pcs, fp, ret0);
             report_bad(BAD_MISMATCHED, addr, dealloc, copy.api, copy.size, pcs, n, copy.stack ? copy.stack->pcs : NULL,
                        copy.stack ? (int)copy.stack->depth : 0);
+            scrub(pcs, sizeof pcs);
         }
         if (kept)
             *kept = copy;
@@ -714,9 +760,12 @@ static int release(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0, struct b
     if (before.addr) {
         uintptr_t first_free = before.free_pc_api & ((1ull << 56) - 1);
         report_bad(BAD_DOUBLE, addr, dealloc, (int)(before.free_pc_api >> 56), 0, pcs, n, &first_free, 1);
+        scrub(&first_free, sizeof first_free);
     }
     else
         report_bad(BAD_INVALID, addr, dealloc, 0xff, 0, pcs, n, NULL, 0);
+    scrub(pcs, sizeof pcs);
+    scrub(&before, sizeof before);
     return 0;
 }
 
@@ -950,6 +999,7 @@ static void record_region(void *p, size_t len, int prot, int flags, int fd, int 
     else
         g_regions_dropped++;
     unlock(&g_regions_lock);
+    scrub(&r, sizeof r);
 }
 
 /* Forgets [a, a+len) from the recorded mappings: whole, head, tail or middle. */
