@@ -192,6 +192,38 @@ pub fn trials() -> Vec<Trial> {
             }
         }));
     }
+    t.push(Trial::test("hook_run::dump_on_signal_while_running", || {
+        // strdup_loop with `0` leaks one string every 2 s forever: only a live dump sees it.
+        let sample = leaklab::catalogue::find("strdup_loop").map_err(|e| e.to_string())?;
+        let mut target = leaklab::backend::Target::sample(sample).map_err(|e| e.to_string())?;
+        target.args = vec!["0".into()];
+        let config = leaklab::backend::RunConfig {
+            timeout: std::time::Duration::from_secs(30),
+            after: Some(std::time::Duration::from_millis(800)),
+            ..leaklab::backend::RunConfig::default()
+        };
+        let report = leaklab::backend::Backend::run(&leaklab::backends::hook::Hook, &target, &config).map_err(|e| e.to_string())?;
+        let at_line = report.leaks.iter().filter(|l| l.site.as_ref().is_some_and(|s| s.file == "strdup_loop.c" && s.line == 14)).count();
+        if at_line != 1 || report.leaks.len() != 1 {
+            return Err(format!("expected one leak at strdup_loop.c:14 in the live dump, got {:?}", report.leaks).into());
+        }
+        Ok(())
+    }));
+    t.push(Trial::test("hook_run::user_suppressions_apply", || {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let file = dir.path().join("mine.supp");
+        std::fs::write(&file, "# the sample's own loop\nleak:^main$\n").map_err(|e| e.to_string())?;
+        let sample = leaklab::catalogue::find("strdup_loop").map_err(|e| e.to_string())?;
+        let target = leaklab::backend::Target::sample(sample).map_err(|e| e.to_string())?;
+        let hook = leaklab::backends::hook::Hook;
+        let plain = leaklab::backend::Backend::run(&hook, &target, &leaklab::backend::RunConfig::default()).map_err(|e| e.to_string())?;
+        let config = leaklab::backend::RunConfig { suppressions: vec![file], ..leaklab::backend::RunConfig::default() };
+        let suppressed = leaklab::backend::Backend::run(&hook, &target, &config).map_err(|e| e.to_string())?;
+        if plain.leaks.is_empty() || !suppressed.leaks.is_empty() {
+            return Err(format!("expected leaks without the file and none with it; got {} and {}", plain.leaks.len(), suppressed.leaks.len()).into());
+        }
+        Ok(())
+    }));
     t.push(Trial::test("annotations::badfree", || {
         let text = read(&data("annotations/badfree.c"))?;
         let parsed = annotations::parse("badfree.c", &text).map_err(|e| e.to_string())?;
