@@ -699,8 +699,16 @@ static inline void scrub(void *p, size_t n)
 static void record(void *p, size_t size, int api, uintptr_t *fp, uintptr_t ret0)
 {
     GUARD;
+    /* The shard and its slot are likely cold: fetch them while the stack
+     * is walked and interned. */
+    uint64_t h = hash_addr((uintptr_t)p);
+    struct shard *s = shard_of((uintptr_t)p, h);
+    __builtin_prefetch(s, 1);
     uintptr_t pcs[MAX_FRAMES];
     int n = capture(pcs, fp, ret0);
+    struct block *slots = s->slots;
+    if (LIKELY(slots != NULL))
+        __builtin_prefetch(&slots[h & (s->cap - 1)], 1);
     struct block b;
     b.addr = (uintptr_t)p;
     b.size = size;
@@ -708,8 +716,6 @@ static void record(void *p, size_t size, int api, uintptr_t *fp, uintptr_t ret0)
     b.api = (uint8_t)api;
     b.stack = intern_stack(pcs, n);
     scrub(pcs, (size_t)n * sizeof *pcs);
-    uint64_t h = hash_addr(b.addr);
-    struct shard *s = shard_of(b.addr, h);
     lock(&s->lock);
     if (reserve(s)) {
         place(s->slots, s->cap, &b);
