@@ -68,6 +68,12 @@ impl Symbolizer {
         Symbolizer { maps, modules: HashMap::new(), debug_root: PathBuf::from("/usr/lib/debug") }
     }
 
+    /// Symbolizes another image of the same programs (a forked child, a
+    /// later dump): the maps change, the loaded modules are kept.
+    pub fn set_maps(&mut self, maps: Vec<MapEntry>) {
+        self.maps = maps;
+    }
+
     /// The frames of a return address, innermost (inlined) first. Return
     /// addresses point after the call: the call's line is that of `pc - 1`.
     pub fn frames(&mut self, pc: u64) -> Vec<Frame> {

@@ -91,16 +91,28 @@ impl Backend for Hook {
             });
         }
         let mut report = Report::new(&target.name, self.name());
+        match finished.exit {
+            _ if config.after.is_some() => {} // killed on purpose after the live dump
+            process::Exit::Signal(sig) => report.notes.push(format!("the program was killed by {}", process::signal_name(sig))),
+            // A sample must succeed, as under the other backends.
+            process::Exit::Code(code) if code != 0 && target.sample.is_some() => {
+                return Err(Error::TargetFailed {
+                    program: target.name.clone(),
+                    how: format!("under the hook exited with status {code}"),
+                    stderr: finished.stderr_text(),
+                })
+            }
+            process::Exit::Code(code) if code != 0 => report.notes.push(format!("the program exited with status {code}")),
+            process::Exit::Code(_) => {}
+        }
+        // One symbolizer for every process: forked children share the modules.
+        let mut sym = Symbolizer::new(Vec::new());
         for dump in &dumps {
-            let mut part = report_of(dump, target, &suppressions);
+            sym.set_maps(dump.maps.clone());
+            let mut part = report_of(dump, target, &suppressions, &mut sym);
             report.leaks.append(&mut part.leaks);
             report.bad_frees.append(&mut part.bad_frees);
             report.notes.append(&mut part.notes);
-        }
-        if let process::Exit::Signal(sig) = finished.exit {
-            if config.after.is_none() {
-                report.notes.push(format!("the program was killed by {}", process::signal_name(sig)));
-            }
         }
         report.stats = Some(Stats { wall_ms: finished.wall.as_millis() as u64, peak_rss_kib: Some(finished.peak_rss_kib), pause_ms: None });
         Ok(report)
@@ -326,16 +338,15 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
 /// Symbolizes a dump and turns it into leaks grouped by stack, suppressed
 /// blocks left out, and bad frees.
 #[must_use]
-pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions) -> Report {
+pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym: &mut Symbolizer) -> Report {
     let mut report = Report::new(&target.name, "hook");
-    let mut sym = Symbolizer::new(dump.maps.clone());
     let mut stacks: BTreeMap<Vec<u64>, Vec<Frame>> = BTreeMap::new();
     let mut symbolize = |pcs: &[u64], sym: &mut Symbolizer| stacks.entry(pcs.to_vec()).or_insert_with(|| clean(sym.stack(pcs))).clone();
 
     // (api, stack) → (bytes, blocks)
     let mut groups: Vec<(String, Vec<Frame>, u64, u64)> = Vec::new();
     for b in &dump.blocks {
-        let stack = symbolize(&b.pcs, &mut sym);
+        let stack = symbolize(&b.pcs, sym);
         if suppressions.matching(&stack).is_some() {
             continue;
         }
@@ -357,7 +368,7 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions) -> R
 
     let mut regions: Vec<Leak> = Vec::new();
     for r in &dump.regions {
-        let stack = symbolize(&r.pcs, &mut sym);
+        let stack = symbolize(&r.pcs, sym);
         if suppressions.matching(&stack).is_some() {
             continue;
         }
@@ -383,8 +394,8 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions) -> R
     report.leaks.extend(regions);
 
     for f in &dump.bad_frees {
-        let stack = symbolize(&f.pcs, &mut sym);
-        let other_stack = symbolize(&f.other, &mut sym);
+        let stack = symbolize(&f.pcs, sym);
+        let other_stack = symbolize(&f.other, sym);
         report.bad_frees.push(BadFree {
             kind: f.kind,
             dealloc: f.dealloc.clone(),
