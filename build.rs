@@ -101,6 +101,49 @@ fn main() {
 
     std::fs::write(out.join("catalogue.rs"), render_catalogue(&samples, &variants, &samples_dir, &out))
         .expect("write catalogue.rs");
+
+    build_hook(&root, &out, &cc, &cxx);
+}
+
+/// The `hook` backend's LD_PRELOAD shim and the `leaklab bench` program,
+/// exposed to the library as LEAKLAB_HOOK_SO and LEAKLAB_ALLOC_STORM.
+fn build_hook(root: &Path, out: &Path, cc: &Path, cxx: &Path) {
+    let shim_src = root.join("harness/hook/leaklab_hook.c");
+    let storm_src = root.join("harness/bench/alloc_storm.cpp");
+    println!("cargo:rerun-if-changed={}", shim_src.display());
+    println!("cargo:rerun-if-changed={}", storm_src.display());
+    let shim = out.join("libleaklab_hook.so");
+    // Frame pointers and no sibling calls: each hook's own frame must stay
+    // in place while it walks the caller's stack. -fexceptions lets a
+    // std::bad_alloc from the real operator new unwind through the shim.
+    run_compiler(
+        Command::new(cc)
+            .args(["-shared", "-fPIC", "-O2", "-g", "-fno-omit-frame-pointer", "-fno-optimize-sibling-calls", "-fexceptions"])
+            .args(["-Wall", "-Wextra", "-fvisibility=hidden"])
+            .arg(&shim_src)
+            .arg("-o")
+            .arg(&shim)
+            .args(["-ldl", "-pthread"]),
+        "the hook shim",
+    );
+    let storm = out.join("alloc_storm");
+    run_compiler(
+        Command::new(cxx)
+            .args(["-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-Wall", "-Wextra"])
+            .arg(&storm_src)
+            .arg("-o")
+            .arg(&storm),
+        "the bench program",
+    );
+    println!("cargo:rustc-env=LEAKLAB_HOOK_SO={}", shim.display());
+    println!("cargo:rustc-env=LEAKLAB_ALLOC_STORM={}", storm.display());
+}
+
+fn run_compiler(cmd: &mut Command, what: &str) {
+    let output = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run the compiler: {e}"));
+    if !output.status.success() {
+        panic!("{what} failed to compile:\n$ {cmd:?}\n{}", String::from_utf8_lossy(&output.stderr));
+    }
 }
 
 fn discover(dir: &Path) -> Vec<Sample> {

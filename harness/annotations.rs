@@ -2,7 +2,7 @@
 //! has the grammar).
 
 use crate::error::Error;
-use crate::report::{Kind, RegionKind};
+use crate::report::{BadFreeKind, Kind, RegionKind};
 
 /// A line of a sample's source, by file name and 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -37,6 +37,13 @@ impl ExpectedLeak {
     }
 }
 
+/// `//~ BADFREE kind`: a free that a backend checking frees must report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExpectedBadFree {
+    pub at: Location,
+    pub kind: BadFreeKind,
+}
+
 /// Whether a note explains a miss or a false report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum NoteKind {
@@ -60,11 +67,15 @@ pub struct Expectations {
     /// `//~ NOLEAK` traps.
     pub noleaks: Vec<Location>,
     pub notes: Vec<Note>,
+    /// `//~ BADFREE` lines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bad_frees: Vec<ExpectedBadFree>,
 }
 
 impl Expectations {
     pub fn extend(&mut self, other: Expectations) {
         self.leaks.extend(other.leaks);
+        self.bad_frees.extend(other.bad_frees);
         self.noleaks.extend(other.noleaks);
         self.notes.extend(other.notes);
     }
@@ -120,6 +131,17 @@ pub fn parse(file: &str, text: &str) -> Result<Expectations, Error> {
                 }
                 out.noleaks.push(at);
             }
+            ("BADFREE", None) => {
+                let words: Vec<&str> = tail.split_whitespace().collect();
+                let kind = match words.as_slice() {
+                    [word] => BadFreeKind::parse(word).ok_or_else(|| {
+                        err(format!("unknown bad free `{word}` (expected mismatched, double or invalid)"))
+                    })?,
+                    [] => return Err(err("BADFREE needs a kind: mismatched, double or invalid".into())),
+                    [_, extra, ..] => return Err(err(format!("BADFREE takes only its kind, found `{extra}` after it"))),
+                };
+                out.bad_frees.push(ExpectedBadFree { at, kind });
+            }
             ("MISS:" | "FALSE:", Some(b)) => {
                 let why = tail.trim();
                 if why.is_empty() {
@@ -128,13 +150,13 @@ pub fn parse(file: &str, text: &str) -> Result<Expectations, Error> {
                 let kind = if word == "MISS:" { NoteKind::Miss } else { NoteKind::False };
                 out.notes.push(Note { at, backend: b.clone(), kind, why: why.to_string() });
             }
-            ("LEAK" | "NOLEAK", Some(_)) => {
+            ("LEAK" | "NOLEAK" | "BADFREE", Some(_)) => {
                 return Err(err(format!("`{word}` is ground truth for every backend: drop the `[backend]`")))
             }
             ("MISS:" | "FALSE:", None) => {
                 return Err(err(format!("`{word}` needs a backend: `//~[valgrind] {word} why`")))
             }
-            _ => return Err(err(format!("expected LEAK, NOLEAK, MISS: or FALSE:, found `{word}`"))),
+            _ => return Err(err(format!("expected LEAK, NOLEAK, BADFREE, MISS: or FALSE:, found `{word}`"))),
         }
     }
     Ok(out)

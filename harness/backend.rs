@@ -81,11 +81,14 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// For a program without a checkpoint: inspect it after this long.
     pub after: Option<Duration>,
+    /// LeakSanitizer-format suppression files (`leak:PATTERN`) the user adds
+    /// to the backend's defaults.
+    pub suppressions: Vec<PathBuf>,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { timeout: Duration::from_secs(120), after: None }
+        RunConfig { timeout: Duration::from_secs(120), after: None, suppressions: Vec::new() }
     }
 }
 
@@ -117,6 +120,11 @@ pub trait Backend: Send + Sync {
     fn matching(&self) -> Matching {
         Matching::BySite
     }
+    /// Whether it checks every free against its allocation (mismatched,
+    /// double and invalid frees); `//~ BADFREE` annotations are scored only then.
+    fn checks_frees(&self) -> bool {
+        false
+    }
     /// Debian packages the backend needs; `leaklab setup` installs them.
     fn debian_packages(&self) -> &'static [&'static str] {
         &[]
@@ -134,6 +142,7 @@ pub trait Backend: Send + Sync {
 #[must_use]
 pub fn all() -> Vec<Box<dyn Backend>> {
     vec![
+        Box::new(crate::backends::hook::Hook),
         Box::new(crate::backends::debug_new::DebugNew),
         Box::new(crate::backends::valgrind::Valgrind),
         Box::new(crate::backends::lsan::Lsan),

@@ -4,6 +4,7 @@
 
 pub mod annotations;
 pub mod backend;
+pub mod bench;
 pub mod backends;
 pub mod book;
 pub mod catalogue;
@@ -17,5 +18,7 @@ pub mod score;
 pub mod settings;
 pub mod setup;
 pub mod symbols;
+pub mod suppressions;
+pub mod symbolize;
 
 pub use error::Error;

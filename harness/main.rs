@@ -12,7 +12,7 @@ use leaklab::backend::{self, RunConfig, Target};
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
 use leaklab::report::{Kind, Status};
-use leaklab::{book, catalogue, normalize, score, setup, Error};
+use leaklab::{bench, book, catalogue, normalize, score, setup, Error};
 
 #[derive(Parser)]
 #[command(name = "leaklab", version, about = "Leaky C/C++ programs, run under every leak detector and scored")]
@@ -70,6 +70,9 @@ enum Command {
         /// Kill the target after this many seconds.
         #[arg(long, default_value_t = 120.0)]
         timeout: f64,
+        /// Leak suppressions in LeakSanitizer's format (`leak:PATTERN`), for backends that apply them (repeatable).
+        #[arg(long, value_name = "FILE")]
+        suppressions: Vec<std::path::PathBuf>,
         /// A program and its arguments, instead of a sample.
         #[arg(last = true)]
         program: Vec<String>,
@@ -89,6 +92,29 @@ enum Command {
         jobs: usize,
         #[arg(long, default_value_t = 120.0)]
         timeout: f64,
+        /// Leak suppressions in LeakSanitizer's format (`leak:PATTERN`), for backends that apply them (repeatable).
+        #[arg(long, value_name = "FILE")]
+        suppressions: Vec<std::path::PathBuf>,
+    },
+    /// What each detector costs: an allocation-heavy program natively and under each tool, median time and peak memory.
+    Bench {
+        /// Only these tools besides native (repeatable): native, hook, lsan, heaptrack, valgrind.
+        #[arg(long, short)]
+        backend: Vec<String>,
+        /// Runs per tool; the table shows medians.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Threads of the bench program.
+        #[arg(long, default_value_t = 4)]
+        threads: u32,
+        /// Allocation steps per thread.
+        #[arg(long, default_value_t = 1_000_000)]
+        steps: u64,
+        /// Kill a run after this many seconds.
+        #[arg(long, default_value_t = 600.0)]
+        timeout: f64,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Which backends can run here, and the command that fixes each that cannot.
     Doctor {
@@ -168,7 +194,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Run { sample, backend: name, format, raw, timeout, program } => {
+        Command::Run { sample, backend: name, format, raw, timeout, suppressions, program } => {
             let b = backend::by_name(&name)?;
             let target = match (&sample, program.split_first()) {
                 (Some(s), None) => Target::sample(catalogue::find(s)?)?,
@@ -176,7 +202,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 (Some(_), Some(_)) => return Err(Error::Usage("give a sample or `-- PROGRAM ARGS`, not both".into()).into()),
                 (None, None) => return Err(Error::Usage("give a sample (`leaklab list`) or `-- PROGRAM ARGS`".into()).into()),
             };
-            let config = RunConfig { timeout: seconds(timeout)?, ..RunConfig::default() };
+            let config = RunConfig { timeout: seconds(timeout)?, suppressions, ..RunConfig::default() };
             let report = backend::execute(b.as_ref(), &target, &config);
             let shown = if raw { report.clone() } else { normalize::normalize(report.clone()) };
             let scored = match target.sample {
@@ -215,8 +241,13 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }),
             }
         }
-        Command::Compare { backend, sample, format, jobs, timeout } => {
-            let config = CompareConfig { backends: backend, samples: sample, jobs, run: RunConfig { timeout: seconds(timeout)?, ..RunConfig::default() } };
+        Command::Compare { backend, sample, format, jobs, timeout, suppressions } => {
+            let config = CompareConfig {
+                backends: backend,
+                samples: sample,
+                jobs,
+                run: RunConfig { timeout: seconds(timeout)?, suppressions, ..RunConfig::default() },
+            };
             let bar = std::io::stderr().is_terminal().then(|| {
                 let bar = indicatif::ProgressBar::new(0);
                 bar.set_style(
@@ -249,6 +280,16 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 .into());
             }
             Ok(u8::from(!result.all_agree()))
+        }
+        Command::Bench { backend, runs, threads, steps, timeout, format } => {
+            let config = bench::BenchConfig { only: backend, runs, threads, steps, timeout: seconds(timeout)? };
+            let progress = |name: &str, run: usize, of: usize| eprintln!("bench: {name}, run {run}/{of}");
+            let result = bench::bench(&config, &progress)?;
+            match format {
+                Format::Human => print!("{}", bench::render(&result)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+            }
+            Ok(u8::from(result.rows.iter().any(|r| r.error.is_some())))
         }
         Command::Doctor { format } => {
             let diagnoses = setup::doctor();

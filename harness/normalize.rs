@@ -27,6 +27,11 @@ pub const RULES: &[Rule] = &[
         apply: runtime_lines,
     },
     Rule { name: "sort", why: "backends report in hash or address order", apply: sort },
+    Rule {
+        name: "bad-frees",
+        why: "the stacks of bad frees get the stack rules above (paths, frames below main, runtime lines), and a stable order",
+        apply: bad_frees,
+    },
 ];
 
 /// Applies every rule, in order.
@@ -124,4 +129,30 @@ fn sort(r: &mut Report) {
 
 fn stack_key(stack: &[Frame]) -> Vec<(Option<String>, Option<u32>)> {
     stack.iter().map(|f| (f.function.clone(), f.line)).collect()
+}
+
+fn bad_frees(r: &mut Report) {
+    for b in &mut r.bad_frees {
+        for stack in [&mut b.stack, &mut b.other_stack] {
+            for frame in stack.iter_mut() {
+                frame.file = frame.file.as_deref().map(base_name);
+                frame.object = frame.object.as_deref().map(base_name);
+                if frame.object.as_deref().is_some_and(crate::backend::is_runtime_object) {
+                    frame.file = None;
+                    frame.line = None;
+                }
+                if let Some(func) = &mut frame.function {
+                    *func = ADDRESS.replace_all(func, "0x…").into_owned();
+                }
+            }
+            if let Some(i) = stack.iter().position(|f| f.function.as_deref() == Some("main")) {
+                stack.truncate(i + 1);
+            }
+        }
+    }
+    r.bad_frees.sort_by(|a, b| {
+        (a.site.clone(), a.kind, &a.dealloc, &a.api)
+            .cmp(&(b.site.clone(), b.kind, &b.dealloc, &b.api))
+            .then_with(|| stack_key(&a.stack).cmp(&stack_key(&b.stack)))
+    });
 }

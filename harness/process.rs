@@ -120,6 +120,9 @@ pub struct Finished {
     pub wall: Duration,
     /// Peak RSS of the child in KiB (wait4's ru_maxrss).
     pub peak_rss_kib: u64,
+    /// User plus system CPU time of the child and its reaped descendants
+    /// (wait4's rusage): unlike wall time, not inflated by a busy machine.
+    pub cpu: Duration,
 }
 
 impl Finished {
@@ -141,7 +144,7 @@ pub struct Child {
     deadline: Instant,
     label: String,
     timeout: Duration,
-    exit: Option<(Exit, u64)>,
+    exit: Option<(Exit, u64, Duration)>,
 }
 
 impl Child {
@@ -199,7 +202,7 @@ impl Child {
 
     /// Waits for the child to exit or stop, until the deadline.
     pub fn wait_event(&mut self) -> Result<Event, Error> {
-        if let Some((exit, _)) = self.exit {
+        if let Some((exit, _, _)) = self.exit {
             return Ok(Event::Exited(exit));
         }
         loop {
@@ -230,7 +233,8 @@ impl Child {
                     libc::wait4(self.pid, &mut status, 0, &mut usage);
                 }
                 let exit = if libc::WIFSIGNALED(status) { Exit::Signal(libc::WTERMSIG(status)) } else { Exit::Code(libc::WEXITSTATUS(status)) };
-                self.exit = Some((exit, usage.ru_maxrss.max(0) as u64));
+                let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+                self.exit = Some((exit, usage.ru_maxrss.max(0) as u64, tv(usage.ru_utime) + tv(usage.ru_stime)));
                 forget_group(self.pid);
                 return Ok(Event::Exited(exit));
             }
@@ -273,13 +277,14 @@ impl Child {
                 Event::Stopped(_) => self.resume(),
             }
         }
-        let (exit, rss) = self.exit.expect("exited");
+        let (exit, rss, cpu) = self.exit.expect("exited");
         Ok(Finished {
             exit,
             stdout: read_all(&mut self.stdout),
             stderr: read_all(&mut self.stderr),
             wall: self.started.elapsed(),
             peak_rss_kib: rss,
+            cpu,
         })
     }
 
@@ -298,7 +303,7 @@ impl Child {
             libc::killpg(self.pid, libc::SIGCONT);
         }
         let status = reap_blocking(self.pid);
-        self.exit = Some((status, 0));
+        self.exit = Some((status, 0, Duration::ZERO));
         forget_group(self.pid);
     }
 }

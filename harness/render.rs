@@ -111,6 +111,28 @@ pub fn report(r: &Report, style: Style) -> String {
             let _ = writeln!(out, "      {}{}", f.function.as_deref().unwrap_or("??"), style.dim(&loc));
         }
     }
+    for b in &r.bad_frees {
+        let at = |site: &Option<crate::report::Site>| site.as_ref().map(|s| format!(" at {}:{}", s.file, s.line)).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} free: {}{} of a block from {}{}",
+            style.red(b.kind.as_str()),
+            b.dealloc,
+            at(&b.site),
+            b.api.as_deref().unwrap_or("no known allocation"),
+            match b.kind {
+                crate::report::BadFreeKind::Double => format!(", first freed{}", at(&b.other_site)),
+                _ => at(&b.other_site),
+            }
+        );
+        for f in &b.stack {
+            let loc = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!(" ({}:{line})", file.rsplit('/').next().unwrap_or(file)),
+                _ => f.object.as_ref().map(|o| format!(" [{}]", o.rsplit('/').next().unwrap_or(o))).unwrap_or_default(),
+            };
+            let _ = writeln!(out, "      {}{}", f.function.as_deref().unwrap_or("??"), style.dim(&loc));
+        }
+    }
     for n in &r.notes {
         let _ = writeln!(out, "  note: {n}");
     }
@@ -144,6 +166,17 @@ pub fn score(s: &Score, style: Style) -> String {
         s.false_reports.len(),
         s.false_reports.iter().filter(|f| f.explained.is_some()).count(),
     );
+    if !s.found_frees.is_empty() || !s.missed_frees.is_empty() || !s.false_frees.is_empty() {
+        let _ = writeln!(
+            out,
+            "bad frees: {} found, {} missed ({} explained), {} false ({} explained)",
+            s.found_frees.len(),
+            s.missed_frees.len(),
+            s.missed_frees.iter().filter(|m| m.explained.is_some()).count(),
+            s.false_frees.len(),
+            s.false_frees.iter().filter(|f| f.explained.is_some()).count(),
+        );
+    }
     for m in s.missed.iter().filter(|m| m.explained.is_some()) {
         let _ = writeln!(out, "  known miss at {}: {}", m.expected.at, m.explained.as_deref().unwrap_or(""));
     }

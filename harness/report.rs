@@ -138,6 +138,58 @@ impl Leak {
     }
 }
 
+/// What was wrong with a free, in valgrind's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BadFreeKind {
+    /// Released with the wrong function (new[] with delete, malloc with delete, new with free).
+    Mismatched,
+    /// Released a second time.
+    Double,
+    /// Released a pointer that no allocation returned.
+    Invalid,
+}
+
+impl BadFreeKind {
+    pub const ALL: [BadFreeKind; 3] = [BadFreeKind::Mismatched, BadFreeKind::Double, BadFreeKind::Invalid];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BadFreeKind::Mismatched => "mismatched",
+            BadFreeKind::Double => "double",
+            BadFreeKind::Invalid => "invalid",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(word: &str) -> Option<BadFreeKind> {
+        BadFreeKind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+/// A free that does not match an allocation: valgrind's MismatchedFree and
+/// InvalidFree errors, the hook's checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadFree {
+    pub kind: BadFreeKind,
+    /// The releasing function: `free`, `delete`, `delete[]`, `realloc`.
+    pub dealloc: String,
+    /// The allocating API of the block, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// Where the bad free is (the site rule of leaks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<Site>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<Frame>,
+    /// The other end: the allocation (mismatched) or the first free (double).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_site: Option<Site>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_stack: Vec<Frame>,
+}
+
 /// How the run went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
@@ -170,6 +222,9 @@ pub struct Report {
     /// Other findings worth showing (invalid frees, tool warnings).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Frees that match no allocation, for backends that check frees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_frees: Vec<BadFree>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
 }
@@ -177,7 +232,7 @@ pub struct Report {
 impl Report {
     #[must_use]
     pub fn new(sample: &str, backend: &str) -> Report {
-        Report { sample: sample.to_string(), backend: backend.to_string(), status: Status::Ok, leaks: Vec::new(), notes: Vec::new(), stats: None }
+        Report { sample: sample.to_string(), backend: backend.to_string(), status: Status::Ok, leaks: Vec::new(), notes: Vec::new(), bad_frees: Vec::new(), stats: None }
     }
 
     /// Total bytes and blocks of the leaks of one kind.

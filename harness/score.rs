@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::annotations::{ExpectedLeak, Expectations, Location, Note, NoteKind};
+use crate::annotations::{ExpectedBadFree, ExpectedLeak, Expectations, Location, Note, NoteKind};
 use crate::backend::Matching;
-use crate::report::{Kind, Leak, Report};
+use crate::report::{BadFree, Kind, Leak, Report};
 
 /// A column of the accuracy matrix: valgrind's four kinds, and mappings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -24,10 +24,13 @@ pub enum Class {
     Mmap,
     /// A false report of a backend that does not classify.
     Unclassified,
+    /// A mismatched, double or invalid free (`//~ BADFREE`).
+    BadFree,
 }
 
 impl Class {
-    pub const ALL: [Class; 6] = [Class::Definite, Class::Indirect, Class::Possible, Class::Reachable, Class::Mmap, Class::Unclassified];
+    pub const ALL: [Class; 7] =
+        [Class::Definite, Class::Indirect, Class::Possible, Class::Reachable, Class::Mmap, Class::Unclassified, Class::BadFree];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Class {
             Class::Reachable => "reachable",
             Class::Mmap => "mmap",
             Class::Unclassified => "unclassified",
+            Class::BadFree => "badfree",
         }
     }
 
@@ -93,6 +97,21 @@ pub struct FalseReport {
     pub explained: Option<String>,
 }
 
+/// A `//~ BADFREE` the backend did not report.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissedFree {
+    pub expected: ExpectedBadFree,
+    pub explained: Option<String>,
+}
+
+/// A bad free the backend reported where no `//~ BADFREE` says so.
+#[derive(Debug, Clone, Serialize)]
+pub struct FalseFree {
+    pub bad_free: BadFree,
+    pub at: Option<Location>,
+    pub explained: Option<String>,
+}
+
 /// How one backend did on one sample.
 #[derive(Debug, Clone, Serialize)]
 pub struct Score {
@@ -103,6 +122,13 @@ pub struct Score {
     pub false_reports: Vec<FalseReport>,
     /// Notes of this backend that no longer explain anything.
     pub stale_notes: Vec<Note>,
+    /// Bad frees, scored only for backends that check frees.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub found_frees: Vec<ExpectedBadFree>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missed_frees: Vec<MissedFree>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub false_frees: Vec<FalseFree>,
 }
 
 /// found / missed / false counts of one class.
@@ -148,6 +174,12 @@ impl Score {
         }
         for f in &self.false_reports {
             t.entry(Class::of_leak(&f.leak)).or_default().false_reports += 1;
+        }
+        if !self.found_frees.is_empty() || !self.missed_frees.is_empty() || !self.false_frees.is_empty() {
+            let b = t.entry(Class::BadFree).or_default();
+            b.found += self.found_frees.len() as u32;
+            b.missed += self.missed_frees.len() as u32;
+            b.false_reports += self.false_frees.len() as u32;
         }
         t
     }
@@ -206,6 +238,27 @@ impl Score {
                 l.blocks,
                 l.region.as_ref().map(|r| format!(" ({})", r.kind.as_str())).unwrap_or_default(),
                 stack.join(" < "),
+                self.backend,
+                self.backend
+            ));
+        }
+        for m in self.missed_frees.iter().filter(|m| m.explained.is_none()) {
+            out.push(format!(
+                "{}: missed `BADFREE {}`; if {} cannot see it, explain with `//~[{}] MISS: why`",
+                m.expected.at,
+                m.expected.kind.as_str(),
+                self.backend,
+                self.backend
+            ));
+        }
+        for f in self.false_frees.iter().filter(|f| f.explained.is_none()) {
+            let at = f.at.as_ref().map(ToString::to_string).unwrap_or_else(|| "(no site in the sample)".into());
+            let b = &f.bad_free;
+            out.push(format!(
+                "{at}: reported a {} free ({} of a block from {}) where no `//~ BADFREE` is; if this is a limit of {}, explain with `//~[{}] FALSE: why`",
+                b.kind.as_str(),
+                b.dealloc,
+                b.api.as_deref().unwrap_or("nowhere known"),
                 self.backend,
                 self.backend
             ));
@@ -334,6 +387,8 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
         }
     }
 
+    let (found_frees, missed_frees, false_frees) = score_frees(report, expected);
+
     // Explanations, and notes that explain nothing any more.
     let mut stale_notes = Vec::new();
     let mut missed: Vec<Missed> = missed
@@ -365,17 +420,70 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
     let found = still_found;
     for n in expected.notes.iter().filter(|n| n.backend == backend) {
         let in_use = match n.kind {
-            NoteKind::Miss => missed.iter().any(|m| m.expected.at == n.at),
-            NoteKind::False => false_reports.iter().any(|f| match &f.at {
-                Some(at) => at == &n.at,
-                None => true,
-            }),
+            NoteKind::Miss => missed.iter().any(|m| m.expected.at == n.at) || missed_frees.iter().any(|m| m.expected.at == n.at),
+            NoteKind::False => {
+                false_reports.iter().any(|f| match &f.at {
+                    Some(at) => at == &n.at,
+                    None => true,
+                }) || false_frees.iter().any(|f| f.at.as_ref() == Some(&n.at))
+            }
         };
         if !in_use {
             stale_notes.push(n.clone());
         }
     }
-    Score { sample: report.sample.clone(), backend: backend.to_string(), found, missed, false_reports, stale_notes }
+    Score {
+        sample: report.sample.clone(),
+        backend: backend.to_string(),
+        found,
+        missed,
+        false_reports,
+        stale_notes,
+        found_frees,
+        missed_frees,
+        false_frees,
+    }
+}
+
+/// Matches reported bad frees to `//~ BADFREE` lines by site and kind, for
+/// backends that check frees (`Backend::checks_frees`); others are not
+/// scored on frees at all.
+fn score_frees(report: &Report, expected: &Expectations) -> (Vec<ExpectedBadFree>, Vec<MissedFree>, Vec<FalseFree>) {
+    let backend = report.backend.as_str();
+    if !crate::backend::by_name(backend).is_ok_and(|b| b.checks_frees()) {
+        return (Vec::new(), Vec::new(), Vec::new());
+    }
+    let at_of = |b: &BadFree| b.site.as_ref().map(|s| Location { file: s.file.clone(), line: s.line });
+    let mut used = vec![false; report.bad_frees.len()];
+    let mut found = Vec::new();
+    let mut missed = Vec::new();
+    for e in &expected.bad_frees {
+        let mut any = false;
+        for (i, b) in report.bad_frees.iter().enumerate() {
+            if b.kind == e.kind && at_of(b).as_ref() == Some(&e.at) {
+                used[i] = true;
+                any = true;
+            }
+        }
+        if any {
+            found.push(e.clone());
+        } else {
+            let explained = expected.note(backend, NoteKind::Miss, &e.at).map(|n| n.why.clone());
+            missed.push(MissedFree { expected: e.clone(), explained });
+        }
+    }
+    let false_frees = report
+        .bad_frees
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(b, _)| {
+            let at = at_of(b);
+            let explained = at.as_ref().and_then(|a| expected.note(backend, NoteKind::False, a)).map(|n| n.why.clone());
+            FalseFree { bad_free: b.clone(), at, explained }
+        })
+        .collect();
+    (found, missed, false_frees)
 }
 
 fn shape_matches(e: &ExpectedLeak, l: &Leak) -> bool {

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use leaklab::annotations;
 use leaklab::backend::Matching;
+use leaklab::backends::hook::parse_dump;
 use leaklab::backends::valgrind::parse_xml;
+use leaklab::report::Frame;
+use leaklab::suppressions::{pattern_matches, Suppressions};
 use leaklab::normalize::{normalize, RULES};
 use leaklab::report::Report;
 use leaklab::score::score;
@@ -53,7 +56,7 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("normalize::rules_are_named_and_ordered", || {
             let names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
             // Append-only: a new rule goes at the end, so these stay a prefix.
-            let frozen = ["drop-stats", "addresses", "pids", "paths", "frames-below-main", "runtime-lines", "sort"];
+            let frozen = ["drop-stats", "addresses", "pids", "paths", "frames-below-main", "runtime-lines", "sort", "bad-frees"];
             if names.len() < frozen.len() || names[..frozen.len()] != frozen {
                 return Err(format!("normalization rules were reordered or removed: {names:?}; append new rules at the end").into());
             }
@@ -101,6 +104,131 @@ pub fn trials() -> Vec<Trial> {
             }
         }));
     }
+    t.push(Trial::test("hook_dump::parses_every_record", || {
+        let dump = parse_dump(&read(&data("hook/exit.dump"))?).map_err(|e| e.to_string())?;
+        if dump.blocks.len() != 3 || dump.regions.len() != 2 || dump.bad_frees.len() != 3 || dump.maps.len() != 8 {
+            return Err(format!(
+                "expected 3 blocks, 2 regions, 3 bad frees, 8 maps lines; got {}, {}, {}, {}",
+                dump.blocks.len(),
+                dump.regions.len(),
+                dump.bad_frees.len(),
+                dump.maps.len()
+            )
+            .into());
+        }
+        let deleted = &dump.maps[5];
+        if deleted.file().is_some() || deleted.path.as_deref() != Some("/tmp/leaklab-Ab12Cd (deleted)") {
+            return Err(format!("a deleted file's mapping must keep its name but be no file to read: {deleted:?}").into());
+        }
+        snapshot("hook_dump_exit", &dump)
+    }));
+    for (name, expect) in [
+        ("truncated", "cut short"),
+        ("unknown_record", "unknown record `X what`"),
+        ("bad_address", "`7f00` is not a 0x address"),
+        ("wrong_version", "expected the header `leaklab-hook 1`"),
+        ("bad_free_without_bar", "missing `|`"),
+        ("after_end", "text after `end`"),
+    ] {
+        t.push(Trial::test(format!("hook_dump::rejects_{name}"), move || {
+            match parse_dump(&read(&data(&format!("hook/{name}.dump")))?) {
+                Ok(d) => Err(format!("{name}.dump parsed: {d:?}").into()),
+                Err(e) if e.to_string().contains(expect) && e.to_string().contains("dump line") => Ok(()),
+                Err(e) => Err(format!("error `{e}` does not name the dump line and say `{expect}`").into()),
+            }
+        }));
+    }
+    t.push(Trial::test("suppressions::valid", || {
+        let parsed = Suppressions::parse("valid.supp", &read(&data("suppressions/valid.supp"))?).map_err(|e| e.to_string())?;
+        snapshot("suppressions_valid", &parsed)
+    }));
+    t.push(Trial::test("suppressions::hook_defaults_parse", || {
+        let parsed = Suppressions::parse("default.supp", leaklab::backends::hook::DEFAULT_SUPPRESSIONS).map_err(|e| e.to_string())?;
+        if parsed.rules.is_empty() {
+            return Err("the hook's default suppressions are empty".into());
+        }
+        Ok(())
+    }));
+    t.push(Trial::test("suppressions::template_matching", || {
+        let mut wrong = Vec::new();
+        for line in read(&data("suppressions/matching.txt"))?.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [want, pattern, text] = words[..] else { return Err(format!("bad case line `{line}`").into()) };
+            if pattern_matches(pattern, text) != (want == "yes") {
+                wrong.push(format!("`{pattern}` against `{text}` should give {want}"));
+            }
+        }
+        if wrong.is_empty() { Ok(()) } else { Err(wrong.join("\n").into()) }
+    }));
+    t.push(Trial::test("suppressions::match_any_frame_by_function_file_or_module", || {
+        let rules = Suppressions::parse("t", "leak:^allocate_dtv$\nleak:eh_alloc.cc\nleak:libfoo.so").map_err(|e| e.to_string())?;
+        let frame = |f: &str, file: &str, obj: &str| Frame {
+            function: Some(f.into()),
+            file: Some(file.into()),
+            line: Some(1),
+            object: Some(obj.into()),
+        };
+        let by_function = [frame("calloc", "rtld-malloc.h", "/lib/ld.so"), frame("allocate_dtv", "dl-tls.c", "/lib/ld.so")];
+        let by_file = [frame("pool", "/build/eh_alloc.cc", "/lib/libstdc++.so.6")];
+        let by_module = [frame("init", "init.c", "/opt/lib/libfoo.so.1")];
+        let kept = [frame("main", "strdup_loop.c", "/x/strdup_loop"), frame("allocate_dtv_wrapper", "x.c", "/x/a")];
+        for (stack, want) in [(&by_function[..], true), (&by_file[..], true), (&by_module[..], true), (&kept[..], false)] {
+            if rules.matching(stack).is_some() != want {
+                return Err(format!("stack {stack:?} should {}be suppressed", if want { "" } else { "not " }).into());
+            }
+        }
+        Ok(())
+    }));
+    for path in sorted_entries(&data("suppressions/bad")) {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        t.push(Trial::test(format!("suppressions::rejects_{name}"), move || {
+            let text = read(&path)?;
+            let expect = text.lines().next().and_then(|l| l.strip_prefix("# error: ")).ok_or("case lacks a `# error:` first line")?;
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            match Suppressions::parse(&file, &text) {
+                Ok(parsed) => Err(format!("parsed without error: {parsed:?}").into()),
+                Err(e) if e.to_string().starts_with(&format!("{file}:2: ")) && e.to_string().contains(expect) => Ok(()),
+                Err(e) => Err(format!("error `{e}` should start with `{file}:2:` and say `{expect}`").into()),
+            }
+        }));
+    }
+    t.push(Trial::test("hook_run::dump_on_signal_while_running", || {
+        // strdup_loop with `0` leaks one string every 2 s forever: only a live dump sees it.
+        let sample = leaklab::catalogue::find("strdup_loop").map_err(|e| e.to_string())?;
+        let mut target = leaklab::backend::Target::sample(sample).map_err(|e| e.to_string())?;
+        target.args = vec!["0".into()];
+        let config = leaklab::backend::RunConfig {
+            timeout: std::time::Duration::from_secs(30),
+            after: Some(std::time::Duration::from_millis(800)),
+            ..leaklab::backend::RunConfig::default()
+        };
+        let report = leaklab::backend::Backend::run(&leaklab::backends::hook::Hook, &target, &config).map_err(|e| e.to_string())?;
+        let at_line = report.leaks.iter().filter(|l| l.site.as_ref().is_some_and(|s| s.file == "strdup_loop.c" && s.line == 14)).count();
+        if at_line != 1 || report.leaks.len() != 1 {
+            return Err(format!("expected one leak at strdup_loop.c:14 in the live dump, got {:?}", report.leaks).into());
+        }
+        Ok(())
+    }));
+    t.push(Trial::test("hook_run::user_suppressions_apply", || {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let file = dir.path().join("mine.supp");
+        std::fs::write(&file, "# the sample's own loop\nleak:^main$\n").map_err(|e| e.to_string())?;
+        let sample = leaklab::catalogue::find("strdup_loop").map_err(|e| e.to_string())?;
+        let target = leaklab::backend::Target::sample(sample).map_err(|e| e.to_string())?;
+        let hook = leaklab::backends::hook::Hook;
+        let plain = leaklab::backend::Backend::run(&hook, &target, &leaklab::backend::RunConfig::default()).map_err(|e| e.to_string())?;
+        let config = leaklab::backend::RunConfig { suppressions: vec![file], ..leaklab::backend::RunConfig::default() };
+        let suppressed = leaklab::backend::Backend::run(&hook, &target, &config).map_err(|e| e.to_string())?;
+        if plain.leaks.is_empty() || !suppressed.leaks.is_empty() {
+            return Err(format!("expected leaks without the file and none with it; got {} and {}", plain.leaks.len(), suppressed.leaks.len()).into());
+        }
+        Ok(())
+    }));
+    t.push(Trial::test("annotations::badfree", || {
+        let text = read(&data("annotations/badfree.c"))?;
+        let parsed = annotations::parse("badfree.c", &text).map_err(|e| e.to_string())?;
+        snapshot("annotations_badfree", &parsed)
+    }));
     for dir in sorted_entries(&data("score")) {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         t.push(Trial::test(format!("score::{name}"), move || score_case(&dir)));

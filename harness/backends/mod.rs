@@ -1,5 +1,6 @@
 //! One module per backend; `crate::backend::all()` lists them.
 
 pub mod debug_new;
+pub mod hook;
 pub mod lsan;
 pub mod valgrind;

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::backend::{Availability, Backend, RunConfig, Target};
 use crate::error::Error;
 use crate::process::{self, Spec};
-use crate::report::{Frame, Kind, Leak, Report, Stats};
+use crate::report::{BadFree, BadFreeKind, Frame, Kind, Leak, Report, Stats};
 
 pub struct Valgrind;
 
@@ -29,6 +29,10 @@ impl Backend for Valgrind {
                 fix: "apt-get install -y valgrind".into(),
             },
         }
+    }
+
+    fn checks_frees(&self) -> bool {
+        true
     }
 
     fn debian_packages(&self) -> &'static [&'static str] {
@@ -100,6 +104,11 @@ impl Backend for Valgrind {
                 report.leaks.push(leak);
             }
             report.notes.extend(parsed.errors);
+            for mut b in parsed.bad_frees {
+                b.site = target.site_of(&b.stack);
+                b.other_site = target.site_of(&b.other_stack);
+                report.bad_frees.push(b);
+            }
         }
         report.stats = Some(Stats { wall_ms: finished.wall.as_millis() as u64, peak_rss_kib: Some(finished.peak_rss_kib), pause_ms: None });
         Ok(report)
@@ -110,8 +119,10 @@ impl Backend for Valgrind {
 #[derive(Debug, Default)]
 pub struct MemcheckOutput {
     pub leaks: Vec<Leak>,
-    /// Non-leak errors (invalid and mismatched frees, ...), one line each.
+    /// Other errors (uninitialised values, invalid reads, ...), one line each.
     pub errors: Vec<String>,
+    /// MismatchedFree and InvalidFree errors; sites are left unset.
+    pub bad_frees: Vec<BadFree>,
 }
 
 fn malformed(message: impl Into<String>) -> Error {
@@ -147,6 +158,10 @@ pub fn parse_xml(text: &str) -> Result<MemcheckOutput, Error> {
             "Leak_IndirectlyLost" => Kind::Indirect,
             "Leak_PossiblyLost" => Kind::Possible,
             "Leak_StillReachable" => Kind::Reachable,
+            "MismatchedFree" | "InvalidFree" => {
+                out.bad_frees.push(bad_free(error, kind_text, stack));
+                continue;
+            }
             other => {
                 let what = child_text(error, "what")
                     .or_else(|| error.children().find(|n| n.has_tag_name("xwhat")).and_then(|x| child_text(x, "text")))
@@ -193,6 +208,36 @@ fn where_in_program(stack: &[Frame]) -> String {
             format!(" at {}:{}", file.rsplit('/').next().unwrap_or(file), f.line.unwrap_or(0))
         })
         .unwrap_or_default()
+}
+
+/// A MismatchedFree or InvalidFree error. Its first <stack> is the bad free;
+/// an <auxwhat> "Address 0x.. is 0 bytes inside a block of size 16 free'd"
+/// means a double free, whose second <stack> is the first free; otherwise
+/// the second <stack>, when present, is the block's allocation.
+fn bad_free(error: roxmltree::Node, kind_text: &str, stack: Vec<Frame>) -> BadFree {
+    let stacks: Vec<Vec<Frame>> = error.children().filter(|n| n.has_tag_name("stack")).map(parse_stack).collect();
+    let aux = child_text(error, "auxwhat").unwrap_or("");
+    let kind = match kind_text {
+        "MismatchedFree" => BadFreeKind::Mismatched,
+        _ if aux.ends_with("free'd") => BadFreeKind::Double,
+        _ => BadFreeKind::Invalid,
+    };
+    // The allocation's stack is the last one after an "alloc'd" line.
+    let alloc = if aux.ends_with("alloc'd") || kind == BadFreeKind::Double { stacks.last().filter(|_| stacks.len() > 1) } else { None };
+    let dealloc = stack.first().and_then(|f| f.function.as_deref()).map_or_else(|| "free".to_string(), dealloc_name);
+    let api = alloc.and_then(|s| s.first()).and_then(|f| f.function.as_deref()).map(api_name);
+    BadFree { kind, dealloc, api, site: None, stack, other_site: None, other_stack: stacks.get(1).cloned().unwrap_or_default() }
+}
+
+/// The releasing function as the report names it: `delete[]` rather than
+/// `operator delete[](void*)`.
+fn dealloc_name(function: &str) -> String {
+    let base = function.split('(').next().unwrap_or(function).trim();
+    match base {
+        "operator delete[]" => "delete[]".into(),
+        "operator delete" => "delete".into(),
+        other => other.to_string(),
+    }
 }
 
 /// "48 (16 direct, 32 indirect) bytes in 1 blocks ..." → 16.

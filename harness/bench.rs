@@ -1,0 +1,291 @@
+//! `leaklab bench`: what a detector costs. An allocation-heavy program
+//! (harness/bench/alloc_storm.cpp: threads replacing blocks of 16..4096
+//! bytes with malloc/free, new[]/delete[] and new/delete) runs natively and
+//! under each tool that can run here, several times each; the table gives
+//! the median wall time and peak RSS, and their ratios to native.
+//!
+//! A tool joins the bench by adding a [`Contender`] to [`contenders`]: a
+//! name, and a function that wraps the command line (or says why it cannot
+//! run here and how to fix that).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::process::{self, Spec};
+
+/// The bench program build.rs compiled.
+pub const ALLOC_STORM: &str = env!("LEAKLAB_ALLOC_STORM");
+
+/// A tool that cannot run here: why, and the command that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub reason: String,
+    pub fix: String,
+}
+
+/// One way of running the bench program.
+pub struct Contender {
+    pub name: &'static str,
+    /// What is measured, in a few words.
+    pub summary: &'static str,
+    /// The command that runs `program args` this way; `scratch` is an empty
+    /// directory of this run for the tool's output files.
+    pub wrap: fn(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing>,
+}
+
+/// Every contender, native first.
+#[must_use]
+pub fn contenders() -> Vec<Contender> {
+    vec![
+        Contender { name: "native", summary: "the program alone", wrap: native },
+        Contender { name: "hook", summary: "leaklab's LD_PRELOAD shim, a stack per block", wrap: hook },
+        Contender { name: "lsan", summary: "gcc's LeakSanitizer runtime by LD_PRELOAD (liblsan.so.0)", wrap: lsan },
+        Contender { name: "heaptrack", summary: "heaptrack, recording every call", wrap: heaptrack },
+        Contender { name: "valgrind", summary: "valgrind memcheck, --leak-check=full", wrap: valgrind },
+    ]
+}
+
+fn native(program: &Path, args: &[String], _scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    Ok(Spec::new(program, timeout).args(args))
+}
+
+fn hook(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    let shim = crate::backends::hook::SHIM;
+    if !Path::new(shim).is_file() {
+        return Err(Missing { reason: format!("the shim {shim} is missing"), fix: "cargo build".into() });
+    }
+    Ok(Spec::new(program, timeout).args(args).env("LD_PRELOAD", shim).env("LEAKLAB_HOOK_OUT", scratch.join("hook.%p.dump")))
+}
+
+/// Where Debian's gcc puts the LeakSanitizer runtime.
+const LIBLSAN: &str = "/usr/lib/x86_64-linux-gnu/liblsan.so.0";
+
+fn lsan(program: &Path, args: &[String], _scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    if !Path::new(LIBLSAN).is_file() {
+        return Err(Missing { reason: format!("{LIBLSAN} is missing"), fix: "apt-get install -y liblsan0".into() });
+    }
+    Ok(Spec::new(program, timeout).args(args).env("LD_PRELOAD", LIBLSAN))
+}
+
+fn heaptrack(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    tool("heaptrack", "heaptrack")?;
+    // -r: record only; the analysis (heaptrack_print) is not part of the run's cost.
+    Ok(Spec::new("heaptrack", timeout).arg("-r").arg("-o").arg(scratch.join("heaptrack.%p")).arg(program).args(args))
+}
+
+fn valgrind(program: &Path, args: &[String], _scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    tool("valgrind", "valgrind")?;
+    Ok(Spec::new("valgrind", timeout).args(["--tool=memcheck", "--leak-check=full", "-q"]).arg(program).args(args))
+}
+
+fn tool(binary: &str, package: &str) -> Result<PathBuf, Missing> {
+    which::which(binary)
+        .map_err(|_| Missing { reason: format!("{binary} is not installed"), fix: format!("apt-get install -y {package}") })
+}
+
+/// Knobs of a bench.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Contender names; empty means all.
+    pub only: Vec<String>,
+    pub runs: usize,
+    pub threads: u32,
+    /// Allocation steps per thread (each replaces one block: a free and an allocation).
+    pub steps: u64,
+    /// Bound on one run.
+    pub timeout: Duration,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig { only: Vec::new(), runs: 5, threads: 4, steps: 1_000_000, timeout: Duration::from_secs(600) }
+    }
+}
+
+/// One contender's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub summary: String,
+    /// Why it did not run, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Missing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time of each run, in ms.
+    pub wall_ms: Vec<f64>,
+    /// User + system CPU time of each run, in ms.
+    pub cpu_ms: Vec<f64>,
+    /// Peak RSS of each run, in KiB.
+    pub peak_rss_kib: Vec<u64>,
+    pub median_wall_ms: Option<f64>,
+    pub median_cpu_ms: Option<f64>,
+    pub median_peak_rss_kib: Option<u64>,
+    /// Median wall time over native's.
+    pub slowdown: Option<f64>,
+    /// Median CPU time over native's.
+    pub cpu_ratio: Option<f64>,
+    /// Median peak RSS over native's.
+    pub memory_ratio: Option<f64>,
+}
+
+/// The whole bench.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub program: String,
+    pub threads: u32,
+    pub steps_per_thread: u64,
+    /// malloc/free pairs (and new/delete pairs) over all threads.
+    pub allocations: u64,
+    pub runs: usize,
+    pub rows: Vec<Row>,
+}
+
+fn median_f(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(s[n / 2]),
+        n => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
+fn median_u(v: &[u64]) -> Option<u64> {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    match s.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(s[n / 2]),
+        n => Some((s[n / 2 - 1] + s[n / 2]) / 2),
+    }
+}
+
+/// Runs the bench. `progress` gets (contender, run number, runs) before each run.
+pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Result<BenchResult, Error> {
+    if config.runs == 0 {
+        return Err(Error::Usage("--runs must be at least 1".into()));
+    }
+    if config.threads == 0 || config.threads > 256 || config.steps == 0 {
+        return Err(Error::Usage("--threads must be 1..=256 and --steps at least 1".into()));
+    }
+    let all = contenders();
+    for name in &config.only {
+        if !all.iter().any(|c| c.name == name) {
+            let known: Vec<&str> = all.iter().map(|c| c.name).collect();
+            return Err(Error::Usage(format!("no bench contender `{name}`; known: {}", known.join(", "))));
+        }
+    }
+    let program = PathBuf::from(ALLOC_STORM);
+    let args = vec![config.threads.to_string(), config.steps.to_string()];
+    let mut rows = Vec::new();
+    // Native always runs: it is what the ratios divide by.
+    for c in all.iter().filter(|c| c.name == "native" || config.only.is_empty() || config.only.iter().any(|o| o == c.name)) {
+        let mut row = Row {
+            name: c.name.to_string(),
+            summary: c.summary.to_string(),
+            missing: None,
+            error: None,
+            wall_ms: Vec::new(),
+            cpu_ms: Vec::new(),
+            peak_rss_kib: Vec::new(),
+            median_wall_ms: None,
+            median_cpu_ms: None,
+            median_peak_rss_kib: None,
+            slowdown: None,
+            cpu_ratio: None,
+            memory_ratio: None,
+        };
+        for run in 0..config.runs {
+            progress(c.name, run + 1, config.runs);
+            let scratch = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+            let spec = match (c.wrap)(&program, &args, scratch.path(), config.timeout) {
+                Ok(spec) => spec.env_remove("LEAKLAB_CHECKPOINT"),
+                Err(m) => {
+                    row.missing = Some(m);
+                    break;
+                }
+            };
+            match process::run(&spec) {
+                Ok(f) if f.exit.success() => {
+                    row.wall_ms.push(f.wall.as_secs_f64() * 1000.0);
+                    row.cpu_ms.push(f.cpu.as_secs_f64() * 1000.0);
+                    row.peak_rss_kib.push(f.peak_rss_kib);
+                }
+                Ok(f) => {
+                    row.error = Some(format!("the run {}: {}", f.exit.describe(), f.stderr_text().lines().last().unwrap_or("")));
+                    break;
+                }
+                Err(e) => {
+                    row.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if row.error.is_some() {
+            row.wall_ms.clear();
+            row.cpu_ms.clear();
+            row.peak_rss_kib.clear();
+        }
+        row.median_wall_ms = median_f(&row.wall_ms);
+        row.median_cpu_ms = median_f(&row.cpu_ms);
+        row.median_peak_rss_kib = median_u(&row.peak_rss_kib);
+        rows.push(row);
+    }
+    let base = rows.iter().find(|r| r.name == "native").map(|r| (r.median_wall_ms, r.median_cpu_ms, r.median_peak_rss_kib));
+    if let Some((Some(wall), Some(cpu), Some(rss))) = base {
+        for r in &mut rows {
+            r.slowdown = r.median_wall_ms.map(|w| w / wall);
+            r.cpu_ratio = r.median_cpu_ms.map(|c| c / cpu.max(1e-3));
+            r.memory_ratio = r.median_peak_rss_kib.map(|k| k as f64 / rss.max(1) as f64);
+        }
+    }
+    Ok(BenchResult {
+        program: "alloc_storm".into(),
+        threads: config.threads,
+        steps_per_thread: config.steps,
+        allocations: u64::from(config.threads) * config.steps,
+        runs: config.runs,
+        rows,
+    })
+}
+
+/// The result as a table.
+#[must_use]
+pub fn render(r: &BenchResult) -> String {
+    let mut table = comfy_table::Table::new();
+    table.set_header(["tool", "median wall", "slowdown", "median CPU", "CPU ratio", "median peak RSS", "memory", "runs", "what"]);
+    for row in &r.rows {
+        let right = |s: String| comfy_table::Cell::new(s).set_alignment(comfy_table::CellAlignment::Right);
+        let (wall, slow, cpu, cpu_ratio, rss, mem) = match (&row.missing, &row.error) {
+            (Some(m), _) => (format!("not run: {}", m.reason), String::new(), String::new(), String::new(), format!("fix: {}", m.fix), String::new()),
+            (None, Some(e)) => (format!("failed: {e}"), String::new(), String::new(), String::new(), String::new(), String::new()),
+            (None, None) => (
+                row.median_wall_ms.map_or_else(|| "–".into(), |w| format!("{w:.0} ms")),
+                row.slowdown.map_or_else(|| "–".into(), |s| format!("{s:.2}×")),
+                row.median_cpu_ms.map_or_else(|| "–".into(), |c| format!("{c:.0} ms")),
+                row.cpu_ratio.map_or_else(|| "–".into(), |s| format!("{s:.2}×")),
+                row.median_peak_rss_kib.map_or_else(|| "–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                row.memory_ratio.map_or_else(|| "–".into(), |m| format!("{m:.2}×")),
+            ),
+        };
+        table.add_row(vec![
+            comfy_table::Cell::new(&row.name),
+            right(wall),
+            right(slow),
+            right(cpu),
+            right(cpu_ratio),
+            right(rss),
+            right(mem),
+            right(row.wall_ms.len().to_string()),
+            comfy_table::Cell::new(&row.summary),
+        ]);
+    }
+    format!(
+        "{} threads × {} steps ({} allocations and as many frees, 16..4096 bytes), median of {} runs each\n{table}\n",
+        r.threads, r.steps_per_thread, r.allocations, r.runs
+    )
+}

@@ -1,0 +1,2 @@
+// error: unknown bad free `twice`
+free(p); //~ BADFREE twice

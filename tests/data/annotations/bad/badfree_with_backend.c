@@ -1,0 +1,2 @@
+// error: ground truth for every backend
+free(p); //~[hook] BADFREE double

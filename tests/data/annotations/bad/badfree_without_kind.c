@@ -1,0 +1,2 @@
+// error: BADFREE needs a kind
+free(p); //~ BADFREE

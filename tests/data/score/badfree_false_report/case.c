@@ -1,0 +1,5 @@
+//@ title: a scoring case
+#include <stdlib.h>
+void f(char *p) {
+    free(p);
+}
