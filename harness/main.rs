@@ -11,7 +11,7 @@ use leaklab::backend::{self, RunConfig, Target};
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
 use leaklab::report::{Kind, Status};
-use leaklab::{catalogue, normalize, score, setup, Error};
+use leaklab::{catalogue, normalize, scan, score, setup, Error};
 
 #[derive(Parser)]
 #[command(name = "leaklab", version, about = "Leaky C/C++ programs, run under every leak detector and scored")]
@@ -57,6 +57,9 @@ enum Command {
         /// Kill the target after this many seconds.
         #[arg(long, default_value_t = 120.0)]
         timeout: f64,
+        /// For a program without a checkpoint: inspect it after this many seconds (attaching backends).
+        #[arg(long)]
+        after: Option<f64>,
         /// A program and its arguments, instead of a sample.
         #[arg(last = true)]
         program: Vec<String>,
@@ -79,6 +82,38 @@ enum Command {
     },
     /// Which backends can run here, and the command that fixes each that cannot.
     Doctor {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Scan a running process for leaks (ptrace: stop, copy, let go, analyse the copy).
+    Scan {
+        #[arg(long)]
+        pid: i32,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Write a running process's raw [heap] to a file and show it as hex with its strings marked.
+    Dump {
+        #[arg(long)]
+        pid: i32,
+        /// Where to write the raw bytes (default: heap-PID.bin).
+        #[arg(long, short)]
+        out: Option<std::path::PathBuf>,
+        /// Lines of hex view to print at most.
+        #[arg(long, default_value_t = 64)]
+        lines: usize,
+    },
+    /// Benchmarks.
+    Bench {
+        /// The ptrace scan: pause time and analysis throughput on a big heap.
+        #[arg(long)]
+        scan: bool,
+        /// Heap size of the scan target, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        heap_mib: u64,
+        /// Runs; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -143,7 +178,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Run { sample, backend: name, format, raw, timeout, program } => {
+        Command::Run { sample, backend: name, format, raw, timeout, after, program } => {
             let b = backend::by_name(&name)?;
             let target = match (&sample, program.split_first()) {
                 (Some(s), None) => Target::sample(catalogue::find(s)?)?,
@@ -151,7 +186,8 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 (Some(_), Some(_)) => return Err(Error::Usage("give a sample or `-- PROGRAM ARGS`, not both".into()).into()),
                 (None, None) => return Err(Error::Usage("give a sample (`leaklab list`) or `-- PROGRAM ARGS`".into()).into()),
             };
-            let config = RunConfig { timeout: seconds(timeout)?, ..RunConfig::default() };
+            let after = after.map(|a| Duration::try_from_secs_f64(a).context("--after must be a number of seconds")).transpose()?;
+            let config = RunConfig { timeout: seconds(timeout)?, after };
             let report = backend::execute(b.as_ref(), &target, &config);
             let shown = if raw { report.clone() } else { normalize::normalize(report.clone()) };
             let scored = match target.sample {
@@ -233,6 +269,52 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
             }
             Ok(if diagnoses.iter().all(|d| d.ready) { 0 } else { 3 })
+        }
+        Command::Scan { pid, format } => {
+            let (snap, analysis) = scan::scan_pid(pid)?;
+            let mut report = leaklab::report::Report::new(&scan::process_name(pid), "ptrace");
+            report.leaks = analysis.leaks;
+            report.notes = analysis.walk.warnings;
+            report.stats = Some(leaklab::report::Stats { pause_ms: Some(snap.pause.as_secs_f64() * 1000.0), ..Default::default() });
+            match format {
+                Format::Human => {
+                    print!("{}", render::report(&report, style));
+                    eprintln!(
+                        "paused {:.1} ms; {} blocks in use ({} bytes), {} free chunks; analysed in {:.1} ms",
+                        snap.pause.as_secs_f64() * 1000.0,
+                        analysis.blocks,
+                        analysis.block_bytes,
+                        analysis.walk.free_chunks,
+                        analysis.elapsed.as_secs_f64() * 1000.0
+                    );
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(u8::from(report.leaks.iter().any(|l| l.kind != Kind::Reachable)))
+        }
+        Command::Dump { pid, out, lines } => {
+            let (start, bytes) = scan::dump::heap_of(pid)?;
+            let out = out.unwrap_or_else(|| format!("heap-{pid}.bin").into());
+            scan::dump::write(&out, &bytes)?;
+            print!("{}", scan::dump::hex_view(start, &bytes, lines));
+            eprintln!("wrote {} bytes of [heap] at {start:#x} to {}", bytes.len(), out.display());
+            Ok(0)
+        }
+        Command::Bench { scan: scan_bench, heap_mib, runs, format } => {
+            if !scan_bench {
+                return Err(Error::Usage("choose a benchmark: --scan".into()).into());
+            }
+            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs })?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Format::Human => {
+                    println!("target: {} MiB asked, {} blocks in use ({:.2} GiB), {} leaked", r.heap_mib, r.blocks, r.block_bytes as f64 / f64::from(1u32 << 30), r.leaked_expected);
+                    println!("found:  {} definitely lost blocks", r.leaked_found);
+                    println!("pause:  {:.3} s median of {} ({:.3} s per GiB copied; goal <= 0.25)", r.pause_s, r.runs, r.pause_s_per_gib);
+                    println!("analysis: {:.3} s median, {:.2} GB/s of heap ({:.2} GB/s scanned; goal >= 1)", r.analysis_s, r.analysis_gb_s, r.scan_gb_s);
+                }
+            }
+            Ok(u8::from(r.leaked_found != r.leaked_expected))
         }
         Command::Setup { dry_run } => {
             for step in setup::setup(dry_run)? {
