@@ -312,6 +312,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                     println!("found:  {} definitely lost blocks", r.leaked_found);
                     println!("pause:  {:.3} s median of {} ({:.3} s per GiB copied; goal <= 0.25)", r.pause_s, r.runs, r.pause_s_per_gib);
                     println!("analysis: {:.3} s median, {:.2} GB/s of heap ({:.2} GB/s scanned; goal >= 1)", r.analysis_s, r.analysis_gb_s, r.scan_gb_s);
+                    println!("          {:.3} s of CPU median: {:.2} GB/s of heap per core", r.analysis_cpu_s, r.analysis_cpu_gb_s);
                 }
             }
             Ok(u8::from(r.leaked_found != r.leaked_expected))

@@ -86,10 +86,24 @@ impl Backend for Ptrace {
         }
         // The child stays stopped (checkpoint) or is stopped by the scan;
         // either way it runs on once the scan has let it go.
+        let started = Instant::now();
         let scanned = scan::scan_pid(child.pid());
-        child.resume();
-        let (snap, analysis) = scanned?;
-        let finished = child.finish()?;
+        let (snap, analysis, wall, peak_rss_kib) = match config.after {
+            None => {
+                child.resume();
+                let (snap, analysis) = scanned?;
+                let finished = child.finish()?;
+                (snap, analysis, finished.wall, finished.peak_rss_kib)
+            }
+            Some(after) => {
+                // A program scanned while it runs may run forever (a server,
+                // `args: 0`): once scanned it is killed with its group.
+                let rss = peak_rss(child.pid());
+                drop(child);
+                let (snap, analysis) = scanned?;
+                (snap, analysis, after + started.elapsed(), rss)
+            }
+        };
         let mut report = Report::new(&target.name, self.name());
         report.leaks = analysis.leaks;
         report.notes = analysis.walk.warnings.clone();
@@ -97,8 +111,8 @@ impl Backend for Ptrace {
             report.notes.push(format!("{} bytes of writable mappings could not be read", snap.unreadable_bytes));
         }
         report.stats = Some(Stats {
-            wall_ms: finished.wall.as_millis() as u64,
-            peak_rss_kib: Some(finished.peak_rss_kib),
+            wall_ms: wall.as_millis() as u64,
+            peak_rss_kib: Some(peak_rss_kib),
             pause_ms: Some(snap.pause.as_secs_f64() * 1000.0),
         });
         Ok(report)
@@ -118,4 +132,12 @@ fn wait_running(child: &mut Child, after: Duration, name: &str) -> Result<(), Er
         }
     }
     Ok(())
+}
+
+/// VmHWM of a live process, in KiB (0 when unknown).
+fn peak_rss(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())))
+        .unwrap_or(0)
 }

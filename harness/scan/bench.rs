@@ -41,6 +41,10 @@ pub struct ScanBenchResult {
     pub analysis_gb_s: f64,
     /// Bytes scanned for pointers per second (GB/s).
     pub scan_gb_s: f64,
+    /// Median CPU time of the analysis, and the heap throughput by it:
+    /// on a shared machine the wall time includes waiting for a core.
+    pub analysis_cpu_s: f64,
+    pub analysis_cpu_gb_s: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -64,16 +68,22 @@ pub fn run(config: &ScanBench) -> Result<ScanBenchResult, Error> {
     let spec = Spec::new(&exe, Duration::from_secs(600)).arg(config.heap_mib.to_string()).env("LEAKLAB_CHECKPOINT", "1");
     let mut child = Child::spawn(&spec)?;
     child.wait_stop()?;
+    let verbose = std::env::var_os("LEAKLAB_BENCH_VERBOSE").is_some();
     let mut pauses = Vec::new();
     let mut analyses = Vec::new();
+    let mut cpus = Vec::new();
     let mut last = None;
     let mut copied = 0;
     for _ in 0..config.runs {
         let snap = snapshot::take(child.pid())?;
         let a = analyse(&snap);
         copied = snap.memory.segments().iter().map(|s| s.data.len() as u64).sum();
+        if verbose {
+            eprintln!("pause {:?} (stop, maps, copy: {:?}); analysis {:?} (walk, mark, group: {:?})", snap.pause, snap.pause_phases, a.elapsed, a.phases);
+        }
         pauses.push(snap.pause.as_secs_f64());
         analyses.push(a.elapsed.as_secs_f64());
+        cpus.push(a.cpu.as_secs_f64());
         last = Some((a, snap.memory.segments().len()));
     }
     child.resume();
@@ -100,5 +110,7 @@ pub fn run(config: &ScanBench) -> Result<ScanBenchResult, Error> {
         analysis_s: analysis,
         analysis_gb_s: a.block_bytes as f64 / analysis / 1e9,
         scan_gb_s: a.scanned as f64 / analysis / 1e9,
+        analysis_cpu_s: median(cpus.clone()),
+        analysis_cpu_gb_s: a.block_bytes as f64 / median(cpus) / 1e9,
     })
 }

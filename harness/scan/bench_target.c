@@ -13,7 +13,7 @@ static uint64_t **g_slots;
 int main(int argc, char **argv)
 {
     size_t target = (size_t)strtoull(argc > 1 ? argv[1] : "1024", NULL, 10) << 20;
-    size_t cap = target / 16 + 1;
+    size_t cap = target / 128 + 1024; /* blocks average 520 bytes */
     g_slots = malloc(cap * sizeof *g_slots);
     uint64_t x = 88172645463325252ull;
     size_t total = 0, n = 0, leaked = 0;

@@ -64,6 +64,9 @@ pub struct Block {
     /// Usable bytes (malloc_usable_size): the chunk minus its header.
     pub size: u64,
     pub mmapped: bool,
+    /// The block's first word, read while the walk had the chunk in cache:
+    /// a vtable pointer or the start of a string, for grouping.
+    pub first: u64,
 }
 
 impl Block {
@@ -104,6 +107,8 @@ struct Chunk {
     inuse_bit: bool,
     /// The first chunk of its heap (where a thread's tcache struct is made).
     first: bool,
+    /// The first word of its user part.
+    word0: u64,
 }
 
 /// Finds main_arena: a malloc_state whose `top` is in [heap], whose `next`
@@ -161,7 +166,7 @@ fn walk_chunks(mem: &Memory, first: u64, limit: u64, top: Option<u64>, out: &mut
         if Some(p) == top {
             return;
         }
-        let Some(field) = mem.word(p + 8) else {
+        let Some(field) = mem.word_fast(p + 8) else {
             warnings.push(format!("chunk header at {p:#x} is not in the image"));
             return;
         };
@@ -175,11 +180,12 @@ fn walk_chunks(mem: &Memory, first: u64, limit: u64, top: Option<u64>, out: &mut
             return;
         }
         let next = p + size;
-        let inuse_bit = match mem.word(next + 8) {
+        let inuse_bit = match mem.word_fast(next + 8) {
             Some(n) if next + 16 <= limit || Some(next) == top => n & PREV_INUSE != 0,
             _ => true,
         };
-        out.push(Chunk { at: p, size, inuse_bit, first: is_first });
+        let word0 = mem.word_fast(p + 16).unwrap_or(0);
+        out.push(Chunk { at: p, size, inuse_bit, first: is_first, word0 });
         is_first = false;
         p = next;
     }
@@ -246,7 +252,8 @@ fn arena_free_lists(mem: &Memory, arena: u64, free: &mut HashSet<u64>, warnings:
 
 /// Checks that a 0x290 chunk is a tcache_perthread_struct: every count
 /// matches the length of its (safe-linked) list of chunks of that bin's size.
-fn tcache_lists(mem: &Memory, chunk: u64, known: &HashSet<u64>, sizes: &std::collections::HashMap<u64, u64>) -> Option<Vec<(u64, Vec<u64>)>> {
+fn tcache_lists(mem: &Memory, chunk: u64, chunks: &[Chunk]) -> Option<Vec<(u64, Vec<u64>)>> {
+    let size_of = |at: u64| chunks.binary_search_by_key(&at, |c| c.at).ok().map(|i| chunks[i].size);
     let base = chunk + 16;
     let mut lists = Vec::new();
     for i in 0..TCACHE_BINS {
@@ -265,7 +272,7 @@ fn tcache_lists(mem: &Memory, chunk: u64, known: &HashSet<u64>, sizes: &std::col
             return None;
         }
         let want = 32 + 16 * i;
-        if entries.iter().any(|&e| !known.contains(&(e - 16)) || sizes.get(&(e - 16)) != Some(&want)) {
+        if entries.iter().any(|&e| size_of(e - 16) != Some(want)) {
             return None;
         }
         lists.push((i, entries));
@@ -283,7 +290,7 @@ fn mmapped_chunks(mem: &Memory, start: u64, end: u64, out: &mut Vec<Block>, rang
         };
         let size = field & !SIZE_BITS;
         if prev == 0 && field & SIZE_BITS == IS_MMAPPED && size >= 4096 && size % 4096 == 0 && size <= end - p {
-            out.push(Block { chunk: p, addr: p + 16, size: size - 16, mmapped: true });
+            out.push(Block { chunk: p, addr: p + 16, size: size - 16, mmapped: true, first: mem.word(p + 16).unwrap_or(0) });
             ranges.push((p, p + size));
             p += size;
         } else {
@@ -353,8 +360,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
     for &a in &w.arenas {
         arena_free_lists(mem, a, &mut free, &mut w.warnings);
     }
-    let known: HashSet<u64> = chunks.iter().map(|c| c.at).collect();
-    let sizes: std::collections::HashMap<u64, u64> = chunks.iter().map(|c| (c.at, c.size)).collect();
+    chunks.sort_unstable_by_key(|c| c.at);
     let tls_words: HashSet<u64> = layout
         .thread_pointers
         .iter()
@@ -367,7 +373,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
         if !c.first && !tls_words.contains(&(c.at + 16)) {
             continue;
         }
-        if let Some(lists) = tcache_lists(mem, c.at, &known, &sizes) {
+        if let Some(lists) = tcache_lists(mem, c.at, &chunks) {
             tcaches.insert(c.at);
             w.metadata.push((c.at, c.at + c.size));
             for (_, entries) in lists {
@@ -384,12 +390,15 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
             }
         }
     }
+    let mut free: Vec<u64> = free.into_iter().collect();
+    free.sort_unstable();
+    w.blocks.reserve(chunks.len());
     for c in &chunks {
-        if !c.inuse_bit || free.contains(&c.at) {
+        if !c.inuse_bit || (!free.is_empty() && free.binary_search(&c.at).is_ok()) {
             w.free_chunks += 1;
             w.free_bytes += c.size;
         } else if !tcaches.contains(&c.at) {
-            w.blocks.push(Block { chunk: c.at, addr: c.at + 16, size: c.size - 8, mmapped: false });
+            w.blocks.push(Block { chunk: c.at, addr: c.at + 16, size: c.size - 8, mmapped: false, first: c.word0 });
         }
     }
     for &(s, e) in &layout.anon {
@@ -401,4 +410,214 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
     w.blocks.sort_by_key(|b| b.addr);
     w.blocks.dedup_by(|b, a| b.addr < a.end());
     w
+}
+
+/// A process image made of two byte strings, for fuzzing the walker: the
+/// first 2200 bytes are libc's data holding main_arena (at its start), the
+/// rest is the [heap]. Addresses are fixed so that the bytes may point
+/// anywhere into the image.
+#[must_use]
+pub fn image_from_bytes(data: &[u8]) -> (Memory, Layout) {
+    use super::memory::Segment;
+    const LIBC: u64 = 0x7f00_0000_0000;
+    const HEAP: u64 = 0x5555_0000_0000;
+    let split = data.len().min(ARENA_SIZE as usize);
+    let (arena, heap) = data.split_at(split);
+    let mut segments = vec![Segment { start: LIBC, data: arena.to_vec() }];
+    if !heap.is_empty() {
+        segments.push(Segment { start: HEAP, data: heap.to_vec() });
+    }
+    let layout = Layout {
+        heap: (!heap.is_empty()).then(|| (HEAP, HEAP + heap.len() as u64)),
+        libc_data: vec![(LIBC, LIBC + arena.len() as u64)],
+        anon: vec![(HEAP, HEAP + heap.len() as u64)],
+        thread_pointers: vec![HEAP + heap.len() as u64],
+    };
+    (Memory::new(segments), layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::memory::Segment;
+
+    const LIBC: u64 = 0x7f00_0000_0000;
+    const ARENA: u64 = LIBC + 0x100;
+    const HEAP: u64 = 0x5555_5555_0000;
+    const HEAP_LEN: u64 = 0x21000;
+
+    struct Image {
+        libc: Vec<u8>,
+        heap: Vec<u8>,
+    }
+
+    impl Image {
+        fn put(&mut self, addr: u64, v: u64) {
+            let (buf, base) = if addr >= LIBC { (&mut self.libc, LIBC) } else { (&mut self.heap, HEAP) };
+            let o = (addr - base) as usize;
+            buf[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        fn put16(&mut self, addr: u64, v: u16) {
+            let o = (addr - HEAP) as usize;
+            self.heap[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        fn chunk(&mut self, at: u64, size: u64, prev_inuse: bool) {
+            self.put(at + 8, size | u64::from(prev_inuse));
+        }
+        fn memory(&self) -> (Memory, Layout) {
+            let mem = Memory::new(vec![Segment { start: LIBC, data: self.libc.clone() }, Segment { start: HEAP, data: self.heap.clone() }]);
+            let layout = Layout {
+                heap: Some((HEAP, HEAP + HEAP_LEN)),
+                libc_data: vec![(LIBC, LIBC + self.libc.len() as u64)],
+                anon: vec![],
+                thread_pointers: vec![],
+            };
+            (mem, layout)
+        }
+    }
+
+    /// A small but complete heap: tcache struct, a used block, a tcache'd
+    /// block, a fastbin block, an unsorted-bin block, a used block, top.
+    fn sample() -> (Image, [u64; 5]) {
+        let mut im = Image { libc: vec![0; 0x1000], heap: vec![0; HEAP_LEN as usize] };
+        let tcache = HEAP;
+        let a = tcache + 0x290; // used, 0x20
+        let b = a + 0x20; // tcache bin 1, 0x30
+        let c = b + 0x30; // fastbin 0, 0x20
+        let d = c + 0x20; // unsorted, 0x100
+        let e = d + 0x100; // used, 0x20
+        let top = e + 0x20;
+        im.chunk(tcache, 0x290, true);
+        im.chunk(a, 0x20, true);
+        im.chunk(b, 0x30, true);
+        im.chunk(c, 0x20, true);
+        im.chunk(d, 0x100, true);
+        im.chunk(e, 0x20, false); // d is free: e's PREV_INUSE is clear
+        im.put(e, 0x100); // prev_size
+        im.chunk(top, HEAP + HEAP_LEN - top, true);
+        // tcache: counts[1] = 1, entries[1] = b's user pointer, b's next = 0 (protected), key.
+        im.put16(tcache + 16 + 2, 1);
+        im.put(tcache + 16 + 128 + 8, b + 16);
+        im.put(b + 16, (b + 16) >> 12); // PROTECT_PTR(pos, NULL)
+        im.put(b + 24, 0xfeed_beef_dead_c0de);
+        // main_arena: fastbin 0 = c (next NULL, protected), top, unsorted bin holds d.
+        im.put(ARENA + AR_FASTBINS, c);
+        im.put(c + 16, (c + 16) >> 12);
+        im.put(ARENA + AR_TOP, top);
+        for i in 1..NBINS {
+            let bin = ARENA + AR_BINS + (i - 1) * 16 - 16;
+            im.put(bin + 16, bin);
+            im.put(bin + 24, bin);
+        }
+        let unsorted = ARENA + AR_BINS - 16;
+        im.put(ARENA + AR_BINS, d);
+        im.put(ARENA + AR_BINS + 8, d);
+        im.put(d + 16, unsorted);
+        im.put(d + 24, unsorted);
+        im.put(ARENA + AR_NEXT, ARENA);
+        im.put(ARENA + AR_SYSTEM_MEM, HEAP_LEN);
+        (im, [a, b, c, d, e])
+    }
+
+    #[test]
+    fn walks_a_clean_heap() {
+        let (im, [a, _b, _c, _d, e]) = sample();
+        let (mem, layout) = im.memory();
+        let w = walk(&mem, &layout);
+        assert_eq!(w.main_arena, Some(ARENA));
+        assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+        let used: Vec<u64> = w.blocks.iter().map(|b| b.chunk).collect();
+        assert_eq!(used, vec![a, e], "tcache struct, tcache'd, fastbin and unsorted chunks are not blocks");
+        assert_eq!(w.blocks[0].size, 0x18);
+        assert_eq!(w.free_chunks, 3);
+        assert_eq!(w.tcache_key, Some(0xfeed_beef_dead_c0de));
+        assert!(w.metadata.contains(&(HEAP, HEAP + 0x290)));
+    }
+
+    #[test]
+    fn cyclic_lists_end_with_a_warning() {
+        let (mut im, [_a, b, c, d, _e]) = sample();
+        // tcache entry pointing to itself, fastbin to itself, unsorted bin looping without the head.
+        im.put16(HEAP + 16 + 2, 5);
+        im.put(b + 16, ((b + 16) >> 12) ^ (b + 16));
+        im.put(c + 16, ((c + 16) >> 12) ^ c);
+        im.put(d + 16, d);
+        let (mem, layout) = im.memory();
+        let w = walk(&mem, &layout);
+        assert!(w.warnings.iter().any(|x| x.contains("fastbin")), "{:?}", w.warnings);
+        assert!(w.warnings.iter().any(|x| x.contains("bin 1")), "{:?}", w.warnings);
+    }
+
+    #[test]
+    fn impossible_sizes_stop_the_walk() {
+        let (mut im, [a, ..]) = sample();
+        im.chunk(a, 0xffff_ffff_ffff_fff0, true);
+        let (mem, layout) = im.memory();
+        let w = walk(&mem, &layout);
+        assert!(w.warnings.iter().any(|x| x.contains("impossible size")), "{:?}", w.warnings);
+        assert!(w.blocks.iter().all(|b| b.chunk < a));
+    }
+
+    #[test]
+    fn no_arena_no_walk() {
+        let (mut im, _) = sample();
+        im.put(ARENA + AR_NEXT, 0);
+        let (mem, layout) = im.memory();
+        let w = walk(&mem, &layout);
+        assert_eq!(w.main_arena, None);
+        assert!(w.blocks.is_empty());
+        assert!(w.warnings[0].contains("main_arena not found"));
+    }
+
+    /// Thousands of corrupted variants of the sample heap (random words set
+    /// to random values, many of them pointers into the image): the walk and
+    /// the marking never panic, and stay bounded.
+    #[test]
+    fn corrupted_heaps_never_crash() {
+        let (im, _) = sample();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..2000 {
+            let mut bad = Image { libc: im.libc.clone(), heap: im.heap[..0x800].to_vec() };
+            bad.heap.resize(HEAP_LEN as usize, 0);
+            for _ in 0..(1 + rand() % 8) {
+                let in_arena = rand() % 2 == 0;
+                let addr = if in_arena { ARENA + (rand() % (ARENA_SIZE / 8)) * 8 } else { HEAP + (rand() % 0x100) * 8 };
+                let v = match rand() % 5 {
+                    0 => HEAP + rand() % 0x800,
+                    1 => ARENA + rand() % ARENA_SIZE,
+                    2 => rand(),
+                    3 => (rand() % 0x400) | (rand() % 8),
+                    _ => 0,
+                };
+                bad.put(addr, v);
+            }
+            let (mem, layout) = bad.memory();
+            let w = walk(&mem, &layout);
+            let roots = crate::scan::reach::Roots {
+                runtime: vec![],
+                program: vec![crate::scan::reach::Range { start: LIBC, end: LIBC + 0x1000 }],
+                registers: vec![HEAP + 0x2b0],
+            };
+            let m = crate::scan::reach::mark(&mem, &w.blocks, &[], &roots, &|_| false);
+            assert_eq!(m.blocks.len(), w.blocks.len());
+            for pair in w.blocks.windows(2) {
+                assert!(pair[0].end() <= pair[1].addr, "blocks overlap");
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_images_of_any_bytes() {
+        for len in [0usize, 1, 7, 2199, 2200, 2201, 4096] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let (mem, layout) = image_from_bytes(&data);
+            let _ = walk(&mem, &layout);
+        }
+    }
 }

@@ -46,8 +46,15 @@ pub fn group_blocks(mem: &Memory, blocks: &[Block], classes: &[Class], vtables: 
             Class::Indirect => Kind::Indirect,
             Class::Definite => Kind::Definite,
         };
-        let type_name = mem.word(b.addr).and_then(|w| vtables.type_of(w));
-        let text = if type_name.is_none() { mem.bytes(b.addr, b.size.min(256)).and_then(string_prefix) } else { None };
+        let type_name = vtables.type_of(b.first);
+        // The block's bytes are read only when its first three look like text.
+        let printable = |c: u8| c == b'\t' || c == b'\n' || (0x20..0x7f).contains(&c);
+        let looks_like_text = b.first.to_le_bytes()[..3].iter().all(|&c| printable(c));
+        let text = if type_name.is_none() && looks_like_text {
+            mem.bytes(b.addr, b.size.min(256)).and_then(string_prefix)
+        } else {
+            None
+        };
         let key = Key { kind, size: b.size, type_name, text: text.is_some(), mmapped: b.mmapped };
         let entry = groups.entry(key).or_insert((0, text.clone()));
         entry.0 += 1;

@@ -40,6 +40,11 @@ pub struct Analysis {
     pub blocks: u64,
     pub block_bytes: u64,
     pub elapsed: Duration,
+    /// Time spent walking the heap, marking, and grouping.
+    pub phases: [Duration; 3],
+    /// CPU time of the analysis (one thread): on a busy machine, the honest
+    /// measure of its cost.
+    pub cpu: Duration,
 }
 
 /// What each mapping is, for roots and for mmap leaks.
@@ -189,6 +194,7 @@ fn minus(start: u64, end: u64, holes: &[(u64, u64)]) -> Vec<Range> {
 #[must_use]
 pub fn analyse(snap: &Snapshot) -> Analysis {
     let started = Instant::now();
+    let cpu_started = thread_cpu_time();
     let maps = &snap.maps;
     let libc_data: Vec<(u64, u64)> = {
         let mut v = Vec::new();
@@ -217,6 +223,7 @@ pub fn analyse(snap: &Snapshot) -> Analysis {
         thread_pointers: snap.threads.iter().map(|t| t.fs_base).collect(),
     };
     let walk = glibc::walk(&snap.memory, &layout);
+    let walked = started.elapsed();
     let roles = roles(snap, &walk);
 
     let mut roots = Roots::default();
@@ -260,6 +267,7 @@ pub fn analyse(snap: &Snapshot) -> Analysis {
     let vtable_like = |w: u64| vt.vtable_like(w);
     let marking = reach::mark(&snap.memory, &walk.blocks, &candidates, &roots, &vtable_like);
 
+    let marked = started.elapsed();
     let mut leaks = group::group_blocks(&snap.memory, &walk.blocks, &marking.blocks, &vt);
     let lost: Vec<LostMapping> = candidate_maps
         .iter()
@@ -275,7 +283,17 @@ pub fn analyse(snap: &Snapshot) -> Analysis {
         .collect();
     leaks.extend(group::group_regions(&lost));
     let block_bytes = walk.blocks.iter().map(|b| b.size).sum();
-    Analysis { leaks, blocks: walk.blocks.len() as u64, block_bytes, scanned: marking.scanned, walk, elapsed: started.elapsed() }
+    let elapsed = started.elapsed();
+    Analysis {
+        leaks,
+        blocks: walk.blocks.len() as u64,
+        block_bytes,
+        scanned: marking.scanned,
+        walk,
+        elapsed,
+        phases: [walked, marked - walked, elapsed - marked],
+        cpu: thread_cpu_time().saturating_sub(cpu_started),
+    }
 }
 
 /// Snapshot and analysis of a running process.
@@ -289,4 +307,12 @@ pub fn scan_pid(pid: i32) -> Result<(Snapshot, Analysis), Error> {
 #[must_use]
 pub fn process_name(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| format!("pid {pid}"), |s| s.trim().to_string())
+}
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub maps: Vec<Mapping>,
     pub memory: Memory,
     pub pause: Duration,
+    /// Of the pause: stopping the threads, reading the maps, copying.
+    pub pause_phases: [Duration; 3],
     /// Pages that could not be read (e.g. a file mapping beyond the file's end); zero-filled.
     pub unreadable_bytes: u64,
 }
@@ -210,7 +212,11 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
     check_pid(pid)?;
     // Buffers are made (and their pages faulted in) before the stop, from a
     // first look at the maps; the pause then only pays for the copy.
-    let before = maps::read(pid)?;
+    let before = maps::read(pid).map_err(|e| match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => attach_error(pid, Errno::EPERM),
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Inspect { pid, message: "no such process".into() },
+        other => other,
+    })?;
     let mut buffers: HashMap<(u64, u64), Vec<u8>> =
         before.iter().filter(|m| wanted(m)).map(|m| ((m.start, m.end), prefaulted(m.len() as usize))).collect();
 
@@ -236,7 +242,9 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
     if threads.is_empty() {
         return Err(Error::Inspect { pid, message: "the process exited while being attached".into() });
     }
+    let stopped = stopped_at.elapsed();
     let map_list = maps::read(pid)?;
+    let mapped = stopped_at.elapsed();
     let mut mem_file = None;
     let mut segments = Vec::new();
     let mut unreadable = 0;
@@ -245,8 +253,17 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
         unreadable += copy(pid, m.start, &mut buf, &mut mem_file);
         segments.push(Segment { start: m.start, data: buf });
     }
+    let copied = stopped_at.elapsed();
     drop(attached);
     let pause = stopped_at.elapsed();
     drop(buffers);
-    Ok(Snapshot { pid, threads, maps: map_list, memory: Memory::new(segments), pause, unreadable_bytes: unreadable })
+    Ok(Snapshot {
+        pid,
+        threads,
+        maps: map_list,
+        memory: Memory::new(segments),
+        pause,
+        pause_phases: [stopped, mapped - stopped, copied - mapped],
+        unreadable_bytes: unreadable,
+    })
 }

@@ -21,6 +21,9 @@ struct Module {
 /// Vtable symbols of the loaded modules, read on demand.
 pub struct Vtables {
     modules: Vec<Module>,
+    /// Bounds of all read-only module ranges: a quick rejection.
+    lo: u64,
+    hi: u64,
     /// Per module: (start, end, class name), sorted.
     loaded: RefCell<HashMap<usize, Vec<(u64, u64, String)>>>,
 }
@@ -40,10 +43,15 @@ impl Vtables {
             let ro = of_path.iter().filter(|x| x.readable() && !x.writable() && !x.executable()).map(|x| (x.start, x.end)).collect();
             modules.push(Module { path: path.to_string(), ro, first });
         }
-        Vtables { modules, loaded: RefCell::new(HashMap::new()) }
+        let lo = modules.iter().flat_map(|m| m.ro.iter().map(|r| r.0)).min().unwrap_or(u64::MAX);
+        let hi = modules.iter().flat_map(|m| m.ro.iter().map(|r| r.1)).max().unwrap_or(0);
+        Vtables { modules, lo, hi, loaded: RefCell::new(HashMap::new()) }
     }
 
     fn module_of(&self, ptr: u64) -> Option<usize> {
+        if ptr < self.lo || ptr >= self.hi {
+            return None;
+        }
         self.modules.iter().position(|m| m.ro.iter().any(|&(s, e)| s <= ptr && ptr < e))
     }
 
