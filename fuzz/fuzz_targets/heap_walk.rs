@@ -1,12 +1,13 @@
-//! Any bytes as libc's data (main_arena) and a [heap]: the glibc walker and
-//! the marker must neither crash nor hang on them.
+//! A small consistent glibc heap, corrupted by the fuzzer's bytes (word
+//! patches over main_arena and the heap): the walker and the marker must
+//! neither crash nor hang, and blocks never overlap.
 #![no_main]
 
 use leaklab::scan::{glibc, reach};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let (mem, layout) = glibc::image_from_bytes(data);
+    let (mem, layout) = glibc::image::patched(data);
     let walk = glibc::walk(&mem, &layout);
     for pair in walk.blocks.windows(2) {
         assert!(pair[0].end() <= pair[1].addr, "blocks overlap");
@@ -14,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let roots = reach::Roots {
         runtime: vec![],
         program: layout.libc_data.iter().map(|&(start, end)| reach::Range { start, end }).collect(),
-        registers: layout.heap.map(|h| vec![h.0 + 16]).unwrap_or_default(),
+        registers: layout.heap.map(|h| vec![h.0 + 0x2a0]).unwrap_or_default(),
     };
     let marking = reach::mark(&mem, &walk.blocks, &[], &roots, &|_| false);
     assert_eq!(marking.blocks.len(), walk.blocks.len());
