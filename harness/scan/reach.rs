@@ -319,3 +319,67 @@ pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Root
     }
     Marking { blocks: class, regions_reached: m.regions_reached, scanned: m.scanned }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::memory::Segment;
+
+    const HEAP: u64 = 0x10_0000;
+    const DATA: u64 = 0x20_0000;
+    const RT: u64 = 0x30_0000;
+    const MAP: u64 = 0x40_0000;
+
+    fn block(i: u64) -> Block {
+        Block { chunk: HEAP + i * 64, addr: HEAP + i * 64 + 16, size: 40, mmapped: false, first: 0 }
+    }
+
+    #[test]
+    fn classifies_as_memcheck_does() {
+        // Blocks 0..9 of 40 bytes; words set below.
+        let mut heap = vec![0u8; 64 * 10];
+        let mut data = vec![0u8; 64];
+        let mut rt = vec![0u8; 64];
+        let mut put = |buf: &mut Vec<u8>, base: u64, addr: u64, v: u64| {
+            let o = (addr - base) as usize;
+            buf[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        let b: Vec<Block> = (0..10).map(block).collect();
+        put(&mut data, DATA, DATA, b[0].addr); // 0 reachable
+        put(&mut heap, HEAP, b[0].addr, b[1].addr + 8); // 1 possible (interior)
+        put(&mut heap, HEAP, b[1].addr, b[2].addr); // 2 possible (start, from a possible block)
+        put(&mut heap, HEAP, b[3].addr, b[4].addr); // 3 definite, 4 indirect
+        put(&mut heap, HEAP, b[6].addr, b[5].addr); // 5 <-> 6 cycle: 5 definite (lower), 6 indirect
+        put(&mut heap, HEAP, b[5].addr, b[6].addr);
+        put(&mut rt, RT, RT, b[7].addr); // 7 runtime's
+        put(&mut heap, HEAP, b[7].addr, b[8].addr); // 8 reached from the runtime's block: runtime's too
+        put(&mut data, DATA, DATA + 8, MAP + 100); // the first region is reached, the second not
+        put(&mut heap, HEAP, b[9].addr, MAP + 0x1000); // a lost block's pointer does not reach a region
+        let mem = Memory::new(vec![
+            Segment { start: HEAP, data: heap },
+            Segment { start: DATA, data: data },
+            Segment { start: RT, data: rt },
+        ]);
+        let roots = Roots { runtime: vec![Range { start: RT, end: RT + 64 }], program: vec![Range { start: DATA, end: DATA + 64 }], registers: vec![] };
+        let regions = [(MAP, MAP + 0x1000), (MAP + 0x1000, MAP + 0x2000)];
+        let m = mark(&mem, &b, &regions, &roots, &|_| false);
+        use Class::*;
+        assert_eq!(m.blocks, vec![Reachable, Possible, Possible, Definite, Indirect, Definite, Indirect, Runtime, Runtime, Definite]);
+        assert_eq!(m.regions_reached, vec![true, false]);
+    }
+
+    #[test]
+    fn index_finds_blocks_across_pages_and_spans() {
+        let ranges = [(0x1000, 0x1010), (0x1ff8, 0x2100), (0x9000_0000, 0x9000_0040)];
+        let idx = Index::new(&ranges);
+        assert_eq!(idx.find(0x1000), Some(0));
+        assert_eq!(idx.find(0x100f), Some(0));
+        assert_eq!(idx.find(0x1010), None);
+        assert_eq!(idx.find(0x2000), Some(1));
+        assert_eq!(idx.find(0x20ff), Some(1));
+        assert_eq!(idx.find(0x2100), None);
+        assert_eq!(idx.find(0x9000_0020), Some(2));
+        assert_eq!(idx.find(0x5000_0000), None);
+        assert_eq!(idx.find(0), None);
+    }
+}
