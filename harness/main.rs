@@ -297,7 +297,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             Ok(if diagnoses.iter().all(|d| d.ready) { 0 } else { 3 })
         }
         Command::Scan { pid, format } => {
-            let (snap, analysis) = scan::scan_pid(pid)?;
+            let (snap, analysis) = scan::scan_pid(pid, scan::StopPoint::Anywhere)?;
             let mut report = leaklab::report::Report::new(&scan::process_name(pid), "ptrace");
             report.leaks = analysis.leaks;
             report.notes = analysis.walk.warnings;

@@ -87,7 +87,8 @@ impl Backend for Ptrace {
         // The child stays stopped (checkpoint) or is stopped by the scan;
         // either way it runs on once the scan has let it go.
         let started = Instant::now();
-        let scanned = scan::scan_pid(child.pid());
+        let stop = if config.after.is_none() { scan::StopPoint::Checkpoint } else { scan::StopPoint::Anywhere };
+        let scanned = scan::scan_pid(child.pid(), stop);
         let (snap, analysis, wall, peak_rss_kib) = match config.after {
             None => {
                 child.resume();

@@ -76,7 +76,7 @@ pub fn run(config: &ScanBench) -> Result<ScanBenchResult, Error> {
     let mut copied = 0;
     for _ in 0..config.runs {
         let snap = snapshot::take(child.pid())?;
-        let a = analyse(&snap);
+        let a = analyse(&snap, super::StopPoint::Checkpoint);
         copied = snap.memory.segments().iter().map(|s| s.data.len() as u64).sum();
         if verbose {
             eprintln!("pause {:?} (stop, maps, copy: {:?}); analysis {:?} (walk, mark, group: {:?})", snap.pause, snap.pause_phases, a.elapsed, a.phases);

@@ -137,12 +137,14 @@ fn tls_start(snap: &Snapshot, m: &Mapping, tp: u64) -> u64 {
     lo & !4095
 }
 
-/// Where to start scanning a thread's stack. A thread stopped inside the C
-/// runtime (a syscall of raise() at the checkpoint, sleep(), read()) has the
-/// runtime's frames below its program frames: their uninitialized slots
-/// (a sigset_t of 128 bytes, say) hold stale words of dead program frames.
+/// Where to start scanning a thread's stack at the checkpoint. A thread
+/// stopped inside the C runtime (raise(SIGSTOP)) has the runtime's frames
+/// below its program frames: their uninitialized slots (a sigset_t of 128
+/// bytes in pthread_kill, say) hold stale words of dead program frames.
 /// Those frames are skipped: scanning starts at the return address into
-/// program code. A thread running program code is scanned from its stack
+/// program code. This is sound for the catalogue's -O0 code only, whose
+/// values live in its own frames, not in callee-saved registers that the
+/// runtime spills. A thread running program code is scanned from its stack
 /// pointer minus the red zone.
 fn stack_scan_start(snap: &Snapshot, t: &snapshot::Thread, stack: &Mapping) -> u64 {
     let in_runtime = |addr: u64| {
@@ -190,9 +192,22 @@ fn minus(start: u64, end: u64, holes: &[(u64, u64)]) -> Vec<Range> {
     out
 }
 
+/// Where the process was stopped, which decides how its stacks are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPoint {
+    /// At leaklab_checkpoint(): inside raise(SIGSTOP), called from program
+    /// code compiled at -O0. The runtime's frames below it are skipped (see
+    /// `stack_scan_start`).
+    Checkpoint,
+    /// Anywhere (`scan --pid`, `--after`): every stack is scanned from its
+    /// stack pointer, as optimized code keeps live values in callee-saved
+    /// registers that the runtime's frames save on the stack.
+    Anywhere,
+}
+
 /// Analyses a snapshot: walks the heap, marks, groups.
 #[must_use]
-pub fn analyse(snap: &Snapshot) -> Analysis {
+pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
     let started = Instant::now();
     let cpu_started = thread_cpu_time();
     let maps = &snap.maps;
@@ -254,7 +269,11 @@ pub fn analyse(snap: &Snapshot) -> Analysis {
     for t in &snap.threads {
         roots.registers.extend(&t.regs);
         if let Some(m) = maps.iter().find(|m| m.contains(t.sp)) {
-            roots.program.push(Range { start: stack_scan_start(snap, t, m), end: m.end });
+            let start = match stop {
+                StopPoint::Checkpoint => stack_scan_start(snap, t, m),
+                StopPoint::Anywhere => t.sp.saturating_sub(RED_ZONE).max(m.start) & !7,
+            };
+            roots.program.push(Range { start, end: m.end });
         }
     }
     // The allocator's own data (main_arena, heap headers, tcaches) is not a root.
@@ -297,9 +316,9 @@ pub fn analyse(snap: &Snapshot) -> Analysis {
 }
 
 /// Snapshot and analysis of a running process.
-pub fn scan_pid(pid: i32) -> Result<(Snapshot, Analysis), Error> {
+pub fn scan_pid(pid: i32, stop: StopPoint) -> Result<(Snapshot, Analysis), Error> {
     let snap = snapshot::take(pid)?;
-    let analysis = analyse(&snap);
+    let analysis = analyse(&snap, stop);
     Ok((snap, analysis))
 }
 
