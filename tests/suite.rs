@@ -15,6 +15,7 @@ use leaklab::report::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod cli;
+mod scan;
 mod units;
 
 fn required(backend: &str) -> bool {
@@ -135,6 +136,7 @@ fn main() {
     trials.push(book_trial());
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
+    trials.extend(scan::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }
