@@ -149,7 +149,7 @@ fn looks_like_main_arena(mem: &Memory, x: u64, hs: u64, he: u64) -> bool {
     }
     let mut n = x;
     for _ in 0..MAX_ARENAS {
-        match mem.word(n + AR_NEXT) {
+        match mem.word(n.wrapping_add(AR_NEXT)) {
             Some(next) if next == x => return true,
             Some(next) if next != 0 && next % 8 == 0 => n = next,
             _ => return false,
@@ -162,7 +162,7 @@ fn looks_like_main_arena(mem: &Memory, x: u64, hs: u64, he: u64) -> bool {
 fn walk_chunks(mem: &Memory, first: u64, limit: u64, top: Option<u64>, out: &mut Vec<Chunk>, warnings: &mut Vec<String>) {
     let mut p = first;
     let mut is_first = true;
-    while p + 16 <= limit {
+    while p.checked_add(16).is_some_and(|e| e <= limit) {
         if Some(p) == top {
             return;
         }
@@ -180,8 +180,8 @@ fn walk_chunks(mem: &Memory, first: u64, limit: u64, top: Option<u64>, out: &mut
             return;
         }
         let next = p + size;
-        let inuse_bit = match mem.word_fast(next + 8) {
-            Some(n) if next + 16 <= limit || Some(next) == top => n & PREV_INUSE != 0,
+        let inuse_bit = match mem.word_fast(next.wrapping_add(8)) {
+            Some(n) if next.checked_add(16).is_some_and(|e| e <= limit) || Some(next) == top => n & PREV_INUSE != 0,
             _ => true,
         };
         let word0 = mem.word_fast(p + 16).unwrap_or(0);
@@ -222,17 +222,17 @@ fn walk_safe_list(mem: &Memory, head_user: u64, to_user: u64, max: usize, free: 
 /// Walks an arena's fastbins, bins, and returns the free chunks found.
 fn arena_free_lists(mem: &Memory, arena: u64, free: &mut HashSet<u64>, warnings: &mut Vec<String>) {
     for i in 0..NFASTBINS {
-        let Some(head) = mem.word(arena + AR_FASTBINS + 8 * i) else { continue };
+        let Some(head) = mem.word(arena.wrapping_add(AR_FASTBINS + 8 * i)) else { continue };
         if head == 0 {
             continue;
         }
         // Fastbin heads hold chunk pointers; the safe-linked fd is at chunk+16.
-        walk_safe_list(mem, head + 16, 16, MAX_LIST, free, warnings, &format!("arena {arena:#x} fastbin {i}"));
+        walk_safe_list(mem, head.wrapping_add(16), 16, MAX_LIST, free, warnings, &format!("arena {arena:#x} fastbin {i}"));
     }
     for i in 1..NBINS {
-        let bin = arena + AR_BINS + (i - 1) * 16 - 16;
+        let bin = arena.wrapping_add(AR_BINS + (i - 1) * 16 - 16);
         let mut visited = HashSet::new();
-        let mut p = mem.word(bin + 16).unwrap_or(bin);
+        let mut p = mem.word(bin.wrapping_add(16)).unwrap_or(bin);
         let mut n = 0usize;
         while p != bin {
             n += 1;
@@ -240,7 +240,7 @@ fn arena_free_lists(mem: &Memory, arena: u64, free: &mut HashSet<u64>, warnings:
                 warnings.push(format!("arena {arena:#x} bin {i}: broken or cyclic list at {p:#x}; walk stopped"));
                 break;
             }
-            let Some(fd) = mem.word(p + 16) else {
+            let Some(fd) = mem.word(p.wrapping_add(16)) else {
                 warnings.push(format!("arena {arena:#x} bin {i}: chunk {p:#x} is not in the image; walk stopped"));
                 break;
             };
@@ -308,7 +308,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
     w.main_arena = main;
     if let (Some(m), Some((hs, he))) = (main, layout.heap) {
         let top = mem.word(m + AR_TOP);
-        let limit = top.and_then(|t| mem.word(t + 8).map(|s| t.saturating_add(s & !SIZE_BITS))).map_or(he, |l| l.min(he));
+        let limit = top.and_then(|t| mem.word(t.wrapping_add(8)).map(|s| t.saturating_add(s & !SIZE_BITS))).map_or(he, |l| l.min(he));
         walk_chunks(mem, hs, limit, top, &mut chunks, &mut w.warnings);
         w.arenas.push(m);
         w.metadata.push((m, m + ARENA_SIZE));
@@ -320,17 +320,17 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
                 break;
             }
             w.arenas.push(a);
-            let top = mem.word(a + AR_TOP).unwrap_or(0);
+            let top = mem.word(a.wrapping_add(AR_TOP)).unwrap_or(0);
             let mut h = top & !(HEAP_MAX - 1);
             for _ in 0..MAX_HEAPS_PER_ARENA {
-                if h == 0 || mem.word(h) != Some(a) {
+                if h == 0 || h.checked_add(HEAP_MAX).is_none() || mem.word(h) != Some(a) {
                     if h != 0 {
                         w.warnings.push(format!("heap {h:#x} does not belong to arena {a:#x}"));
                     }
                     break;
                 }
                 let size = mem.word(h + 16).unwrap_or(0).min(HEAP_MAX);
-                let first = if a == h + HEAP_INFO_SIZE { (h + HEAP_INFO_SIZE + ARENA_SIZE + 15) & !15 } else { h + HEAP_INFO_SIZE };
+                let first = if a == h.wrapping_add(HEAP_INFO_SIZE) { (h + HEAP_INFO_SIZE + ARENA_SIZE + 15) & !15 } else { h + HEAP_INFO_SIZE };
                 w.metadata.push((h, first));
                 w.arena_heaps.push((h, h + HEAP_MAX));
                 walk_chunks(mem, first, h + size, Some(top), &mut chunks, &mut w.warnings);
@@ -343,7 +343,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
                 }
                 h = prev;
             }
-            match mem.word(a + AR_NEXT) {
+            match mem.word(a.wrapping_add(AR_NEXT)) {
                 Some(n) => a = n,
                 None => {
                     w.warnings.push(format!("arena {a:#x} is not in the image"));
@@ -379,7 +379,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
             for (_, entries) in lists {
                 for e in entries {
                     free.insert(e - 16);
-                    if let Some(key) = mem.word(e + 8) {
+                    if let Some(key) = mem.word(e.wrapping_add(8)) {
                         match w.tcache_key {
                             None => w.tcache_key = Some(key),
                             Some(k) if k != key => w.warnings.push(format!("tcache entry {e:#x} has a key that differs from the others")),
@@ -613,6 +613,22 @@ mod tests {
                 assert!(pair[0].end() <= pair[1].addr, "blocks overlap");
             }
         }
+    }
+
+    /// Inputs the fuzzer once crashed on (tests/data/fuzz/heap_walk/).
+    #[test]
+    fn fuzz_regressions() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/heap_walk");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("the regression inputs") {
+            let data = std::fs::read(entry.expect("entry").path()).expect("readable");
+            let (mem, layout) = patched(&data);
+            let w = walk(&mem, &layout);
+            let roots = crate::scan::reach::Roots { runtime: vec![], program: vec![crate::scan::reach::Range { start: LIBC, end: LIBC + 0x1000 }], registers: vec![] };
+            let _ = crate::scan::reach::mark(&mem, &w.blocks, &[], &roots, &|_| false);
+            n += 1;
+        }
+        assert!(n > 0);
     }
 
     #[test]
