@@ -239,6 +239,13 @@ fn copy_parallel(pid: i32, segments: &mut [Segment]) -> u64 {
     unreadable.into_inner()
 }
 
+/// MemAvailable from /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Stops the process, copies it, and lets it go.
 pub fn take(pid: i32) -> Result<Snapshot, Error> {
     check_pid(pid)?;
@@ -249,6 +256,22 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Inspect { pid, message: "no such process".into() },
         other => other,
     })?;
+    // The copy is whole: a process with more writable address space than
+    // this machine has free memory (a huge sparse reservation, say) cannot be
+    // scanned this way; say so rather than be killed by the OOM killer.
+    let total: u64 = before.iter().filter(|m| wanted(m)).map(Mapping::len).sum();
+    if let Some(avail) = mem_available() {
+        if total > avail / 10 * 9 {
+            return Err(Error::Inspect {
+                pid,
+                message: format!(
+                    "it has {:.1} GiB of writable mappings and this machine {:.1} GiB of available memory: the copy would not fit",
+                    total as f64 / f64::from(1u32 << 30),
+                    avail as f64 / f64::from(1u32 << 30)
+                ),
+            });
+        }
+    }
     let mut buffers: HashMap<(u64, u64), Vec<u8>> =
         before.iter().filter(|m| wanted(m)).map(|m| ((m.start, m.end), prefaulted(m.len() as usize))).collect();
 
