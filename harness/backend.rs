@@ -145,6 +145,7 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(crate::backends::hook::Hook),
         Box::new(crate::backends::debug_new::DebugNew),
         Box::new(crate::backends::valgrind::Valgrind),
+        Box::new(crate::backends::ptrace::Ptrace),
         Box::new(crate::backends::lsan::Lsan),
     ]
 }

@@ -36,6 +36,10 @@ pub enum Error {
 
     #[error("{0}")]
     Os(String),
+
+    /// A process that cannot be attached to or read (ptrace backend, `scan --pid`).
+    #[error("cannot inspect process {pid}: {message}")]
+    Inspect { pid: i32, message: String },
 }
 
 impl Error {

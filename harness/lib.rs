@@ -14,6 +14,7 @@ pub mod normalize;
 pub mod process;
 pub mod render;
 pub mod report;
+pub mod scan;
 pub mod score;
 pub mod settings;
 pub mod setup;

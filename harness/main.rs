@@ -12,7 +12,7 @@ use leaklab::backend::{self, RunConfig, Target};
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
 use leaklab::report::{Kind, Status};
-use leaklab::{bench, book, catalogue, normalize, score, setup, Error};
+use leaklab::{bench, book, catalogue, normalize, scan, score, setup, Error};
 
 #[derive(Parser)]
 #[command(name = "leaklab", version, about = "Leaky C/C++ programs, run under every leak detector and scored")]
@@ -73,6 +73,9 @@ enum Command {
         /// Leak suppressions in LeakSanitizer's format (`leak:PATTERN`), for backends that apply them (repeatable).
         #[arg(long, value_name = "FILE")]
         suppressions: Vec<std::path::PathBuf>,
+        /// For a program without a checkpoint: inspect it after this many seconds (attaching backends).
+        #[arg(long)]
+        after: Option<f64>,
         /// A program and its arguments, instead of a sample.
         #[arg(last = true)]
         program: Vec<String>,
@@ -98,6 +101,12 @@ enum Command {
     },
     /// What each detector costs: an allocation-heavy program natively and under each tool, median time and peak memory.
     Bench {
+        /// The ptrace scan instead: pause time and analysis throughput on a big heap.
+        #[arg(long)]
+        scan: bool,
+        /// Heap size of the scan target, in MiB (with --scan).
+        #[arg(long, default_value_t = 1024)]
+        heap_mib: u64,
         /// Only these tools besides native (repeatable): native, hook, lsan, heaptrack, valgrind.
         #[arg(long, short)]
         backend: Vec<String>,
@@ -115,6 +124,24 @@ enum Command {
         timeout: f64,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// Scan a running process for leaks (ptrace: stop, copy, let go, analyse the copy).
+    Scan {
+        #[arg(long)]
+        pid: i32,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Write a running process's raw [heap] to a file and show it as hex with its strings marked.
+    Dump {
+        #[arg(long)]
+        pid: i32,
+        /// Where to write the raw bytes (default: heap-PID.bin).
+        #[arg(long, short)]
+        out: Option<std::path::PathBuf>,
+        /// Lines of hex view to print at most.
+        #[arg(long, default_value_t = 64)]
+        lines: usize,
     },
     /// Which backends can run here, and the command that fixes each that cannot.
     Doctor {
@@ -194,7 +221,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Run { sample, backend: name, format, raw, timeout, suppressions, program } => {
+        Command::Run { sample, backend: name, format, raw, timeout, suppressions, after, program } => {
             let b = backend::by_name(&name)?;
             let target = match (&sample, program.split_first()) {
                 (Some(s), None) => Target::sample(catalogue::find(s)?)?,
@@ -202,7 +229,8 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 (Some(_), Some(_)) => return Err(Error::Usage("give a sample or `-- PROGRAM ARGS`, not both".into()).into()),
                 (None, None) => return Err(Error::Usage("give a sample (`leaklab list`) or `-- PROGRAM ARGS`".into()).into()),
             };
-            let config = RunConfig { timeout: seconds(timeout)?, suppressions, ..RunConfig::default() };
+            let after = after.map(|a| Duration::try_from_secs_f64(a).context("--after must be a number of seconds")).transpose()?;
+            let config = RunConfig { timeout: seconds(timeout)?, suppressions, after };
             let report = backend::execute(b.as_ref(), &target, &config);
             let shown = if raw { report.clone() } else { normalize::normalize(report.clone()) };
             let scored = match target.sample {
@@ -281,7 +309,21 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(u8::from(!result.all_agree()))
         }
-        Command::Bench { backend, runs, threads, steps, timeout, format } => {
+        Command::Bench { scan: true, heap_mib, runs, format, .. } => {
+            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs })?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Format::Human => {
+                    println!("target: {} MiB asked, {} blocks in use ({:.2} GiB), {} leaked", r.heap_mib, r.blocks, r.block_bytes as f64 / f64::from(1u32 << 30), r.leaked_expected);
+                    println!("found:  {} definitely lost blocks", r.leaked_found);
+                    println!("pause:  {:.3} s median of {} ({:.3} s per GiB copied; goal <= 0.25)", r.pause_s, r.runs, r.pause_s_per_gib);
+                    println!("analysis: {:.3} s median, {:.2} GB/s of heap ({:.2} GB/s scanned; goal >= 1)", r.analysis_s, r.analysis_gb_s, r.scan_gb_s);
+                    println!("          {:.3} s of CPU median: {:.2} GB/s of heap per core", r.analysis_cpu_s, r.analysis_cpu_gb_s);
+                }
+            }
+            Ok(u8::from(r.leaked_found != r.leaked_expected))
+        }
+        Command::Bench { scan: false, backend, runs, threads, steps, timeout, format, .. } => {
             let config = bench::BenchConfig { only: backend, runs, threads, steps, timeout: seconds(timeout)? };
             let progress = |name: &str, run: usize, of: usize| eprintln!("bench: {name}, run {run}/{of}");
             let result = bench::bench(&config, &progress)?;
@@ -314,6 +356,36 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 Format::Human => print!("{}", leaklab::symbols::render(&demo)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&demo)?),
             }
+            Ok(0)
+        }
+        Command::Scan { pid, format } => {
+            let (snap, analysis) = scan::scan_pid(pid, scan::StopPoint::Anywhere)?;
+            let mut report = leaklab::report::Report::new(&scan::process_name(pid), "ptrace");
+            report.leaks = analysis.leaks;
+            report.notes = analysis.walk.warnings;
+            report.stats = Some(leaklab::report::Stats { pause_ms: Some(snap.pause.as_secs_f64() * 1000.0), ..Default::default() });
+            match format {
+                Format::Human => {
+                    print!("{}", render::report(&report, style));
+                    eprintln!(
+                        "paused {:.1} ms; {} blocks in use ({} bytes), {} free chunks; analysed in {:.1} ms",
+                        snap.pause.as_secs_f64() * 1000.0,
+                        analysis.blocks,
+                        analysis.block_bytes,
+                        analysis.walk.free_chunks,
+                        analysis.elapsed.as_secs_f64() * 1000.0
+                    );
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(u8::from(report.leaks.iter().any(|l| l.kind != Kind::Reachable)))
+        }
+        Command::Dump { pid, out, lines } => {
+            let (start, bytes) = scan::dump::heap_of(pid)?;
+            let out = out.unwrap_or_else(|| format!("heap-{pid}.bin").into());
+            scan::dump::write(&out, &bytes)?;
+            print!("{}", scan::dump::hex_view(start, &bytes, lines));
+            eprintln!("wrote {} bytes of [heap] at {start:#x} to {}", bytes.len(), out.display());
             Ok(0)
         }
         Command::Book { action } => {

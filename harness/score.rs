@@ -371,10 +371,12 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
                     any = true;
                     used[i] = true;
                     bytes += l.bytes;
-                    blocks += l.blocks;
+                    blocks += shape_blocks(e, l);
                 }
                 if any {
-                    found.push(Found { expected: e.clone(), bytes, blocks, exact: bytes == e.bytes() && blocks == e.count, pooled: false });
+                    // Figures are exact when the count agrees and every block has
+                    // the annotated size as the backend can see it (shape_matches).
+                    found.push(Found { expected: e.clone(), bytes, blocks, exact: blocks == e.count, pooled: false });
                 } else {
                     missed.push(e.clone());
                 }
@@ -486,8 +488,37 @@ fn score_frees(report: &Report, expected: &Expectations) -> (Vec<ExpectedBadFree
     (found, missed, false_frees)
 }
 
+/// The sizes a stackless backend may see for a block of `n` requested bytes:
+/// `n` itself, or what glibc's malloc really gives (malloc_usable_size), from
+/// a heap chunk (request2size minus the header) or from its own mapping
+/// (rounded up to pages). A heap walker sees only the latter.
+#[must_use]
+pub fn sizes_seen(n: u64) -> [u64; 3] {
+    let chunk = ((n + 8 + 15) & !15).max(32);
+    let mapped = (chunk + 8 + 4095) & !4095;
+    [n, chunk - 8, mapped - 16]
+}
+
+/// How many annotated blocks a matching finding stands for. The kernel
+/// merges adjacent mappings of equal protection into one, so a leaked region
+/// of k times the annotated size is k leaked mappings.
+fn shape_blocks(e: &ExpectedLeak, l: &Leak) -> u64 {
+    match (&e.region, &l.region) {
+        (Some(_), Some(_)) if e.size > 0 && l.bytes % e.size == 0 => l.bytes / e.size,
+        _ => l.blocks,
+    }
+}
+
 fn shape_matches(e: &ExpectedLeak, l: &Leak) -> bool {
-    if l.blocks == 0 || l.bytes != e.size * l.blocks {
+    if l.blocks == 0 {
+        return false;
+    }
+    let size_ok = if e.region.is_some() {
+        e.size > 0 && l.bytes % e.size == 0 && l.bytes / e.size >= l.blocks
+    } else {
+        l.bytes % l.blocks == 0 && sizes_seen(e.size).contains(&(l.bytes / l.blocks))
+    };
+    if !size_ok {
         return false;
     }
     if l.kind != Kind::Unclassified && l.kind != e.kind {

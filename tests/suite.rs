@@ -16,6 +16,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod compiled;
 mod cli;
+mod scan;
 mod units;
 
 fn required(backend: &str) -> bool {
@@ -137,6 +138,7 @@ fn main() {
     trials.push(book_trial());
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
+    trials.extend(scan::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }

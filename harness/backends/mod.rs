@@ -4,3 +4,4 @@ pub mod debug_new;
 pub mod hook;
 pub mod lsan;
 pub mod valgrind;
+pub mod ptrace;

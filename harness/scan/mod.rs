@@ -1,0 +1,337 @@
+//! Finding leaks in a live, uninstrumented glibc process from its heap alone:
+//! stop it and copy its memory ([`snapshot`]), walk glibc's chunks
+//! ([`glibc`]), mark what the roots reach ([`reach`]), and group what nothing
+//! reaches by size, content and C++ type ([`group`]). The copy is analysed
+//! after the process has been let go.
+
+pub mod bench;
+pub mod dump;
+pub mod glibc;
+pub mod group;
+pub mod maps;
+pub mod memory;
+pub mod reach;
+pub mod snapshot;
+pub mod vtables;
+
+use std::time::{Duration, Instant};
+
+use crate::backend::is_runtime_object;
+use crate::error::Error;
+use crate::report::{Leak, RegionKind};
+use glibc::{Layout, Walk};
+use group::LostMapping;
+use maps::Mapping;
+use reach::{Range, Roots};
+use snapshot::Snapshot;
+
+/// Bytes of the red zone below a thread's stack pointer (System V x86_64 ABI):
+/// leaf functions keep data there without moving the stack pointer.
+const RED_ZONE: u64 = 128;
+
+/// What a scan found, with its costs.
+#[derive(Debug)]
+pub struct Analysis {
+    pub leaks: Vec<Leak>,
+    pub walk: Walk,
+    /// Bytes scanned for pointers.
+    pub scanned: u64,
+    /// In-use blocks and their bytes.
+    pub blocks: u64,
+    pub block_bytes: u64,
+    pub elapsed: Duration,
+    /// Time spent walking the heap, marking, and grouping.
+    pub phases: [Duration; 3],
+    /// CPU time of the analysis (one thread): on a busy machine, the honest
+    /// measure of its cost.
+    pub cpu: Duration,
+}
+
+/// What each mapping is, for roots and for mmap leaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A loaded module's file mapping or its .bss; `runtime` for the C/C++ runtime.
+    Module { runtime: bool },
+    /// A live thread's stack; roots from its SP.
+    Stack,
+    /// Where malloc's chunks are: [heap] and arena heaps (and their reservations).
+    Heap,
+    /// The stack of a thread that exited, cached by glibc for reuse: dead
+    /// data, except its thread descriptor (at the TCB) which the runtime still uses.
+    DeadStack { tcb: u64 },
+    /// An anonymous mapping holding a live thread's TLS and TCB (the main
+    /// thread's, made by ld.so); the kernel may have merged the program's own
+    /// mappings below it into the same line of maps. Above `from`: a root.
+    Tls { from: u64 },
+    /// Holds mmapped chunks: the rest of it is a root.
+    MmappedChunks,
+    /// Kernel pages ([vdso], ...) and inaccessible reservations.
+    System,
+    /// A mapping of the program's own: an mmap leak unless reached.
+    Candidate,
+}
+
+fn is_module_path(maps: &[Mapping], path: &str) -> bool {
+    maps.iter().any(|m| m.executable() && m.file() == Some(path))
+}
+
+/// Whether an anonymous mapping holds a thread control block near its top
+/// (glibc puts struct pthread there: its `tcb` and `self` words point to itself).
+fn find_tcb(snap: &Snapshot, m: &Mapping) -> Option<u64> {
+    let lo = m.end.saturating_sub(64 << 10).max(m.start);
+    let bytes = snap.memory.bytes(lo, m.end - lo)?;
+    bytes.chunks_exact(8).enumerate().find_map(|(i, w)| {
+        let a = lo + 8 * i as u64;
+        (u64::from_le_bytes(w.try_into().expect("8 bytes")) == a && snap.memory.word(a + 16) == Some(a)).then_some(a)
+    })
+}
+
+fn roles(snap: &Snapshot, walk: &Walk) -> Vec<Role> {
+    let maps = &snap.maps;
+    let mut roles = Vec::with_capacity(maps.len());
+    for (i, m) in maps.iter().enumerate() {
+        let overlaps = |r: &(u64, u64)| m.start < r.1 && r.0 < m.end;
+        let role = if let Some(path) = m.file().filter(|p| is_module_path(maps, p)) {
+            Role::Module { runtime: is_runtime_object(path) }
+        } else if m.pseudo() == Some("[heap]") || walk.arena_heaps.iter().any(overlaps) {
+            Role::Heap
+        } else if m.pseudo() == Some("[stack]") || snap.threads.iter().any(|t| m.contains(t.sp)) {
+            Role::Stack
+        } else if m.pseudo().is_some() || !m.readable() {
+            Role::System
+        } else if i > 0 && m.path.is_none() && maps[i - 1].end == m.start && matches!(roles[i - 1], Role::Module { .. }) && m.writable() {
+            // The .bss past a module's last file page.
+            roles[i - 1]
+        } else if walk.mmapped.iter().any(overlaps) {
+            Role::MmappedChunks
+        } else if let Some(tp) = snap.threads.iter().map(|t| t.fs_base).find(|&tp| m.contains(tp)) {
+            Role::Tls { from: tls_start(snap, m, tp) }
+        } else if let Some(tcb) = (m.anonymous() && !m.shared()).then(|| find_tcb(snap, m)).flatten() {
+            Role::DeadStack { tcb }
+        } else {
+            Role::Candidate
+        };
+        roles.push(role);
+    }
+    roles
+}
+
+/// Where the TLS part of a mapping holding the thread pointer `tp` begins:
+/// the lowest page that the runtime's own data (ld.so's TLS bookkeeping) or
+/// the thread's DTV points to, and never above the TCB.
+fn tls_start(snap: &Snapshot, m: &Mapping, tp: u64) -> u64 {
+    let mut lo = tp;
+    if let Some(dtv) = snap.memory.word(tp + 8).filter(|&d| m.contains(d)) {
+        lo = lo.min(dtv);
+    }
+    for rt in snap.maps.iter().filter(|x| x.writable() && x.file().is_some_and(|p| p.contains("ld-linux"))) {
+        if let Some(bytes) = snap.memory.bytes(rt.start, rt.len()) {
+            for w in bytes.chunks_exact(8) {
+                let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+                if m.contains(v) {
+                    lo = lo.min(v);
+                }
+            }
+        }
+    }
+    lo & !4095
+}
+
+/// Where to start scanning a thread's stack at the checkpoint. A thread
+/// stopped inside the C runtime (raise(SIGSTOP)) has the runtime's frames
+/// below its program frames: their uninitialized slots (a sigset_t of 128
+/// bytes in pthread_kill, say) hold stale words of dead program frames.
+/// Those frames are skipped: scanning starts at the return address into
+/// program code. This is sound for the catalogue's -O0 code only, whose
+/// values live in its own frames, not in callee-saved registers that the
+/// runtime spills. A thread running program code is scanned from its stack
+/// pointer minus the red zone.
+fn stack_scan_start(snap: &Snapshot, t: &snapshot::Thread, stack: &Mapping) -> u64 {
+    let in_runtime = |addr: u64| {
+        snap.maps.iter().any(|m| m.contains(addr) && m.executable() && (m.pseudo() == Some("[vdso]") || m.file().is_some_and(is_runtime_object)))
+    };
+    let in_program = |addr: u64| snap.maps.iter().any(|m| m.contains(addr) && m.executable() && m.file().is_some_and(|p| !is_runtime_object(p)));
+    let red_zone = t.sp.saturating_sub(RED_ZONE).max(stack.start) & !7;
+    let rip = t.regs.get(16).copied().unwrap_or(0);
+    if !in_runtime(rip) {
+        return red_zone;
+    }
+    let top = stack.end.min(t.sp.saturating_add(64 << 10));
+    let Some(bytes) = snap.memory.bytes(t.sp & !7, top - (t.sp & !7)) else { return red_zone };
+    bytes
+        .chunks_exact(8)
+        .position(|w| in_program(u64::from_le_bytes(w.try_into().expect("8 bytes"))))
+        .map_or(red_zone, |i| (t.sp & !7) + 8 * i as u64)
+}
+
+fn region_kind(m: &Mapping) -> RegionKind {
+    match (m.anonymous(), m.shared()) {
+        (true, false) => RegionKind::PrivateAnon,
+        (true, true) => RegionKind::SharedAnon,
+        (false, false) => RegionKind::PrivateFile,
+        (false, true) => RegionKind::SharedFile,
+    }
+}
+
+/// Ranges of `m` not covered by `holes` (sorted).
+fn minus(start: u64, end: u64, holes: &[(u64, u64)]) -> Vec<Range> {
+    let mut out = Vec::new();
+    let mut a = start;
+    for &(s, e) in holes {
+        if e <= a || s >= end {
+            continue;
+        }
+        if s > a {
+            out.push(Range { start: a, end: s });
+        }
+        a = a.max(e);
+    }
+    if a < end {
+        out.push(Range { start: a, end });
+    }
+    out
+}
+
+/// Where the process was stopped, which decides how its stacks are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPoint {
+    /// At leaklab_checkpoint(): inside raise(SIGSTOP), called from program
+    /// code compiled at -O0. The runtime's frames below it are skipped (see
+    /// `stack_scan_start`).
+    Checkpoint,
+    /// Anywhere (`scan --pid`, `--after`): every stack is scanned from its
+    /// stack pointer, as optimized code keeps live values in callee-saved
+    /// registers that the runtime's frames save on the stack.
+    Anywhere,
+}
+
+/// Analyses a snapshot: walks the heap, marks, groups.
+#[must_use]
+pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
+    let started = Instant::now();
+    let cpu_started = thread_cpu_time();
+    let maps = &snap.maps;
+    let libc_data: Vec<(u64, u64)> = {
+        let mut v = Vec::new();
+        for (i, m) in maps.iter().enumerate() {
+            let is_libc = m.file().is_some_and(|p| {
+                let n = p.rsplit('/').next().unwrap_or(p);
+                n.starts_with("libc.so") || n.starts_with("libc-")
+            });
+            if is_libc && m.writable() {
+                v.push((m.start, m.end));
+                if let Some(next) = maps.get(i + 1).filter(|n| n.path.is_none() && n.start == m.end && n.writable()) {
+                    v.push((next.start, next.end));
+                }
+            }
+        }
+        v
+    };
+    let layout = Layout {
+        heap: maps.iter().find(|m| m.pseudo() == Some("[heap]")).map(|m| (m.start, m.end)),
+        libc_data,
+        anon: maps
+            .iter()
+            .filter(|m| m.anonymous() && !m.shared() && m.writable() && m.readable() && !snap.threads.iter().any(|t| m.contains(t.sp)))
+            .map(|m| (m.start, m.end))
+            .collect(),
+        thread_pointers: snap.threads.iter().map(|t| t.fs_base).collect(),
+    };
+    let walk = glibc::walk(&snap.memory, &layout);
+    let walked = started.elapsed();
+    let roles = roles(snap, &walk);
+
+    let mut roots = Roots::default();
+    let mut candidates: Vec<(u64, u64)> = Vec::new();
+    let mut candidate_maps: Vec<Mapping> = Vec::new();
+    for (m, role) in maps.iter().zip(&roles) {
+        match role {
+            Role::Module { runtime } if m.writable() => {
+                let r = Range { start: m.start, end: m.end };
+                if *runtime { roots.runtime.push(r) } else { roots.program.push(r) }
+            }
+            Role::MmappedChunks => roots.program.extend(minus(m.start, m.end, &walk.mmapped)),
+            Role::DeadStack { tcb } => roots.runtime.push(Range { start: *tcb, end: m.end }),
+            Role::Tls { from } => {
+                roots.program.push(Range { start: *from, end: m.end });
+                if *from > m.start {
+                    candidates.push((m.start, *from));
+                    candidate_maps.push(Mapping { start: m.start, end: *from, ..m.clone() });
+                }
+            }
+            Role::Candidate => {
+                candidates.push((m.start, m.end));
+                candidate_maps.push(m.clone());
+            }
+            _ => {}
+        }
+    }
+    for t in &snap.threads {
+        roots.registers.extend(&t.regs);
+        if let Some(m) = maps.iter().find(|m| m.contains(t.sp)) {
+            let start = match stop {
+                StopPoint::Checkpoint => stack_scan_start(snap, t, m),
+                StopPoint::Anywhere => t.sp.saturating_sub(RED_ZONE).max(m.start) & !7,
+            };
+            roots.program.push(Range { start, end: m.end });
+        }
+    }
+    // The allocator's own data (main_arena, heap headers, tcaches) is not a root.
+    let mut metadata = walk.metadata.clone();
+    metadata.sort_unstable();
+    for list in [&mut roots.runtime, &mut roots.program] {
+        *list = list.iter().flat_map(|r| minus(r.start, r.end, &metadata)).collect();
+    }
+    let vt = vtables::Vtables::new(maps);
+    let vtable_like = |w: u64| vt.vtable_like(w);
+    let marking = reach::mark(&snap.memory, &walk.blocks, &candidates, &roots, &vtable_like);
+
+    let marked = started.elapsed();
+    let mut leaks = group::group_blocks(&snap.memory, &walk.blocks, &marking.blocks, &vt);
+    let lost: Vec<LostMapping> = candidate_maps
+        .iter()
+        .zip(&marking.regions_reached)
+        .filter(|(_, reached)| !**reached)
+        .map(|(m, _)| LostMapping {
+            len: m.len(),
+            kind: region_kind(m),
+            perms: m.perms.clone(),
+            // A deleted temp file's name says nothing stable; the kind says it all.
+            path: m.file().filter(|p| !p.ends_with("(deleted)")).map(str::to_string),
+        })
+        .collect();
+    leaks.extend(group::group_regions(&lost));
+    let block_bytes = walk.blocks.iter().map(|b| b.size).sum();
+    let elapsed = started.elapsed();
+    Analysis {
+        leaks,
+        blocks: walk.blocks.len() as u64,
+        block_bytes,
+        scanned: marking.scanned,
+        walk,
+        elapsed,
+        phases: [walked, marked - walked, elapsed - marked],
+        cpu: thread_cpu_time().saturating_sub(cpu_started),
+    }
+}
+
+/// Snapshot and analysis of a running process.
+pub fn scan_pid(pid: i32, stop: StopPoint) -> Result<(Snapshot, Analysis), Error> {
+    let snap = snapshot::take(pid)?;
+    let analysis = analyse(&snap, stop);
+    Ok((snap, analysis))
+}
+
+/// The command name of a process, for reports (`/proc/PID/comm`).
+#[must_use]
+pub fn process_name(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| format!("pid {pid}"), |s| s.trim().to_string())
+}
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
