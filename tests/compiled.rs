@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use leaklab::backends::debug_new::parse_dump;
 use leaklab::backends::lsan::parse_report;
 use leaklab::annotations;
-use leaklab::backend::Matching;
+use leaklab::backend::{self, Availability, Matching, RunConfig, Target};
 use leaklab::catalogue;
 use leaklab::process::{self, Spec};
 use leaklab::report::{Report, Site};
@@ -128,6 +128,45 @@ pub fn trials() -> Vec<Trial> {
             Ok(())
         }),
         Trial::test("debug_new_runtime::replacements_behave", debug_new_runtime),
+        Trial::test("lsan_preload::unmodified_program", || {
+            // The plain build (no -fsanitize) of strdup_loop, run as a user's program.
+            let sample = catalogue::find("strdup_loop").map_err(|e| e.to_string())?;
+            let plain = sample.executable("plain").map_err(|e| e.to_string())?;
+            let target = Target::program(plain.to_str().ok_or("path")?, &["3".to_string()]).map_err(|e| e.to_string())?;
+            let lsan = backend::by_name("lsan").map_err(|e| e.to_string())?;
+            if let Availability::Unavailable { reason, .. } = lsan.availability() {
+                return Err(format!("lsan cannot run here: {reason}").into());
+            }
+            let report = backend::execute(lsan.as_ref(), &target, &RunConfig::default());
+            let found: Vec<_> = report
+                .leaks
+                .iter()
+                .filter(|l| l.site.as_ref().is_some_and(|s| s.file == "strdup_loop.c" && s.line == 14))
+                .map(|l| (l.kind, l.bytes, l.blocks))
+                .collect();
+            if found == [(Kind::Definite, 36, 3)] {
+                Ok(())
+            } else {
+                Err(format!("expected 36 bytes in 3 definite blocks at strdup_loop.c:14 with liblsan preloaded, got {report:?}").into())
+            }
+        }),
+        Trial::test("lsan_preload::refuses_static_program", || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let src = dir.path().join("static.c");
+            std::fs::write(&src, "#include <stdlib.h>\nint main(void) { return malloc(5) == NULL; }\n").map_err(|e| e.to_string())?;
+            let exe = dir.path().join("static");
+            let ok = std::process::Command::new(env!("LEAKLAB_CC")).arg("-static").arg(&src).arg("-o").arg(&exe).status().map_err(|e| e.to_string())?;
+            if !ok.success() {
+                return Err("cannot link a static program (libc6-dev's libc.a)".into());
+            }
+            let target = Target::program(exe.to_str().ok_or("path")?, &[]).map_err(|e| e.to_string())?;
+            let lsan = backend::by_name("lsan").map_err(|e| e.to_string())?;
+            match lsan.run(&target, &RunConfig::default()) {
+                Err(e) if e.to_string().contains("statically linked") => Ok(()),
+                Err(e) => Err(format!("wrong error: {e}").into()),
+                Ok(r) => Err(format!("a static program ran \"under LSan\" with {} leaks: LSan never ran in it", r.leaks.len()).into()),
+            }
+        }),
     ];
     t.extend(rejection_trials("lsan", "lsan_report", parse_report));
     t.extend(rejection_trials("debug_new", "debug_new_dump", |text| parse_dump(text).map(|d| d.leaks)));

@@ -128,14 +128,18 @@ impl Backend for Lsan {
         let started = std::time::Instant::now();
         let (program, preload) = match target.sample {
             Some(s) => (s.executable("lsan")?.to_path_buf(), None),
-            None => {
-                let lib = liblsan().ok_or_else(|| Error::Unavailable {
-                    backend: "lsan".into(),
-                    reason: "liblsan.so not found".into(),
-                    fix: "apt-get install -y liblsan0".into(),
-                })?;
-                (target.program.clone(), Some(lib))
-            }
+            None => match linkage(&target.program)? {
+                // Already built with a sanitizer: its own LSan runs at exit.
+                Linkage::Sanitized => (target.program.clone(), None),
+                Linkage::Dynamic => {
+                    let lib = liblsan().ok_or_else(|| Error::Unavailable {
+                        backend: "lsan".into(),
+                        reason: "liblsan.so not found".into(),
+                        fix: "apt-get install -y liblsan0".into(),
+                    })?;
+                    (target.program.clone(), Some(lib))
+                }
+            },
         };
         let run_target = Target { program, ..target.clone() };
         let (leaks, finished) = run_lsan_full(&run_target, config, preload.as_deref())?;
@@ -151,6 +155,38 @@ impl Backend for Lsan {
         });
         Ok(report)
     }
+}
+
+/// How a user's program can get LeakSanitizer.
+#[derive(Debug, PartialEq, Eq)]
+enum Linkage {
+    /// Dynamically linked, no sanitizer: liblsan.so is preloaded.
+    Dynamic,
+    /// Built with -fsanitize=leak or =address (gcc links the runtime
+    /// dynamically, clang statically): nothing to add.
+    Sanitized,
+}
+
+/// Reads the program's ELF headers. A statically linked program ignores
+/// LD_PRELOAD: LSan would silently never run, and a clean report would lie.
+fn linkage(program: &Path) -> Result<Linkage, Error> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let data = std::fs::read(program).map_err(|e| Error::io(program, e))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| Error::Usage(format!("{} is not an ELF program LeakSanitizer can run: {e}", program.display())))?;
+    let dynstr = file.section_by_name(".dynstr").and_then(|s| s.data().ok()).unwrap_or_default();
+    let needs = |lib: &[u8]| dynstr.windows(lib.len()).any(|w| w == lib);
+    let has_symbol = |name: &str| file.symbols().chain(file.dynamic_symbols()).any(|s| s.name() == Ok(name) && !s.is_undefined());
+    if needs(b"liblsan.so") || needs(b"libasan.so") || has_symbol("__lsan_do_leak_check") {
+        return Ok(Linkage::Sanitized);
+    }
+    if file.section_by_name(".interp").is_none() {
+        return Err(Error::Usage(format!(
+            "{} is statically linked: LD_PRELOAD cannot bring LeakSanitizer into it; rebuild it with `-fsanitize=leak`",
+            program.display()
+        )));
+    }
+    Ok(Linkage::Dynamic)
 }
 
 fn run_lsan(target: &Target, config: &RunConfig, preload: Option<&Path>) -> Result<Vec<Leak>, Error> {

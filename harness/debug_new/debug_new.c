@@ -372,6 +372,23 @@ static void dump(void)
         fclose(out);
 }
 
+/* fork() in one thread while another holds the lock would leave the
+ * child's copy of the lock held forever, and its dump would hang. */
+static void before_fork(void)
+{
+    pthread_mutex_lock(&dn_lock);
+}
+
+static void after_fork(void)
+{
+    pthread_mutex_unlock(&dn_lock);
+}
+
+__attribute__((constructor)) static void register_fork_handlers(void)
+{
+    pthread_atfork(before_fork, after_fork, after_fork);
+}
+
 /* A destructor of the lowest priority number runs last: after atexit
  * handlers and C++ static destructors, which may still free blocks. */
 __attribute__((destructor(101))) static void dump_at_exit(void)
