@@ -73,6 +73,20 @@ fn main() {
 
     std::fs::write(out.join("catalogue.rs"), render_catalogue(&samples, &samples_dir, &out))
         .expect("write catalogue.rs");
+    build_stop_exec(&root, &cc, &out);
+}
+
+/// The pre-exec stopper of `process::Spec::stop_before_exec` (harness/native/stop_exec.c).
+fn build_stop_exec(root: &Path, cc: &Path, out: &Path) {
+    let src = root.join("harness/native/stop_exec.c");
+    println!("cargo:rerun-if-changed={}", src.display());
+    let status = Command::new(cc)
+        .args(["-O2", "-Wall", "-Wextra", "-o"])
+        .arg(out.join("stop_exec"))
+        .arg(&src)
+        .status()
+        .expect("run the C compiler for stop_exec");
+    assert!(status.success(), "harness/native/stop_exec.c failed to compile");
 }
 
 fn discover(dir: &Path) -> Vec<Sample> {

@@ -133,7 +133,7 @@ pub trait Backend: Send + Sync {
 /// Every backend leaklab knows, in the order of DESIGN.md.
 #[must_use]
 pub fn all() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(crate::backends::valgrind::Valgrind)]
+    vec![Box::new(crate::backends::valgrind::Valgrind), Box::new(crate::backends::bcc::Bcc)]
 }
 
 /// The backend called `name`.

@@ -1,3 +1,4 @@
 //! One module per backend; `crate::backend::all()` lists them.
 
 pub mod valgrind;
+pub mod bcc;
