@@ -142,36 +142,40 @@ pub fn compare(config: &CompareConfig, progress: &(dyn Fn(usize, usize, &str) + 
     results.sort_by_key(|(i, _)| *i);
     let outcomes: Vec<Outcome> = results.into_iter().map(|(_, o)| o).collect();
 
-    let mut summary: BTreeMap<String, BackendSummary> = BTreeMap::new();
-    for b in &runnable {
-        let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.report.backend == b.name()).collect();
-        let mut s = BackendSummary { runs: mine.len() as u32, ..BackendSummary::default() };
-        for o in &mine {
-            match &o.score {
-                Some(sc) => {
-                    for (class, t) in sc.tallies() {
-                        s.by_class.entry(class).or_default().add(t);
-                        s.total.add(t);
+    let names: Vec<String> = runnable.iter().map(|b| b.name().to_string()).collect();
+    let samples: Vec<String> = samples.iter().map(|s| s.name.to_string()).collect();
+    Ok(Comparison::from_outcomes(names, samples, outcomes, unavailable))
+}
+
+impl Comparison {
+    /// Rolls scored outcomes up into per-backend summaries.
+    #[must_use]
+    pub fn from_outcomes(backends: Vec<String>, samples: Vec<String>, outcomes: Vec<Outcome>, unavailable: Vec<Unavailable>) -> Comparison {
+        let mut summary: BTreeMap<String, BackendSummary> = BTreeMap::new();
+        for b in &backends {
+            let mine: Vec<&Outcome> = outcomes.iter().filter(|o| &o.report.backend == b).collect();
+            let mut s = BackendSummary { runs: mine.len() as u32, ..BackendSummary::default() };
+            for o in &mine {
+                match &o.score {
+                    Some(sc) => {
+                        for (class, t) in sc.tallies() {
+                            s.by_class.entry(class).or_default().add(t);
+                            s.total.add(t);
+                        }
+                        if !sc.passed() {
+                            s.disagreeing_samples += 1;
+                        }
                     }
-                    if !sc.passed() {
-                        s.disagreeing_samples += 1;
-                    }
+                    None => s.failed_runs += 1,
                 }
-                None => s.failed_runs += 1,
             }
+            let mut walls: Vec<u64> = mine.iter().map(|o| o.wall_ms).collect();
+            walls.sort_unstable();
+            s.median_wall_ms = walls.get(walls.len() / 2).copied().unwrap_or(0);
+            summary.insert(b.clone(), s);
         }
-        let mut walls: Vec<u64> = mine.iter().map(|o| o.wall_ms).collect();
-        walls.sort_unstable();
-        s.median_wall_ms = walls.get(walls.len() / 2).copied().unwrap_or(0);
-        summary.insert(b.name().to_string(), s);
+        Comparison { backends, samples, outcomes, unavailable, summary }
     }
-    Ok(Comparison {
-        backends: runnable.iter().map(|b| b.name().to_string()).collect(),
-        samples: samples.iter().map(|s| s.name.to_string()).collect(),
-        outcomes,
-        unavailable,
-        summary,
-    })
 }
 
 /// Runs, normalizes and scores one backend on one sample.

@@ -5,6 +5,7 @@
 pub mod annotations;
 pub mod backend;
 pub mod backends;
+pub mod book;
 pub mod catalogue;
 pub mod compare;
 pub mod error;

@@ -1,6 +1,7 @@
 //! The `leaklab` command line: a thin layer over the library.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use leaklab::backend::{self, RunConfig, Target};
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
 use leaklab::report::{Kind, Status};
-use leaklab::{catalogue, normalize, score, setup, Error};
+use leaklab::{book, catalogue, normalize, score, setup, Error};
 
 #[derive(Parser)]
 #[command(name = "leaklab", version, about = "Leaky C/C++ programs, run under every leak detector and scored")]
@@ -34,6 +35,18 @@ enum ColorChoice {
 enum Format {
     Human,
     Json,
+}
+
+#[derive(Subcommand)]
+enum BookAction {
+    /// Rewrite every generated output (runs every backend for the measured ones).
+    Generate {
+        /// Only the outputs derived from the snapshots (fast, no runs).
+        #[arg(long)]
+        derived_only: bool,
+    },
+    /// Say which generated outputs are stale (exit 1 if any).
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +94,11 @@ enum Command {
     Doctor {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// The book's generated outputs (book/src/generated/).
+    Book {
+        #[command(subcommand)]
+        action: BookAction,
     },
     /// Install what the backends need (Debian; needs root).
     Setup {
@@ -158,6 +176,14 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 Some(s) if report.status == Status::Ok => Some(score::score(&shown, &s.expectations()?, b.matching())),
                 _ => None,
             };
+            if let Status::Failed { error } = &report.status {
+                // Failures are diagnostics: stderr, and the JSON report for machines.
+                eprintln!("leaklab: {} on {}: {error}", report.backend, report.sample);
+                if format == Format::Json {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "report": shown }))?);
+                }
+                return Ok(2);
+            }
             match format {
                 Format::Human => {
                     print!("{}", render::report(&report_with_stats(shown.clone(), &report), style));
@@ -174,7 +200,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 Status::Skipped { reason, fix } => {
                     Err(Error::Unavailable { backend: name, reason: reason.clone(), fix: fix.clone() }.into())
                 }
-                Status::Failed { .. } => Ok(2),
+                Status::Failed { .. } => unreachable!("handled above"),
                 Status::Ok => Ok(match scored {
                     Some(s) => u8::from(!s.passed()),
                     // A program of the user's: leaks other than still-reachable ones are findings.
@@ -233,6 +259,27 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
             }
             Ok(if diagnoses.iter().all(|d| d.ready) { 0 } else { 3 })
+        }
+        Command::Book { action } => {
+            let paths = book::BookPaths::in_repo(Path::new(env!("CARGO_MANIFEST_DIR")));
+            match action {
+                BookAction::Generate { derived_only } => {
+                    for name in book::generate(&paths, derived_only)? {
+                        println!("wrote book/src/generated/{name}");
+                    }
+                    Ok(0)
+                }
+                BookAction::Check => {
+                    let stale = book::stale(&paths)?;
+                    for s in &stale {
+                        println!("{s}");
+                    }
+                    if !stale.is_empty() {
+                        eprintln!("leaklab: refresh with `{}`", book::REFRESH);
+                    }
+                    Ok(u8::from(!stale.is_empty()))
+                }
+            }
         }
         Command::Setup { dry_run } => {
             for step in setup::setup(dry_run)? {

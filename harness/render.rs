@@ -157,9 +157,27 @@ fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "–".to_string(), |v| format!("{:.0}%", v * 100.0))
 }
 
+/// Which parts of a comparison to show.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    /// The median cost column; off where the figures come from snapshots.
+    pub timings: bool,
+    pub per_sample: bool,
+}
+
+impl View {
+    pub const FULL: View = View { timings: true, per_sample: true };
+}
+
 /// The accuracy matrix, the per-sample table and the unavailable backends.
 #[must_use]
 pub fn comparison(c: &Comparison, style: Style) -> String {
+    comparison_view(c, style, View::FULL)
+}
+
+/// [`comparison`] with a choice of parts.
+#[must_use]
+pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
     let mut out = String::new();
     let classes: Vec<Class> = Class::ALL
         .into_iter()
@@ -169,7 +187,10 @@ pub fn comparison(c: &Comparison, style: Style) -> String {
     let mut matrix = Table::new();
     let mut header = vec![Cell::new("backend")];
     header.extend(classes.iter().map(|cl| Cell::new(format!("{}\nfound/missed/false", cl.as_str()))));
-    header.extend(["recall", "precision", "runs", "median\nms/run"].map(Cell::new));
+    header.extend(["recall", "precision", "runs"].map(Cell::new));
+    if view.timings {
+        header.push(Cell::new("median\nms/run"));
+    }
     matrix.set_header(header);
     for b in &c.backends {
         let s = &c.summary[b];
@@ -182,11 +203,16 @@ pub fn comparison(c: &Comparison, style: Style) -> String {
         row.push(Cell::new(pct(s.total.precision())).set_alignment(CellAlignment::Right));
         let runs = if s.failed_runs > 0 { format!("{} ({} failed)", s.runs, s.failed_runs) } else { s.runs.to_string() };
         row.push(Cell::new(runs).set_alignment(CellAlignment::Right));
-        row.push(Cell::new(s.median_wall_ms).set_alignment(CellAlignment::Right));
+        if view.timings {
+            row.push(Cell::new(s.median_wall_ms).set_alignment(CellAlignment::Right));
+        }
         matrix.add_row(row);
     }
     let _ = writeln!(out, "{}\n{matrix}", style.bold("Accuracy by leak class (annotations found / missed / false reports)"));
 
+    if !view.per_sample {
+        return out;
+    }
     let mut per_sample = Table::new();
     let mut header = vec![Cell::new("sample")];
     header.extend(c.backends.iter().map(Cell::new));

@@ -14,6 +14,7 @@ use leaklab::compare::run_one;
 use leaklab::report::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+mod cli;
 mod units;
 
 fn required(backend: &str) -> bool {
@@ -79,9 +80,24 @@ fn backend_trials() -> Vec<Trial> {
     trials
 }
 
+/// The book's generated outputs must match the snapshots and the catalogue.
+fn book_trial() -> Trial {
+    Trial::test("book::generated_outputs_are_fresh", || {
+        let paths = leaklab::book::BookPaths::in_repo(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let stale = leaklab::book::stale(&paths).map_err(|e| e.to_string())?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        Err(format!("{}
+refresh them with `{}` and commit book/src/generated/", stale.join("\n"), leaklab::book::REFRESH).into())
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = units::trials();
+    trials.push(book_trial());
+    trials.extend(cli::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }

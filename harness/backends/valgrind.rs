@@ -44,6 +44,7 @@ impl Backend for Valgrind {
             .arg("--show-leak-kinds=all")
             .arg("--errors-for-leak-kinds=none")
             .arg("--num-callers=40")
+            .arg("--track-origins=yes")
             .arg("--child-silent-after-fork=no")
             .arg("--xml=yes")
             .arg(format!("--xml-file={}", xml_pattern.display()))
@@ -53,12 +54,25 @@ impl Backend for Valgrind {
             .env_remove("LEAKLAB_CHECKPOINT")
             .env_remove("DEBUGINFOD_URLS");
         let finished = process::run(&spec)?;
-        if let process::Exit::Signal(sig) = finished.exit {
-            return Err(Error::TargetFailed {
-                program: target.name.clone(),
-                how: format!("under valgrind was killed by {}", process::signal_name(sig)),
-                stderr: finished.stderr_text(),
-            });
+        let mut report = Report::new(&target.name, self.name());
+        match finished.exit {
+            process::Exit::Signal(sig) => {
+                return Err(Error::TargetFailed {
+                    program: target.name.clone(),
+                    how: format!("under valgrind was killed by {}", process::signal_name(sig)),
+                    stderr: finished.stderr_text(),
+                })
+            }
+            // valgrind exits with the program's status: a sample must succeed.
+            process::Exit::Code(code) if code != 0 && target.sample.is_some() => {
+                return Err(Error::TargetFailed {
+                    program: target.name.clone(),
+                    how: format!("under valgrind exited with status {code}"),
+                    stderr: finished.stderr_text(),
+                })
+            }
+            process::Exit::Code(code) if code != 0 => report.notes.push(format!("the program exited with status {code}")),
+            process::Exit::Code(_) => {}
         }
 
         let mut files: Vec<_> = std::fs::read_dir(dir.path())
@@ -74,7 +88,6 @@ impl Backend for Valgrind {
                 stderr: finished.stderr_text(),
             });
         }
-        let mut report = Report::new(&target.name, self.name());
         for file in &files {
             let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
             let parsed = parse_xml(&text)?;
@@ -134,12 +147,14 @@ pub fn parse_xml(text: &str) -> Result<MemcheckOutput, Error> {
                 let what = child_text(error, "what")
                     .or_else(|| error.children().find(|n| n.has_tag_name("xwhat")).and_then(|x| child_text(x, "text")))
                     .unwrap_or(other);
-                let at = stack
-                    .iter()
-                    .find(|f| f.line.is_some() && !f.object.as_deref().is_some_and(crate::backend::is_runtime_object))
-                    .map(|f| format!(" at {}:{}", f.file.as_deref().unwrap_or("?"), f.line.unwrap_or(0)))
-                    .unwrap_or_default();
-                out.errors.push(format!("{other}: {what}{at}"));
+                let mut note = format!("{other}: {what}{}", where_in_program(&stack));
+                // --track-origins adds where the bad value or block came from: an
+                // <auxwhat> followed by its own <stack>.
+                if let Some(aux) = child_text(error, "auxwhat") {
+                    let origin = error.children().filter(|n| n.has_tag_name("stack")).nth(1).map(parse_stack).unwrap_or_default();
+                    note.push_str(&format!("; {aux}{}", where_in_program(&origin)));
+                }
+                out.errors.push(note);
                 continue;
             }
         };
@@ -162,6 +177,18 @@ pub fn parse_xml(text: &str) -> Result<MemcheckOutput, Error> {
         out.leaks.push(leak);
     }
     Ok(out)
+}
+
+/// " at file.c:12", the innermost frame outside the runtime, or nothing.
+fn where_in_program(stack: &[Frame]) -> String {
+    stack
+        .iter()
+        .find(|f| f.line.is_some() && !f.object.as_deref().is_some_and(crate::backend::is_runtime_object))
+        .map(|f| {
+            let file = f.file.as_deref().unwrap_or("?");
+            format!(" at {}:{}", file.rsplit('/').next().unwrap_or(file), f.line.unwrap_or(0))
+        })
+        .unwrap_or_default()
 }
 
 /// "48 (16 direct, 32 indirect) bytes in 1 blocks ..." → 16.

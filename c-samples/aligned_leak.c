@@ -1,0 +1,30 @@
+//@ title: aligned blocks from posix_memalign and aligned_alloc, never freed
+//@ teaches: aligned allocations are ordinary heap blocks with padding in front; detectors report the requested size
+//@ std: c11
+#define _POSIX_C_SOURCE 200112L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "leaklab.h"
+
+// A cache-line aligned counter block and a page-aligned I/O buffer,
+// both set up and then dropped.
+static void setup(void)
+{
+    void *counters = NULL;
+    if (posix_memalign(&counters, 64, 200) == 0) //~ LEAK definite size=200 count=1
+        memset(counters, 0, 200);
+    counters = NULL; // the out-parameter was the only copy
+
+    char *io = aligned_alloc(4096, 8192); //~ LEAK definite size=8192 count=1
+    if (io != NULL)
+        memset(io, 'z', 8192);
+}
+
+int main(void)
+{
+    setup();
+    puts("set up");
+    leaklab_checkpoint();
+    return 0;
+}

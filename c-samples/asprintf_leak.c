@@ -1,0 +1,22 @@
+//@ title: strings formatted with asprintf and never freed
+//@ teaches: asprintf hands back a heap string the caller owns; forgetting it is a leak at the asprintf call, with the formatted text still inside
+#define _GNU_SOURCE
+#include <stdio.h>
+#include "leaklab.h"
+
+static void log_user(int id)
+{
+    char *msg = NULL;
+    if (asprintf(&msg, "user-%04d logged in", id) < 0) //~ LEAK definite size=20 count=4 content="user-"
+        return;
+    puts(msg); // missing: free(msg)
+    msg = NULL;
+}
+
+int main(void)
+{
+    for (int id = 1; id <= 4; id++)
+        log_user(id);
+    leaklab_checkpoint();
+    return 0;
+}

@@ -1,0 +1,27 @@
+//@ title: only a pointer into the middle of a block survives, in a global
+//@ teaches: "possibly lost": memcheck cannot tell an interior pointer from a lost block whose address happens to be nearby
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "leaklab.h"
+
+// A length-prefixed string: 16 bytes of header, then the text. Callers
+// only ever see the text, so only the interior pointer is kept.
+static char *g_name;
+
+static char *make_name(const char *text)
+{
+    size_t len = strlen(text);
+    char *block = malloc(16 + len + 1); //~ LEAK possible size=33 count=1
+    memcpy(block, &len, sizeof len);
+    memcpy(block + 16, text, len + 1);
+    return block + 16; // the start of the block is forgotten here
+}
+
+int main(void)
+{
+    g_name = make_name("interior pointer");
+    printf("%s\n", g_name);
+    leaklab_checkpoint();
+    return 0;
+}

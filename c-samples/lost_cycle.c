@@ -1,0 +1,39 @@
+//@ title: a ring of three nodes pointing at each other, all lost together
+//@ teaches: reference cycles do not fool a tracing detector; memcheck calls one node of the ring definitely lost (the lowest address) and the others indirectly lost
+#include <stdio.h>
+#include <stdlib.h>
+#include "leaklab.h"
+
+struct node {
+    struct node *next;
+    long value;
+};
+
+static struct node *new_node(long value)
+{
+    struct node *n = malloc(sizeof *n); //~ LEAK definite size=16 count=1
+    //~^ LEAK indirect size=16 count=2
+    n->next = NULL;
+    n->value = value;
+    return n;
+}
+
+// Every node is pointed to, but nothing outside the ring points in.
+// All three come from one line, so the split above does not depend on
+// which node ends up at the lowest address.
+static void make_ring(void)
+{
+    struct node *a = new_node(1), *b = new_node(2), *c = new_node(3);
+    a->next = b;
+    b->next = c;
+    c->next = a;
+    printf("ring: %ld -> %ld -> %ld -> %ld\n", a->value, a->next->value,
+           a->next->next->value, a->next->next->next->value);
+}
+
+int main(void)
+{
+    make_ring();
+    leaklab_checkpoint();
+    return 0;
+}

@@ -1,0 +1,30 @@
+//@ title: a global holds a new[] array of objects with destructors: its pointer is 8 bytes into the block
+//@ teaches: new[] of a class with a destructor stores the element count in front, so the program's pointer is an interior one; memcheck's newarray heuristic still calls the block reachable, a naive start-pointer scanner would not
+#include <cstdio>
+#include <cstring>
+#include "leaklab.h"
+
+struct Slot {
+    char name[24];
+    Slot() { std::strcpy(name, "empty"); }
+    ~Slot() { name[0] = '\0'; } // non-trivial: new[] must remember the count
+};
+
+static Slot *g_slots; // points 8 bytes past the start of the block
+
+// 4 * 24 bytes of Slots + the 8-byte count = 104. Under
+// --leak-check-heuristics=none memcheck calls this block "possibly lost".
+
+static void init_slots()
+{
+    g_slots = new Slot[4]; //~ LEAK reachable size=104 count=1
+}
+
+int main()
+{
+    init_slots();
+    std::printf("block starts at %p, g_slots is %p\n",
+                (void *)(reinterpret_cast<char *>(g_slots) - sizeof(size_t)), (void *)g_slots);
+    leaklab_checkpoint();
+    return 0; // no delete[] g_slots
+}

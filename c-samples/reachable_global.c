@@ -1,0 +1,22 @@
+//@ title: a block still pointed to by a global when the program exits
+//@ teaches: "still reachable" is not a bug by itself: the memory could have been freed, and the OS takes it back at exit
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "leaklab.h"
+
+static char *g_config;
+
+static void load_config(void)
+{
+    g_config = malloc(100); //~ LEAK reachable size=100 count=1
+    strcpy(g_config, "verbose=1");
+}
+
+int main(void)
+{
+    load_config();
+    printf("config: %s\n", g_config);
+    leaklab_checkpoint();
+    return 0; // g_config still points at its block
+}

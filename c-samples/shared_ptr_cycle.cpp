@@ -1,0 +1,37 @@
+//@ title: two objects holding std::shared_ptr to each other
+//@ teaches: reference counting cannot free a cycle; std::weak_ptr for the back edge breaks it. Each make_shared block holds the control block and the object together
+#include <cstdio>
+#include <memory>
+#include <string>
+#include "leaklab.h"
+
+struct Peer {
+    int id;
+    std::shared_ptr<Peer> other; // should be std::weak_ptr<Peer>
+    explicit Peer(int id) : id(id) {}
+};
+
+// One allocation per Peer: make_shared puts the count block (16 bytes
+// after the vtable and counters) and the Peer (24 bytes) in one block.
+// Both Peers come from this line, so it gets one definite and one indirect
+// whichever of the two lands lower in memory.
+static std::shared_ptr<Peer> make_peer(int id)
+{
+    return std::make_shared<Peer>(id); //~ LEAK definite size=40 count=1
+    //~^ LEAK indirect size=40 count=1
+}
+
+static void pair_up()
+{
+    std::shared_ptr<Peer> a = make_peer(1), b = make_peer(2);
+    a->other = b;
+    b->other = a;
+    std::printf("a: %ld refs, b: %ld refs\n", a.use_count(), b.use_count());
+} // a and b drop to 1 ref each, never to 0
+
+int main()
+{
+    pair_up();
+    leaklab_checkpoint();
+    return 0;
+}

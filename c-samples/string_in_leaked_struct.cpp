@@ -1,0 +1,31 @@
+//@ title: leaked structs holding std::string members long enough to live on the heap
+//@ teaches: a leaked object drags its members' heap buffers along: the object is definitely lost, the strings' buffers indirectly lost
+#include <cstdio>
+#include <string>
+#include "leaklab.h"
+
+struct Record {
+    std::string name;  // 32 bytes inline; the text goes to the heap past 15 chars
+    std::string email;
+    int age;
+}; // 72 bytes
+
+static void add_record(const char *name, const char *email, int age)
+{
+    Record *r = new Record; //~ LEAK definite size=72 count=2
+    r->name = name;   //~ LEAK indirect size=34 count=2
+    r->email = email; //~ LEAK indirect size=41 count=2
+    r->age = age;
+    std::printf("added %s <%s>, %d\n", r->name.c_str(), r->email.c_str(), r->age);
+}
+
+int main()
+{
+    // Names of 33 chars, addresses of 40: each buffer is length + 1 bytes.
+    // (Shorter text would show libstdc++'s growth rule: assigning 16-30
+    // chars to an empty string allocates 2 * 15 + 1 = 31 bytes.)
+    add_record("Alexandra Konstantinopoulou-Smyth", "alexandra.ks@example-university.edu.test", 41);
+    add_record("Bartholomew Featherstonehaugh III", "bartholomew.f@example-university.ed.test", 37);
+    leaklab_checkpoint();
+    return 0;
+}

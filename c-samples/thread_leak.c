@@ -1,0 +1,34 @@
+//@ title: worker threads that each leak one block, all joined before exit
+//@ teaches: a leak is per process, not per thread: the loss record points into the worker, and the thread being gone changes nothing
+//@ cflags: -pthread
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "leaklab.h"
+
+#define WORKERS 4
+
+// Each worker builds a result string it is supposed to hand back, but
+// returns only its length. Its stack dies with it, and so does the pointer.
+static void *worker(void *arg)
+{
+    long id = (long)arg;
+    char *result = malloc(48); //~ LEAK definite size=48 count=4
+    snprintf(result, 48, "worker %ld finished", id);
+    return (void *)(long)strlen(result);
+}
+
+int main(void)
+{
+    pthread_t t[WORKERS];
+    for (long i = 0; i < WORKERS; i++)
+        pthread_create(&t[i], NULL, worker, (void *)i);
+    for (int i = 0; i < WORKERS; i++) {
+        void *len;
+        pthread_join(t[i], &len);
+        printf("worker %d: %ld chars\n", i, (long)len);
+    }
+    leaklab_checkpoint();
+    return 0;
+}

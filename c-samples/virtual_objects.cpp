@@ -1,0 +1,51 @@
+//@ title: leaked objects of polymorphic classes (Shape, Circle, Square)
+//@ teaches: a leaked C++ object with virtual methods starts with its vtable pointer, so even a backend without stacks can name its class
+#include <cstdio>
+#include <vector>
+#include "leaklab.h"
+
+struct Shape {
+    virtual ~Shape() {}
+    virtual double area() const = 0;
+};
+
+struct Circle : Shape {
+    double r;
+    explicit Circle(double r) : r(r) {}
+    double area() const override { return 3.14159265 * r * r; }
+}; // vptr + double = 16 bytes
+
+struct Square : Shape {
+    double side;
+    int id;
+    Square(double side, int id) : side(side), id(id) {}
+    double area() const override { return side * side; }
+}; // vptr + double + int (+ padding) = 24 bytes
+
+static Shape *make_shape(int i)
+{
+    if (i % 2 == 0)
+        return new Circle(i + 1.0); //~ LEAK definite size=16 count=3 type=Circle
+    return new Square(i + 1.0, i); //~ LEAK definite size=24 count=2 type=Square
+}
+
+// The shapes are summed through base pointers and never deleted; the
+// vector holding them is freed when this function returns.
+static double total_area(int n)
+{
+    std::vector<Shape *> shapes;
+    for (int i = 0; i < n; i++)
+        shapes.push_back(make_shape(i));
+    double total = 0;
+    for (const Shape *s : shapes)
+        total += s->area();
+    return total;
+}
+
+int main()
+{
+    // Shapes 0, 2, 4 are circles, 1 and 3 squares.
+    printf("total area: %.2f\n", total_area(5));
+    leaklab_checkpoint();
+    return 0;
+}

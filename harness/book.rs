@@ -1,0 +1,173 @@
+//! The book's generated outputs (book/src/generated/).
+//!
+//! Two sorts: *derived* outputs are computed from the committed snapshots
+//! (which the suite keeps true to what the backends really print), so they are
+//! deterministic and a test compares them byte for byte; *measured* outputs
+//! (timings, plots, dumps) come from real runs, and the manifest records a
+//! fingerprint of their inputs so a test can tell when they are stale.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::backend;
+use crate::catalogue;
+use crate::compare::{self, CompareConfig, Comparison, Outcome};
+use crate::error::Error;
+use crate::render::{self, Style, View};
+use crate::report::Report;
+use crate::score::score;
+
+/// The command that refreshes everything here; named in every staleness error.
+pub const REFRESH: &str = "cargo run --release -- book generate";
+
+/// Samples whose reports the book shows, per backend that has a snapshot of them.
+const SHOWN_SAMPLES: &[&str] = &["strdup_loop", "new_array_loop", "lost_tree", "interior_pointer", "mmap_shared_anon"];
+
+/// One generated file.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// File name under book/src/generated/.
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+/// Where things live, relative to the repository root.
+#[derive(Debug, Clone)]
+pub struct BookPaths {
+    pub generated: PathBuf,
+    pub snapshots: PathBuf,
+}
+
+impl BookPaths {
+    #[must_use]
+    pub fn in_repo(root: &Path) -> BookPaths {
+        BookPaths { generated: root.join("book/src/generated"), snapshots: root.join("tests/snapshots") }
+    }
+}
+
+/// Reads a committed insta snapshot of a report.
+pub fn read_snapshot(path: &Path) -> Result<Report, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    // An insta snapshot is a `---`-delimited header, then the YAML value.
+    let body = text.splitn(3, "---\n").nth(2).ok_or_else(|| Error::MalformedOutput {
+        tool: "insta snapshot".into(),
+        message: format!("{}: no `---` header", path.display()),
+    })?;
+    serde_yaml::from_str(body).map_err(|e| Error::MalformedOutput { tool: "insta snapshot".into(), message: format!("{}: {e}", path.display()) })
+}
+
+/// Every backend × sample report in the snapshots, keyed by (backend, sample).
+pub fn snapshot_reports(dir: &Path) -> Result<BTreeMap<(String, String), Report>, Error> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".snap")) else { continue };
+        let Some((backend, sample)) = stem.split_once("__") else { continue };
+        out.insert((backend.to_string(), sample.to_string()), read_snapshot(&path)?);
+    }
+    Ok(out)
+}
+
+/// The outputs derived from the snapshots: reports as a person reads them,
+/// the catalogue, and the accuracy matrix.
+pub fn derived(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
+    let plain = Style { color: false };
+    let reports = snapshot_reports(&paths.snapshots)?;
+    let mut out = vec![Artifact { name: "catalogue.txt".into(), content: render::catalogue(catalogue::samples(), plain).into_bytes() }];
+    for ((b, s), r) in &reports {
+        if SHOWN_SAMPLES.contains(&s.as_str()) {
+            out.push(Artifact { name: format!("report-{b}-{s}.txt"), content: render::report(r, plain).into_bytes() });
+        }
+    }
+    // The accuracy matrix, scored from the snapshots, in the registry's backend order.
+    let mut outcomes = Vec::new();
+    let mut backends = Vec::new();
+    for b in backend::all() {
+        let mut any = false;
+        for sample in catalogue::samples() {
+            if let Some(r) = reports.get(&(b.name().to_string(), sample.name.to_string())) {
+                any = true;
+                let sc = score(r, &sample.expectations()?, b.matching());
+                outcomes.push(Outcome { report: r.clone(), score: Some(sc), wall_ms: 0 });
+            }
+        }
+        if any {
+            backends.push(b.name().to_string());
+        }
+    }
+    let samples = catalogue::samples().iter().map(|s| s.name.to_string()).collect();
+    let c = Comparison::from_outcomes(backends, samples, outcomes, Vec::new());
+    out.push(Artifact { name: "accuracy.txt".into(), content: render::comparison_view(&c, plain, View { timings: false, per_sample: false }).into_bytes() });
+    out.push(Artifact { name: "per-sample.txt".into(), content: render::comparison_view(&c, plain, View { timings: false, per_sample: true }).into_bytes() });
+    Ok(out)
+}
+
+/// A fingerprint of what the measured outputs depend on: every sample's
+/// sources and the list of backends.
+#[must_use]
+pub fn fingerprint() -> String {
+    let mut h = Sha256::new();
+    for s in catalogue::samples() {
+        h.update(s.name.as_bytes());
+        for t in s.texts {
+            h.update(t.as_bytes());
+        }
+    }
+    for b in backend::all() {
+        h.update(b.name().as_bytes());
+    }
+    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The outputs that come from real runs on this machine.
+pub fn measured() -> Result<Vec<Artifact>, Error> {
+    let plain = Style { color: false };
+    let c = compare::compare(&CompareConfig { jobs: 1, ..CompareConfig::default() }, &|_, _, _| {})?;
+    let mut cost = render::comparison_view(&c, plain, View { timings: true, per_sample: false });
+    cost.push_str("\nmedian ms/run: wall time of one sample run under the backend, runs one at a time on a 2-core machine\n");
+    Ok(vec![Artifact { name: "cost.txt".into(), content: cost.into_bytes() }])
+}
+
+const MANIFEST: &str = "MANIFEST";
+
+/// Writes the derived outputs, and the measured ones unless `derived_only`.
+pub fn generate(paths: &BookPaths, derived_only: bool) -> Result<Vec<String>, Error> {
+    std::fs::create_dir_all(&paths.generated).map_err(|e| Error::io(&paths.generated, e))?;
+    let mut artifacts = derived(paths)?;
+    if !derived_only {
+        artifacts.extend(measured()?);
+        let manifest = format!("# inputs of the measured outputs; `{REFRESH}` rewrites this\nfingerprint {}\n", fingerprint());
+        artifacts.push(Artifact { name: MANIFEST.into(), content: manifest.into_bytes() });
+    }
+    let mut written = Vec::new();
+    for a in artifacts {
+        let path = paths.generated.join(&a.name);
+        std::fs::write(&path, &a.content).map_err(|e| Error::io(&path, e))?;
+        written.push(a.name);
+    }
+    Ok(written)
+}
+
+/// What is stale under book/src/generated/, one sentence each.
+pub fn stale(paths: &BookPaths) -> Result<Vec<String>, Error> {
+    let mut problems = Vec::new();
+    for a in derived(paths)? {
+        let path = paths.generated.join(&a.name);
+        match std::fs::read(&path) {
+            Ok(existing) if existing == a.content => {}
+            Ok(_) => problems.push(format!("book/src/generated/{} is stale", a.name)),
+            Err(_) => problems.push(format!("book/src/generated/{} is missing", a.name)),
+        }
+    }
+    let manifest = std::fs::read_to_string(paths.generated.join(MANIFEST)).unwrap_or_default();
+    let recorded = manifest.lines().find_map(|l| l.strip_prefix("fingerprint ")).unwrap_or("none");
+    if recorded != fingerprint() {
+        problems.push(format!(
+            "the measured outputs (cost, plots, dumps) were made from other samples or backends (fingerprint {recorded}, now {})",
+            fingerprint()
+        ));
+    }
+    Ok(problems)
+}
