@@ -16,15 +16,15 @@ static Cache &cache()
     static Cache *instance = nullptr;
     if (instance == nullptr) {
         instance = new Cache; //~ LEAK reachable size=16 count=1
-        instance->used = 0;
+        instance->used = 0; //~^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 27)
         instance->slots = new char[4096]; //~ LEAK reachable size=4096 count=1
-    }
+    } //~^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 27)
     return *instance;
 }
 
 static void remember(const char *s)
 {
-    Cache &c = cache();
+    Cache &c = cache(); //~[bcc] FALSE: the blocks of lines 18 and 20 land here: operator new has no frame pointer, so the walk skips cache()
     size_t n = std::strlen(s) + 1;
     std::memcpy(c.slots + c.used, s, n);
     c.used += n;

@@ -15,17 +15,17 @@ static void add_record(const char *name, const char *email, int age)
     Record *r = new Record; //~ LEAK definite size=72 count=2
     r->name = name;   //~ LEAK indirect size=34 count=2
     r->email = email; //~ LEAK indirect size=41 count=2
-    r->age = age;
-    std::printf("added %s <%s>, %d\n", r->name.c_str(), r->email.c_str(), r->age);
-}
+    r->age = age; //~^^^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (lines 27 and 28)
+    std::printf("added %s <%s>, %d\n", r->name.c_str(), r->email.c_str(), r->age); //~^^^[bcc] MISS: the string's buffer is allocated inside libstdc++ (basic_string::_M_create), built without frame pointers: the walk never gets back to this line
+} //~^^^[bcc] MISS: the string's buffer is allocated inside libstdc++ (basic_string::_M_create), built without frame pointers: the walk never gets back to this line
 
 int main()
 {
     // Names of 33 chars, addresses of 40: each buffer is length + 1 bytes.
     // (Shorter text would show libstdc++'s growth rule: assigning 16-30
     // chars to an empty string allocates 2 * 15 + 1 = 31 bytes.)
-    add_record("Alexandra Konstantinopoulou-Smyth", "alexandra.ks@example-university.edu.test", 41);
-    add_record("Bartholomew Featherstonehaugh III", "bartholomew.f@example-university.ed.test", 37);
+    add_record("Alexandra Konstantinopoulou-Smyth", "alexandra.ks@example-university.edu.test", 41); //~[bcc] FALSE: the Record of line 15 lands here: operator new has no frame pointer, so the walk skips add_record()
+    add_record("Bartholomew Featherstonehaugh III", "bartholomew.f@example-university.ed.test", 37); //~[bcc] FALSE: the Record of line 15 lands here: operator new has no frame pointer, so the walk skips add_record()
     leaklab_checkpoint();
     return 0;
 }

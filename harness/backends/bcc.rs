@@ -438,7 +438,9 @@ fn region_of(maps: &[Mapping], allocations: &[(u64, u64)], group: &Group) -> Opt
     if kinds.any(|(k, _)| k != kind) {
         return None;
     }
-    let path = (!m.path.is_empty() && !matches!(kind, RegionKind::PrivateAnon | RegionKind::SharedAnon)).then(|| m.path.clone());
+    // A file the program unlinked (a temporary) has no name worth keeping.
+    let path = (!m.path.is_empty() && !m.path.ends_with(" (deleted)") && !matches!(kind, RegionKind::PrivateAnon | RegionKind::SharedAnon))
+        .then(|| m.path.clone());
     Some(Region { kind, flags: Some(m.perms.clone()), path })
 }
 
