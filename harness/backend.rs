@@ -104,6 +104,9 @@ pub enum Matching {
     BySite,
     /// Findings have no stack: they match on size, count, content or region.
     ByShape,
+    /// Findings are classes of mappings that grew (the `watch` backend):
+    /// a leaking sample must grow where its annotations imply, nothing else may.
+    ByGrowth,
 }
 
 /// One leak detector.
@@ -116,6 +119,11 @@ pub trait Backend: Send + Sync {
     fn availability(&self) -> Availability;
     fn matching(&self) -> Matching {
         Matching::BySite
+    }
+    /// Whether the backend can say anything about a sample (besides its
+    /// `//@ backends:` setting): `watch` needs a forever mode.
+    fn applies(&self, _sample: &SampleInfo) -> bool {
+        true
     }
     /// Debian packages the backend needs; `leaklab setup` installs them.
     fn debian_packages(&self) -> &'static [&'static str] {
@@ -133,7 +141,7 @@ pub trait Backend: Send + Sync {
 /// Every backend leaklab knows, in the order of DESIGN.md.
 #[must_use]
 pub fn all() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(crate::backends::valgrind::Valgrind), Box::new(crate::backends::bcc::Bcc)]
+    vec![Box::new(crate::backends::valgrind::Valgrind), Box::new(crate::backends::bcc::Bcc), Box::new(crate::backends::watch::Watch)]
 }
 
 /// The backend called `name`.

@@ -16,5 +16,6 @@ pub mod report;
 pub mod score;
 pub mod settings;
 pub mod setup;
+pub mod watch;
 
 pub use error::Error;

@@ -43,6 +43,7 @@ use crate::backend::{is_runtime_object, Availability, Backend, RunConfig, Target
 use crate::error::Error;
 use crate::process::{Child, Spec};
 use crate::report::{Frame, Kind, Leak, Region, RegionKind, Report, Stats};
+use crate::watch::{parse_maps, Mapping};
 
 pub struct Bcc;
 
@@ -216,7 +217,7 @@ impl Backend for Bcc {
         let stopped = Instant::now();
         let maps_path = format!("/proc/{pid}/maps");
         let maps_text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(Path::new(&maps_path), e))?;
-        let maps = parse_maps(&maps_text);
+        let maps = parse_maps(&maps_text)?;
         let mark = memleak.stdout_so_far().len();
         // The first report begun after the stop is complete once the next one begins.
         let text = loop {
@@ -368,57 +369,6 @@ pub fn parse_report(text: &str) -> Result<MemleakReport, Error> {
     Ok(out)
 }
 
-/// One line of /proc/PID/maps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    pub perms: String,
-    pub offset: u64,
-    /// The path or pseudo-path (`[heap]`); empty for anonymous memory.
-    pub path: String,
-}
-
-impl Mapping {
-    /// The article's four kinds of memory; None for the special mappings (`[heap]`, `[stack]`, ...).
-    #[must_use]
-    pub fn region_kind(&self) -> Option<RegionKind> {
-        let shared = self.perms.as_bytes().get(3) == Some(&b's');
-        // MAP_SHARED|MAP_ANONYMOUS is backed by a deleted /dev/zero (or a SysV/memfd object).
-        let anon = self.path.is_empty() || self.path.starts_with("/dev/zero") || self.path.starts_with("/SYSV");
-        if self.path.starts_with('[') {
-            return None;
-        }
-        Some(match (shared, anon) {
-            (false, true) => RegionKind::PrivateAnon,
-            (true, true) => RegionKind::SharedAnon,
-            (false, false) => RegionKind::PrivateFile,
-            (true, false) => RegionKind::SharedFile,
-        })
-    }
-}
-
-/// Parses /proc/PID/maps; lines it cannot read are skipped (the kernel's format is fixed).
-#[must_use]
-pub fn parse_maps(text: &str) -> Vec<Mapping> {
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.splitn(6, char::is_whitespace);
-            let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
-            let (_dev, _inode) = (f.next()?, f.next()?);
-            let path = f.next().unwrap_or("").trim().to_string();
-            let (s, e) = range.split_once('-')?;
-            Some(Mapping {
-                start: u64::from_str_radix(s, 16).ok()?,
-                end: u64::from_str_radix(e, 16).ok()?,
-                perms: perms.to_string(),
-                offset: u64::from_str_radix(offset, 16).ok()?,
-                path,
-            })
-        })
-        .collect()
-}
-
 fn mapping_of(maps: &[Mapping], address: u64) -> Option<&Mapping> {
     maps.iter().find(|m| m.start <= address && address < m.end)
 }
@@ -427,7 +377,7 @@ fn mapping_of(maps: &[Mapping], address: u64) -> Option<&Mapping> {
 /// allocation of the group's block size (memleak's `-a` list does not say
 /// which allocation belongs to which stack, so a size that appears in two
 /// kinds of mappings gives no answer).
-fn region_of(maps: &[Mapping], allocations: &[(u64, u64)], group: &Group) -> Option<Region> {
+pub fn region_of(maps: &[Mapping], allocations: &[(u64, u64)], group: &Group) -> Option<Region> {
     let size = group.bytes / group.count.max(1);
     let mut kinds = allocations
         .iter()

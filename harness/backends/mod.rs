@@ -2,3 +2,4 @@
 
 pub mod valgrind;
 pub mod bcc;
+pub mod watch;
