@@ -219,12 +219,18 @@ impl Backend for Bcc {
         let maps_text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(Path::new(&maps_path), e))?;
         let maps = parse_maps(&maps_text)?;
         let mark = memleak.stdout_so_far().len();
-        // The first report begun after the stop is complete once the next one begins.
+        // The first report begun after the stop is complete once the next one
+        // begins, or sooner, once its groups account for every allocation it
+        // listed (`-a` lists each before the groups).
         let text = loop {
             let out = memleak.stdout_so_far();
             if let Some(first) = report_starts(&out, mark) {
                 if let Some(next) = report_starts(&out, first + 1) {
                     break String::from_utf8_lossy(&out[first..next]).into_owned();
+                }
+                let so_far = String::from_utf8_lossy(&out[first..]).into_owned();
+                if so_far.ends_with('\n') && parse_report(&so_far).is_ok_and(|r| r.is_complete()) {
+                    break so_far;
                 }
             }
             if memleak.has_exited() || stopped.elapsed() > config.timeout {
@@ -323,6 +329,15 @@ pub struct MemleakReport {
     /// (address, size) of each outstanding allocation.
     pub allocations: Vec<(u64, u64)>,
     pub groups: Vec<Group>,
+}
+
+impl MemleakReport {
+    /// Whether the groups printed so far account for every allocation the
+    /// report listed: a report that is still being printed does not.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        !self.groups.is_empty() && self.groups.iter().map(|g| g.count).sum::<u64>() == self.allocations.len() as u64
+    }
 }
 
 fn malformed(message: impl Into<String>) -> Error {
