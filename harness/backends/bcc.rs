@@ -123,10 +123,18 @@ impl Backend for Bcc {
         if !build.join("include").is_dir() {
             return Availability::Unavailable {
                 reason: format!("no kernel headers for {release}: {} is missing (bcc compiles its BPF program against them)", build.display()),
-                fix: format!(
-                    "sudo leaklab setup   (or: apt-get install -y linux-headers-amd64 && mkdir -p /lib/modules/{release} && ln -sfn /usr/src/linux-headers-*-amd64 {} && ln -sfn /usr/src/linux-headers-*-common /lib/modules/{release}/source)",
-                    build.display()
-                ),
+                fix: {
+                    // Name the installed trees when there are some; else the package's.
+                    let (amd64, common) = debian_header_trees()
+                        .into_iter()
+                        .next()
+                        .map(|(a, c)| (a.display().to_string(), c.display().to_string()))
+                        .unwrap_or_else(|| ("/usr/src/linux-headers-VERSION-amd64".into(), "/usr/src/linux-headers-VERSION-common".into()));
+                    format!(
+                        "sudo leaklab setup   (or: apt-get install -y linux-headers-amd64 && mkdir -p /lib/modules/{release} && ln -sfn {amd64} {} && ln -sfn {common} /lib/modules/{release}/source)",
+                        build.display()
+                    )
+                },
             };
         }
         if !tracefs_mounted() {
