@@ -497,7 +497,8 @@ pub fn plot(samples: &[Sample], title: &str, svg: &Path, png: &Path) -> Result<b
         let panels = root.split_evenly((3, 1));
         let t_max = samples.last().map_or(1.0, |s| s.t).max(0.001);
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        let series: [(&str, RGBColor, Vec<(f64, f64)>); 3] = [
+        type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+        let series: [Series; 3] = [
             ("RSS (MiB)", RED, samples.iter().map(|s| (s.t, mib(s.rss))).collect()),
             ("VSZ (MiB)", BLUE, samples.iter().map(|s| (s.t, mib(s.vsz))).collect()),
             ("mappings", GREEN, samples.iter().map(|s| (s.t, f64::from(s.mappings))).collect()),
@@ -512,6 +513,8 @@ pub fn plot(samples: &[Sample], title: &str, svg: &Path, png: &Path) -> Result<b
             }
             let mut chart = builder.build_cartesian_2d(0.0..t_max, (lo - pad)..(hi + pad)).map_err(|e| e.to_string())?;
             let mut mesh = chart.configure_mesh();
+            // Only the major grid lines: the fine mesh drowns a slow trend.
+            mesh.light_line_style(WHITE);
             if text {
                 mesh.x_desc("seconds");
             } else {

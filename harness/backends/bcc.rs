@@ -85,7 +85,7 @@ fn debian_header_trees() -> Vec<(PathBuf, PathBuf)> {
             (p.join("include").is_dir() && common.is_dir()).then_some((p, common))
         })
         .collect();
-    trees.sort_by(|a, b| version_key(&b.0).cmp(&version_key(&a.0)));
+    trees.sort_by_key(|t| std::cmp::Reverse(version_key(&t.0)));
     trees
 }
 
