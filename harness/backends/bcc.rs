@@ -251,10 +251,12 @@ impl Backend for Bcc {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        memleak.signal(libc::SIGTERM);
-        let _ = memleak.finish();
+        // The target goes on at once; memleak's exit (detaching its probes)
+        // takes a second or two and overlaps the rest of the target's run.
         let pause = stopped.elapsed();
         child.resume();
+        memleak.signal(libc::SIGTERM);
+        let _ = memleak.finish();
         let finished = child.finish()?;
         if let crate::process::Exit::Signal(sig) = finished.exit {
             return Err(Error::TargetFailed {
