@@ -103,6 +103,7 @@ fn main() {
         .expect("write catalogue.rs");
 
     build_hook(&root, &out, &cc, &cxx);
+    build_stop_exec(&root, &cc, &out);
 }
 
 /// The `hook` backend's LD_PRELOAD shim and the `leaklab bench` program,
@@ -332,4 +333,17 @@ fn render_catalogue(samples: &[Sample], variants: &[&Variant], dir: &Path, out: 
     }
     code.push_str("];\n");
     code
+}
+
+/// The pre-exec stopper of `process::Spec::stop_before_exec` (harness/native/stop_exec.c).
+fn build_stop_exec(root: &Path, cc: &Path, out: &Path) {
+    let src = root.join("harness/native/stop_exec.c");
+    println!("cargo:rerun-if-changed={}", src.display());
+    let status = Command::new(cc)
+        .args(["-O2", "-Wall", "-Wextra", "-o"])
+        .arg(out.join("stop_exec"))
+        .arg(&src)
+        .status()
+        .expect("run the C compiler for stop_exec");
+    assert!(status.success(), "harness/native/stop_exec.c failed to compile");
 }

@@ -107,6 +107,9 @@ pub enum Matching {
     BySite,
     /// Findings have no stack: they match on size, count, content or region.
     ByShape,
+    /// Findings are classes of mappings that grew (the `watch` backend):
+    /// a leaking sample must grow where its annotations imply, nothing else may.
+    ByGrowth,
 }
 
 /// One leak detector.
@@ -124,6 +127,11 @@ pub trait Backend: Send + Sync {
     /// double and invalid frees); `//~ BADFREE` annotations are scored only then.
     fn checks_frees(&self) -> bool {
         false
+    }
+    /// Whether the backend can say anything about a sample (besides its
+    /// `//@ backends:` setting): `watch` needs a forever mode.
+    fn applies(&self, _sample: &SampleInfo) -> bool {
+        true
     }
     /// Debian packages the backend needs; `leaklab setup` installs them.
     fn debian_packages(&self) -> &'static [&'static str] {
@@ -145,8 +153,10 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(crate::backends::hook::Hook),
         Box::new(crate::backends::debug_new::DebugNew),
         Box::new(crate::backends::valgrind::Valgrind),
+        Box::new(crate::backends::bcc::Bcc),
         Box::new(crate::backends::ptrace::Ptrace),
         Box::new(crate::backends::lsan::Lsan),
+        Box::new(crate::backends::watch::Watch),
     ]
 }
 

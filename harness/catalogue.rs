@@ -100,6 +100,13 @@ impl SampleInfo {
         }
     }
 
+    /// Whether `0` as its argument makes it loop forever (DESIGN.md, the
+    /// checkpoint): leaklab.h's `leaklab_iterations` is how a sample offers it.
+    #[must_use]
+    pub fn has_forever_mode(&self) -> bool {
+        self.texts.iter().any(|t| t.contains("leaklab_iterations("))
+    }
+
     /// The ground truth written in the sources.
     pub fn expectations(&self) -> Result<Expectations, Error> {
         let mut all = Expectations::default();

@@ -107,7 +107,7 @@ pub fn compare(config: &CompareConfig, progress: &(dyn Fn(usize, usize, &str) + 
         }
     }
     let jobs: Vec<(&dyn Backend, &'static SampleInfo)> =
-        runnable.iter().flat_map(|b| samples.iter().filter(|s| s.applies_to(b.name())).map(move |s| (*b, *s))).collect();
+        runnable.iter().flat_map(|b| samples.iter().filter(|s| s.applies_to(b.name()) && b.applies(s)).map(move |s| (*b, *s))).collect();
     // Expectations parse once per sample, before anything runs: a malformed
     // annotation stops the comparison with its file:line.
     let mut expectations = BTreeMap::new();

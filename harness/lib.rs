@@ -21,5 +21,6 @@ pub mod setup;
 pub mod symbols;
 pub mod suppressions;
 pub mod symbolize;
+pub mod watch;
 
 pub use error::Error;

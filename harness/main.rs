@@ -160,6 +160,27 @@ enum Command {
         #[command(subcommand)]
         action: BookAction,
     },
+    /// Watch a process grow: /proc/PID sampled at an interval, a live view
+    /// on a terminal, a verdict per class of mappings, and a plot (SVG, PNG).
+    Watch {
+        /// An existing process, instead of a program after `--`.
+        #[arg(long)]
+        pid: Option<i32>,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 0.5)]
+        interval: f64,
+        /// Stop after this many seconds (default: when the process ends, or Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// The plot goes to PREFIX.svg and PREFIX.png.
+        #[arg(long, default_value = "leaklab-watch")]
+        plot: std::path::PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// A program and its arguments to start and watch.
+        #[arg(last = true)]
+        program: Vec<String>,
+    },
     /// Install what the backends need (Debian; needs root).
     Setup {
         /// Print what would be done.
@@ -172,6 +193,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // No child outlives the harness: on Ctrl-C, kill every supervised group.
     let _ = ctrlc::set_handler(|| {
+        // A watch ends on Ctrl-C with its summary and plot; it kills its program itself.
+        if leaklab::watch::ACTIVE.load(std::sync::atomic::Ordering::SeqCst) {
+            leaklab::watch::STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
         leaklab::process::kill_all();
         std::process::exit(130);
     });
@@ -408,6 +434,31 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                     Ok(u8::from(!stale.is_empty()))
                 }
             }
+        }
+        Command::Watch { pid, interval, duration, plot, format, program } => {
+            let subject = match (pid, program.split_first()) {
+                (Some(pid), None) => leaklab::watch::Subject::Pid(pid),
+                (None, Some((prog, args))) => {
+                    let t = Target::program(prog, args)?;
+                    leaklab::watch::Subject::Program { program: t.program, args: t.args }
+                }
+                _ => return Err(Error::Usage("give `--pid N` or `-- PROGRAM ARGS` (one of them)".into()).into()),
+            };
+            let options = leaklab::watch::Options {
+                interval: Duration::try_from_secs_f64(interval).ok().filter(|d| !d.is_zero()).context("--interval must be a positive number of seconds")?,
+                duration: duration.map(seconds).transpose()?,
+                ..leaklab::watch::Options::default()
+            };
+            let live = std::io::stderr().is_terminal() && format == Format::Human;
+            let s = leaklab::watch::session(&subject, &options, &plot, live)?;
+            match format {
+                Format::Human => {
+                    print!("{}", leaklab::watch::render_summary(&s.summary));
+                    println!("plot: {} and {}{}", s.svg.display(), s.png.display(), if s.plot_text { "" } else { " (without text: no DejaVu font; apt-get install fonts-dejavu-core)" });
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+            }
+            Ok(u8::from(s.summary.verdict == leaklab::watch::Verdict::Growing))
         }
         Command::Setup { dry_run } => {
             for step in setup::setup(dry_run)? {

@@ -32,6 +32,11 @@ pub const RULES: &[Rule] = &[
         why: "the stacks of bad frees get the stack rules above (paths, frames below main, runtime lines), and a stable order",
         apply: bad_frees,
     },
+    Rule {
+        name: "growth-figures",
+        why: "how much a process grows in a time window depends on the machine's speed: keep where it grows, not how much",
+        apply: growth_figures,
+    },
 ];
 
 /// Applies every rule, in order.
@@ -125,6 +130,22 @@ fn sort(r: &mut Report) {
         key(a).cmp(&key(b)).then_with(|| stack_key(&a.stack).cmp(&stack_key(&b.stack)))
     });
     r.notes.sort();
+}
+
+/// Findings of a time window (the `watch` backend) lose their figures, and
+/// its notes their numbers.
+fn growth_figures(r: &mut Report) {
+    if r.backend != "watch" {
+        return;
+    }
+    static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+").unwrap());
+    for leak in &mut r.leaks {
+        leak.bytes = 0;
+        leak.blocks = 0;
+    }
+    for note in &mut r.notes {
+        *note = NUMBER.replace_all(note, "N").into_owned();
+    }
 }
 
 fn stack_key(stack: &[Frame]) -> Vec<(Option<String>, Option<u32>)> {

@@ -21,6 +21,9 @@ use crate::error::Error;
 /// siginfo_t.si_code of a stopped child (asm-generic/siginfo.h); libc lacks it on Linux.
 const CLD_STOPPED: i32 = 5;
 
+/// The stopper build.rs compiles for [`Spec::stop_before_exec`].
+const STOP_EXEC: &str = concat!(env!("OUT_DIR"), "/stop_exec");
+
 static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 /// Kills every supervised child's process group. The CLI calls it on
@@ -44,11 +47,15 @@ pub struct Spec {
     pub env: Vec<(OsString, OsString)>,
     pub env_remove: Vec<OsString>,
     pub timeout: Duration,
+    /// The child stops itself (SIGSTOP) after fork, just before exec, so a
+    /// tracer can attach to its pid before the program runs a single
+    /// instruction; `wait_stop` then `resume` lets it go on.
+    pub stop_before_exec: bool,
 }
 
 impl Spec {
     pub fn new(program: impl AsRef<OsStr>, timeout: Duration) -> Spec {
-        Spec { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), env_remove: Vec::new(), timeout }
+        Spec { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), env_remove: Vec::new(), timeout, stop_before_exec: false }
     }
 
     #[must_use]
@@ -72,6 +79,12 @@ impl Spec {
     #[must_use]
     pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Spec {
         self.env_remove.push(k.as_ref().to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn stop_before_exec(mut self) -> Spec {
+        self.stop_before_exec = true;
         self
     }
 
@@ -153,7 +166,16 @@ impl Child {
         let label = spec.label();
         let stdout = tempfile::tempfile().map_err(|e| Error::Os(format!("tempfile: {e}")))?;
         let stderr = tempfile::tempfile().map_err(|e| Error::Os(format!("tempfile: {e}")))?;
-        let mut cmd = Command::new(&spec.program);
+        // std's spawn returns only once the exec has happened, so a stop before
+        // the exec is the job of a tiny C stopper that execs the program after
+        // SIGCONT (harness/native/stop_exec.c); the pid stays the program's.
+        let mut cmd = if spec.stop_before_exec {
+            let mut c = Command::new(STOP_EXEC);
+            c.arg(&spec.program);
+            c
+        } else {
+            Command::new(&spec.program)
+        };
         cmd.args(&spec.args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout.try_clone().map_err(|e| Error::Os(e.to_string()))?))
@@ -286,6 +308,39 @@ impl Child {
             peak_rss_kib: rss,
             cpu,
         })
+    }
+
+    /// Sends `sig` to the child's process group.
+    pub fn signal(&self, sig: i32) {
+        if self.exit.is_none() {
+            // SAFETY: signalling our own group, which is not reaped yet.
+            unsafe { libc::killpg(self.pid, sig) };
+        }
+    }
+
+    /// What the child has written to stdout so far, while it runs. Reads
+    /// with pread, so the file offset the child writes at is left alone.
+    pub fn stdout_so_far(&self) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            match self.stdout.read_at(&mut chunk, buf.len() as u64) {
+                Ok(0) | Err(_) => return buf,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Whether the child has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        if self.exit.is_some() {
+            return true;
+        }
+        // SAFETY: an all-zero siginfo is valid; WNOWAIT leaves the zombie for wait_event.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        r == 0 && unsafe { info.si_pid() } == self.pid
     }
 
     fn read_stderr(&mut self) -> String {

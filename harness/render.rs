@@ -88,7 +88,13 @@ pub fn report(r: &Report, style: Style) -> String {
             let _ = write!(head, " from {api}");
         }
         if let Some(region) = &l.region {
-            let _ = write!(head, " [{} mapping{}]", region.kind.as_str(), region.flags.as_ref().map(|f| format!(" {f}")).unwrap_or_default());
+            let _ = write!(
+                head,
+                " [{} mapping{}{}]",
+                region.kind.as_str(),
+                region.flags.as_ref().map(|f| format!(" {f}")).unwrap_or_default(),
+                region.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default()
+            );
         }
         if let Some(site) = &l.site {
             let _ = write!(head, " at {}:{}", site.file, site.line);

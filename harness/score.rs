@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::annotations::{ExpectedBadFree, ExpectedLeak, Expectations, Location, Note, NoteKind};
 use crate::backend::Matching;
-use crate::report::{BadFree, Kind, Leak, Report};
+use crate::report::{BadFree, Kind, Leak, RegionKind, Report};
 
 /// A column of the accuracy matrix: valgrind's four kinds, and mappings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -387,6 +387,35 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
                 }
             }
         }
+        Matching::ByGrowth => {
+            // Each annotation names the class of mappings its leak grows
+            // (growth_class); it is found when that class grew. Several
+            // annotations may share one growing class (a tree's nodes); a
+            // class that grew with no annotation to explain it is a false
+            // report. Figures are not compared: the growth over a window of
+            // the forever mode has no relation to the annotated counts.
+            for e in &expected.leaks {
+                let want = growth_class(e);
+                let hits: Vec<usize> =
+                    report.leaks.iter().enumerate().filter(|(_, l)| leak_class(l) == Some(want)).map(|(i, _)| i).collect();
+                if hits.is_empty() {
+                    missed.push(e.clone());
+                    continue;
+                }
+                let (mut bytes, mut blocks) = (0, 0);
+                for i in hits {
+                    used[i] = true;
+                    bytes += report.leaks[i].bytes;
+                    blocks += report.leaks[i].blocks;
+                }
+                found.push(Found { expected: e.clone(), bytes, blocks, exact: true, pooled: false });
+            }
+            for (i, l) in report.leaks.iter().enumerate() {
+                if !used[i] {
+                    false_reports.push(FalseReport { leak: l.clone(), at: None, trap: false, explained: None });
+                }
+            }
+        }
     }
 
     let (found_frees, missed_frees, false_frees) = score_frees(report, expected);
@@ -507,6 +536,28 @@ fn shape_blocks(e: &ExpectedLeak, l: &Leak) -> u64 {
         (Some(_), Some(_)) if e.size > 0 && l.bytes % e.size == 0 => l.bytes / e.size,
         _ => l.blocks,
     }
+}
+
+/// glibc's default mmap threshold: malloc serves blocks of this size and
+/// more with their own anonymous mapping rather than from [heap].
+pub const GLIBC_MMAP_THRESHOLD: u64 = 128 * 1024;
+
+/// Where the leak of an annotation grows, for `Matching::ByGrowth`: its
+/// region, or for a heap block [heap] (`true`), unless the block is large
+/// enough for malloc to mmap it.
+#[must_use]
+pub fn growth_class(e: &ExpectedLeak) -> (RegionKind, bool) {
+    match e.region {
+        Some(kind) => (kind, false),
+        None if e.size >= GLIBC_MMAP_THRESHOLD => (RegionKind::PrivateAnon, false),
+        None => (RegionKind::PrivateAnon, true),
+    }
+}
+
+/// The class a growth finding is in: its region, and whether it is [heap].
+fn leak_class(l: &Leak) -> Option<(RegionKind, bool)> {
+    let r = l.region.as_ref()?;
+    Some((r.kind, r.path.as_deref() == Some("[heap]")))
 }
 
 fn shape_matches(e: &ExpectedLeak, l: &Leak) -> bool {

@@ -40,7 +40,7 @@ fn backend_trials() -> Vec<Trial> {
                 eprintln!("note: backend `{name}` cannot run here ({reason}); its trials are ignored. Fix: {fix}");
             }
         }
-        for sample in catalogue::samples().iter().filter(|s| s.applies_to(name)) {
+        for sample in catalogue::samples().iter().filter(|s| s.applies_to(name) && b.applies(s)) {
             let availability = availability.clone();
             trials.push(Trial::ignorable_test(format!("{name}::{}", sample.name), move || {
                 if let Availability::Unavailable { reason, fix } = availability {

@@ -229,6 +229,7 @@ pub fn trials() -> Vec<Trial> {
         let parsed = annotations::parse("badfree.c", &text).map_err(|e| e.to_string())?;
         snapshot("annotations_badfree", &parsed)
     }));
+    t.extend(live_trials());
     for dir in sorted_entries(&data("score")) {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         t.push(Trial::test(format!("score::{name}"), move || score_case(&dir)));
@@ -243,6 +244,7 @@ fn score_case(dir: &Path) -> Result<(), Failed> {
     let matching = match input["matching"].as_str() {
         Some("by-site") => Matching::BySite,
         Some("by-shape") => Matching::ByShape,
+        Some("by-growth") => Matching::ByGrowth,
         other => return Err(format!("bad matching {other:?}").into()),
     };
     let report: Report = serde_json::from_value(input["report"].clone()).map_err(|e| e.to_string())?;
@@ -270,4 +272,100 @@ fn score_case(dir: &Path) -> Result<(), Failed> {
         return Err(format!("tallies {got_tally:?}, expected {want_tally:?}").into());
     }
     Ok(())
+}
+
+/// bcc's memleak output and the /proc files of `watch`, captured on this
+/// machine (tests/data/bcc, tests/data/watch).
+fn live_trials() -> Vec<Trial> {
+    use leaklab::backends::bcc::{parse_report, region_of};
+    use leaklab::report::RegionKind;
+    use leaklab::watch::{self, Class};
+    vec![
+        Trial::test("bcc_memleak::groups_and_frames", || {
+            let r = parse_report(&read(&data("bcc/wrapper_leak.txt"))?).map_err(|e| e.to_string())?;
+            let figures: Vec<(u64, u64, usize)> = r.groups.iter().map(|g| (g.bytes, g.count, g.frames.len())).collect();
+            if figures != [(40, 1, 5), (80, 2, 5), (4096, 1, 1)] || r.allocations.len() != 4 {
+                return Err(format!("groups {figures:?}, {} allocations", r.allocations.len()).into());
+            }
+            let f = &r.groups[1].frames[1];
+            if f.address != 0x557d_41aa_123e || f.symbol != "load_user+0x1a [wrapper_leak]" {
+                return Err(format!("frame {f:?}").into());
+            }
+            Ok(())
+        }),
+        Trial::test("bcc_memleak::mmap_region_from_maps", || {
+            let r = parse_report(&read(&data("bcc/mmap_shared_anon.txt"))?).map_err(|e| e.to_string())?;
+            let maps = watch::parse_maps(&read(&data("bcc/mmap_shared_anon.maps"))?).map_err(|e| e.to_string())?;
+            // MAP_SHARED|MAP_ANONYMOUS shows as a deleted /dev/zero.
+            match region_of(&maps, &r.allocations, &r.groups[0]) {
+                Some(region) if region.kind == RegionKind::SharedAnon && region.path.is_none() => Ok(()),
+                other => Err(format!("region {other:?}").into()),
+            }
+        }),
+        Trial::test("bcc_memleak::rejects_a_frame_without_a_group", || {
+            match parse_report("[21:00:00] Top 10 stacks with outstanding allocations:\n\t\t0x0000000000401000\tmain+0x9 [a.out]\n") {
+                Err(e) if e.to_string().contains("a frame before any group") => Ok(()),
+                other => Err(format!("{other:?}").into()),
+            }
+        }),
+        Trial::test("bcc_memleak::rejects_output_that_is_not_a_report", || {
+            match parse_report("Attaching to pid 5080, Ctrl+C to quit.\n") {
+                Err(e) if e.to_string().contains("malformed output from memleak-bpfcc") => Ok(()),
+                other => Err(format!("{other:?}").into()),
+            }
+        }),
+        Trial::test("watch::captured_proc_files", || {
+            let s = watch::sample_from(
+                0.0,
+                &read(&data("watch/mmap_shared_file.statm"))?,
+                &read(&data("watch/mmap_shared_file.smaps_rollup"))?,
+                &read(&data("watch/mmap_shared_file.maps"))?,
+                4096,
+            )
+            .map_err(|e| e.to_string())?;
+            let shared = s.classes.get(&Class::SharedFile).copied().unwrap_or_default();
+            // Three leaked 256 KiB file mappings, each its own line (different files).
+            if shared.bytes != 3 * 262_144 || shared.mappings != 3 {
+                return Err(format!("shared-file {shared:?}").into());
+            }
+            if s.vsz != 778 * 4096 || s.rss != 2260 * 1024 || s.mappings != 26 {
+                return Err(format!("vsz {} rss {} mappings {}", s.vsz, s.rss, s.mappings).into());
+            }
+            if s.classes.get(&Class::Stack).map(|c| c.mappings) != Some(1) || s.classes.get(&Class::Other).map(|c| c.mappings) != Some(4) {
+                return Err(format!("classes {:?}", s.classes).into());
+            }
+            Ok(())
+        }),
+        Trial::test("watch::rejects_malformed_proc_files", || {
+            for (what, result) in [
+                ("statm", watch::parse_statm("12 34\n", 4096).map(|_| ())),
+                ("smaps_rollup", watch::parse_smaps_rollup("Rss: lots\n").map(|_| ())),
+                ("maps", watch::parse_maps("this is not a maps line\n").map(|_| ())),
+            ] {
+                match result {
+                    Err(e) if e.to_string().contains(what) => {}
+                    other => return Err(format!("{what}: {other:?}").into()),
+                }
+            }
+            Ok(())
+        }),
+        Trial::test("watch::trend_and_verdict", || {
+            // [heap] grows 132 KiB every other sample; the stack stays put.
+            let samples: Vec<watch::Sample> = (0..8)
+                .map(|i| {
+                    let mut classes = std::collections::BTreeMap::new();
+                    classes.insert(Class::Heap, watch::ClassSize { bytes: 135_168 * (1 + i / 2), mappings: 1 });
+                    classes.insert(Class::Stack, watch::ClassSize { bytes: 135_168, mappings: 1 });
+                    watch::Sample { t: f64::from(i as u32) * 0.5, rss: 1 << 20, vsz: 1 << 22, mappings: 2, anonymous: 0, classes }
+                })
+                .collect();
+            let s = watch::summarize(&samples).map_err(|e| e.to_string())?;
+            let heap = s.trends.iter().find(|t| t.class == Class::Heap).ok_or("no heap trend")?;
+            let stack = s.trends.iter().find(|t| t.class == Class::Stack).ok_or("no stack trend")?;
+            if s.verdict != watch::Verdict::Growing || !heap.growing || heap.growth() != 3 * 135_168 || stack.growing || stack.rate != 0.0 {
+                return Err(format!("{s:?}").into());
+            }
+            Ok(())
+        }),
+    ]
 }

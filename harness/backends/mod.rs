@@ -4,4 +4,6 @@ pub mod debug_new;
 pub mod hook;
 pub mod lsan;
 pub mod valgrind;
+pub mod bcc;
 pub mod ptrace;
+pub mod watch;

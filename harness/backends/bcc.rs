@@ -1,0 +1,579 @@
+//! bcc's memleak (`memleak-bpfcc`): eBPF uprobes on libc's allocator record
+//! every outstanding allocation of one pid with its user stack (a
+//! frame-pointer walk done in the kernel).
+//!
+//! The run, and the bcc 0.26 pitfalls each step answers:
+//! - The target starts stopped before exec (`Spec::stop_before_exec`) and
+//!   memleak attaches with `-p PID`: `memleak -c CMD` starts the command
+//!   before its probes are attached and misses the first allocations.
+//! - `-o 0` and `-T` large: the defaults hide allocations younger than
+//!   500 ms and show only the top 10 stacks. `--combined-only` is not used
+//!   (it crashes in 0.26).
+//! - We wait for memleak's first report, which it prints only after every
+//!   probe is attached, then resume the target; at its checkpoint SIGSTOP we
+//!   take the first complete report printed after the stop, read
+//!   /proc/PID/maps (the target is stopped), stop memleak with SIGTERM (in
+//!   the background it ignores SIGINT), and let the target finish.
+//! - The target runs with one malloc arena and an mmap threshold above any
+//!   sample's block (GLIBC_TUNABLES): a thread's first malloc would otherwise
+//!   mmap an arena inside the malloc, and memleak's per-thread pending record
+//!   of the malloc is overwritten by the inner mmap's (the thread's leak comes
+//!   and goes from run to run); and a large block served by its own mmap
+//!   would be recorded as a raw mmap with a stack inside libc.
+//! - memleak symbolizes with bcc's own resolver; we resolve the addresses
+//!   ourselves through DWARF (addr2line), from the module's mapping in
+//!   /proc/PID/maps, so that sites are file:line like every other backend's.
+//!
+//! What remains is inherent: glibc and libstdc++ are built without frame
+//! pointers, so a stack through strdup, asprintf, getline... ends inside
+//! libc (the caller's frame is lost), and under `operator new` the frame of
+//! the function that called `new` is skipped (the block lands on its
+//! caller's line). The samples say so in `//~[bcc]` notes. Groups whose
+//! stack never leaves the C/C++ runtime are reported as notes, not leaks:
+//! at the checkpoint stdio's buffers and the like are outstanding too.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable};
+
+use crate::backend::{is_runtime_object, Availability, Backend, RunConfig, Target};
+use crate::error::Error;
+use crate::process::{Child, Spec};
+use crate::report::{Frame, Kind, Leak, Region, RegionKind, Report, Stats};
+use crate::watch::{parse_maps, Mapping};
+
+pub struct Bcc;
+
+const MEMLEAK: &str = "memleak-bpfcc";
+const TRACEFS: &str = "/sys/kernel/tracing";
+/// How long memleak may take to compile its BPF program and attach.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(90);
+/// Environment of the target; see the module comment. 32 MiB is the
+/// largest mmap threshold glibc accepts on 64-bit.
+const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432";
+
+fn kernel_release() -> Option<String> {
+    // SAFETY: an all-zero utsname is valid; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    // SAFETY: uname NUL-terminates its fields.
+    Some(unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+fn headers_dir(release: &str) -> PathBuf {
+    Path::new("/lib/modules").join(release).join("build")
+}
+
+fn tracefs_mounted() -> bool {
+    Path::new(TRACEFS).join("uprobe_events").exists() || Path::new("/sys/kernel/debug/tracing/uprobe_events").exists()
+}
+
+/// Debian's generic header trees: (`linux-headers-X-amd64`, `linux-headers-X-common`), newest first.
+fn debian_header_trees() -> Vec<(PathBuf, PathBuf)> {
+    let Ok(dir) = std::fs::read_dir("/usr/src") else { return Vec::new() };
+    let mut trees: Vec<(PathBuf, PathBuf)> = dir
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let version = name.strip_prefix("linux-headers-")?.strip_suffix("-amd64")?.to_string();
+            let common = Path::new("/usr/src").join(format!("linux-headers-{version}-common"));
+            (p.join("include").is_dir() && common.is_dir()).then_some((p, common))
+        })
+        .collect();
+    trees.sort_by_key(|t| std::cmp::Reverse(version_key(&t.0)));
+    trees
+}
+
+fn version_key(p: &Path) -> Vec<u64> {
+    p.to_string_lossy().split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect()
+}
+
+impl Backend for Bcc {
+    fn name(&self) -> &'static str {
+        "bcc"
+    }
+
+    fn summary(&self) -> &'static str {
+        "bcc's memleak: eBPF uprobes on libc's allocator record each outstanding block and its stack, read at the checkpoint"
+    }
+
+    fn availability(&self) -> Availability {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Availability::Unavailable {
+                reason: "bcc's memleak loads eBPF programs and needs root".into(),
+                fix: "run leaklab as root (sudo leaklab ...)".into(),
+            };
+        }
+        if which::which(MEMLEAK).is_err() {
+            return Availability::Unavailable {
+                reason: format!("{MEMLEAK} is not installed"),
+                fix: "sudo leaklab setup   (or: apt-get install -y bpfcc-tools python3-bpfcc linux-headers-amd64)".into(),
+            };
+        }
+        let Some(release) = kernel_release() else {
+            return Availability::Unavailable { reason: "uname failed".into(), fix: "none known".into() };
+        };
+        let build = headers_dir(&release);
+        if !build.join("include").is_dir() {
+            return Availability::Unavailable {
+                reason: format!("no kernel headers for {release}: {} is missing (bcc compiles its BPF program against them)", build.display()),
+                fix: {
+                    // Name the installed trees when there are some; else the package's.
+                    let (amd64, common) = debian_header_trees()
+                        .into_iter()
+                        .next()
+                        .map(|(a, c)| (a.display().to_string(), c.display().to_string()))
+                        .unwrap_or_else(|| ("/usr/src/linux-headers-VERSION-amd64".into(), "/usr/src/linux-headers-VERSION-common".into()));
+                    format!(
+                        "sudo leaklab setup   (or: apt-get install -y linux-headers-amd64 && mkdir -p /lib/modules/{release} && ln -sfn {amd64} {} && ln -sfn {common} /lib/modules/{release}/source)",
+                        build.display()
+                    )
+                },
+            };
+        }
+        if !tracefs_mounted() {
+            return Availability::Unavailable {
+                reason: format!("tracefs is not mounted at {TRACEFS} (uprobes are created through it)"),
+                fix: format!("sudo leaklab setup   (or: mount -t tracefs nodev {TRACEFS})"),
+            };
+        }
+        Availability::Ready
+    }
+
+    fn debian_packages(&self) -> &'static [&'static str] {
+        &["bpfcc-tools", "python3-bpfcc", "linux-headers-amd64"]
+    }
+
+    /// Links Debian's generic headers as this kernel's when it has none (a
+    /// kernel Debian did not build), and mounts tracefs when it is not.
+    fn prepare(&self) -> Result<(), Error> {
+        let release = kernel_release().ok_or_else(|| Error::Os("uname failed".into()))?;
+        let modules = Path::new("/lib/modules").join(&release);
+        let build = modules.join("build");
+        if !build.join("include").is_dir() {
+            let (amd64, common) = debian_header_trees().into_iter().next().ok_or_else(|| {
+                Error::Usage("no /usr/src/linux-headers-*-amd64 tree: install linux-headers-amd64 first".into())
+            })?;
+            std::fs::create_dir_all(&modules).map_err(|e| Error::io(&modules, e))?;
+            for (link, to) in [(build.clone(), amd64), (modules.join("source"), common)] {
+                // A dangling or stale link is replaced; a real directory is never touched.
+                if link.is_symlink() {
+                    std::fs::remove_file(&link).map_err(|e| Error::io(&link, e))?;
+                }
+                if !link.exists() {
+                    std::os::unix::fs::symlink(&to, &link).map_err(|e| Error::io(&link, e))?;
+                    eprintln!("leaklab setup: linked {} -> {}", link.display(), to.display());
+                }
+            }
+        }
+        if !tracefs_mounted() {
+            let target = c"/sys/kernel/tracing";
+            // SAFETY: valid NUL-terminated strings; no data argument.
+            let r = unsafe { libc::mount(c"tracefs".as_ptr(), target.as_ptr(), c"tracefs".as_ptr(), 0, std::ptr::null()) };
+            if r != 0 {
+                return Err(Error::Os(format!("mount -t tracefs tracefs {TRACEFS}: {}", std::io::Error::last_os_error())));
+            }
+            eprintln!("leaklab setup: mounted tracefs at {TRACEFS}");
+        }
+        Ok(())
+    }
+
+    fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
+        let started = Instant::now();
+        let spec = Spec::new(&target.program, config.timeout)
+            .args(&target.args)
+            .env("LEAKLAB_CHECKPOINT", "1")
+            .env("GLIBC_TUNABLES", TUNABLES)
+            .env_remove("DEBUGINFOD_URLS")
+            .stop_before_exec();
+        let mut child = Child::spawn(&spec)?;
+        child.wait_stop()?;
+        let pid = child.pid();
+
+        let memleak_spec = Spec::new(MEMLEAK, config.timeout + ATTACH_TIMEOUT)
+            .args(["-p", &pid.to_string(), "-a", "-o", "0", "-T", "1000000", "1"])
+            // Its reports must reach the file as they are printed.
+            .env("PYTHONUNBUFFERED", "1");
+        let mut memleak = Child::spawn(&memleak_spec)?;
+        // The first report comes after every probe is attached.
+        let attach_deadline = Instant::now() + ATTACH_TIMEOUT;
+        loop {
+            let out = memleak.stdout_so_far();
+            if report_starts(&out, 0).is_some() {
+                break;
+            }
+            if memleak.has_exited() || Instant::now() > attach_deadline {
+                let how = if memleak.has_exited() { "exited before attaching" } else { "did not attach in time" };
+                let finished = memleak.finish();
+                return Err(Error::TargetFailed {
+                    program: MEMLEAK.into(),
+                    how: how.into(),
+                    stderr: finished.map(|f| f.stderr_text()).unwrap_or_default(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        child.resume();
+        child.wait_stop()?;
+        let stopped = Instant::now();
+        let maps_path = format!("/proc/{pid}/maps");
+        let maps_text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(Path::new(&maps_path), e))?;
+        let maps = parse_maps(&maps_text)?;
+        let mark = memleak.stdout_so_far().len();
+        // The first report begun after the stop is complete once the next one
+        // begins, or sooner, once its groups account for every allocation it
+        // listed (`-a` lists each before the groups).
+        let text = loop {
+            let out = memleak.stdout_so_far();
+            if let Some(first) = report_starts(&out, mark) {
+                if let Some(next) = report_starts(&out, first + 1) {
+                    break String::from_utf8_lossy(&out[first..next]).into_owned();
+                }
+                let so_far = String::from_utf8_lossy(&out[first..]).into_owned();
+                if so_far.ends_with('\n') && parse_report(&so_far).is_ok_and(|r| r.is_complete()) {
+                    break so_far;
+                }
+            }
+            if memleak.has_exited() || stopped.elapsed() > config.timeout {
+                let finished = memleak.finish();
+                return Err(Error::TargetFailed {
+                    program: MEMLEAK.into(),
+                    how: "printed no report after the checkpoint".into(),
+                    stderr: finished.map(|f| f.stderr_text()).unwrap_or_default(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The target goes on at once; memleak's exit (detaching its probes)
+        // takes a second or two and overlaps the rest of the target's run.
+        let pause = stopped.elapsed();
+        child.resume();
+        memleak.signal(libc::SIGTERM);
+        let _ = memleak.finish();
+        let finished = child.finish()?;
+        if let crate::process::Exit::Signal(sig) = finished.exit {
+            return Err(Error::TargetFailed {
+                program: target.name.clone(),
+                how: format!("was killed by {} after its checkpoint", crate::process::signal_name(sig)),
+                stderr: finished.stderr_text(),
+            });
+        }
+
+        let parsed = parse_report(&text)?;
+        let mut symbolizer = Symbolizer::default();
+        let mut report = Report::new(&target.name, self.name());
+        for group in &parsed.groups {
+            let stack: Vec<Frame> = group.frames.iter().map(|f| symbolizer.frame(&maps, f)).collect();
+            let own = stack.iter().any(|f| f.object.as_deref().is_some_and(|o| !is_runtime_object(o)));
+            if !own {
+                let top = stack.first().and_then(|f| f.function.clone()).unwrap_or_else(|| "??".into());
+                report.notes.push(format!(
+                    "{} bytes in {} allocations from a stack that never leaves the C/C++ runtime (innermost: {top}): a runtime buffer, or a caller lost to libc's missing frame pointers",
+                    group.bytes, group.count
+                ));
+                continue;
+            }
+            let mut leak = Leak::new(Kind::Unclassified, group.bytes, group.count);
+            leak.api = group.frames.first().and_then(|f| symbolizer.api(&maps, f, &stack[0]));
+            if leak.api.as_deref().is_some_and(|a| a.starts_with("mmap")) {
+                leak.region = region_of(&maps, &parsed.allocations, group);
+            }
+            leak.site = target.site_of(&stack);
+            leak.stack = stack;
+            report.leaks.push(leak);
+        }
+        report.stats = Some(Stats {
+            wall_ms: started.elapsed().as_millis() as u64,
+            peak_rss_kib: Some(finished.peak_rss_kib),
+            pause_ms: Some(pause.as_secs_f64() * 1000.0),
+        });
+        Ok(report)
+    }
+}
+
+/// The byte offset of the first report header at or after `from`.
+fn report_starts(out: &[u8], from: usize) -> Option<usize> {
+    const HEADER: &[u8] = b"stacks with outstanding allocations:";
+    let mut line_start = from;
+    // Headers start a line; find a line beginning at or after `from`.
+    if from > 0 && out.get(from - 1) != Some(&b'\n') {
+        line_start = out[from..].iter().position(|&b| b == b'\n').map(|p| from + p + 1)?;
+    }
+    let mut pos = line_start;
+    while pos < out.len() {
+        let end = out[pos..].iter().position(|&b| b == b'\n').map_or(out.len(), |p| pos + p);
+        let line = &out[pos..end];
+        if line.starts_with(b"[") && line.ends_with(HEADER) && end < out.len() {
+            return Some(pos);
+        }
+        pos = end + 1;
+    }
+    None
+}
+
+/// One frame as memleak prints it: the address and bcc's symbol (`fn+0x1a [libc.so.6]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub address: u64,
+    pub symbol: String,
+}
+
+/// Outstanding allocations that share a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub bytes: u64,
+    pub count: u64,
+    pub frames: Vec<RawFrame>,
+}
+
+/// One report of memleak: each allocation (`-a`), then the groups by stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemleakReport {
+    /// (address, size) of each outstanding allocation.
+    pub allocations: Vec<(u64, u64)>,
+    pub groups: Vec<Group>,
+}
+
+impl MemleakReport {
+    /// Whether the groups printed so far account for every allocation the
+    /// report listed: a report that is still being printed does not.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        !self.groups.is_empty() && self.groups.iter().map(|g| g.count).sum::<u64>() == self.allocations.len() as u64
+    }
+}
+
+fn malformed(message: impl Into<String>) -> Error {
+    Error::MalformedOutput { tool: MEMLEAK.into(), message: message.into() }
+}
+
+/// Parses one report of `memleak -a` (from its header line to the next header).
+pub fn parse_report(text: &str) -> Result<MemleakReport, Error> {
+    let mut lines = text.lines().peekable();
+    match lines.next() {
+        Some(h) if h.starts_with('[') && h.ends_with("stacks with outstanding allocations:") => {}
+        other => return Err(malformed(format!("a report starts with `[time] Top N stacks ...`, not {other:?}"))),
+    }
+    let mut out = MemleakReport::default();
+    for line in lines {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("addr = ") {
+            let (addr, size) = rest.split_once(" size = ").ok_or_else(|| malformed(format!("bad allocation line `{t}`")))?;
+            let addr = u64::from_str_radix(addr.trim(), 16).map_err(|_| malformed(format!("bad address in `{t}`")))?;
+            let size = size.trim().parse().map_err(|_| malformed(format!("bad size in `{t}`")))?;
+            out.allocations.push((addr, size));
+        } else if let Some((bytes, rest)) = t.split_once(" bytes in ") {
+            let count = rest.strip_suffix(" allocations from stack").ok_or_else(|| malformed(format!("bad group line `{t}`")))?;
+            out.groups.push(Group {
+                bytes: bytes.parse().map_err(|_| malformed(format!("bad byte count in `{t}`")))?,
+                count: count.parse().map_err(|_| malformed(format!("bad allocation count in `{t}`")))?,
+                frames: Vec::new(),
+            });
+        } else if let Some(hex) = t.strip_prefix("0x") {
+            let (addr, symbol) = hex.split_once(|c: char| c.is_whitespace()).unwrap_or((hex, ""));
+            let address = u64::from_str_radix(addr, 16).map_err(|_| malformed(format!("bad frame `{t}`")))?;
+            let group = out.groups.last_mut().ok_or_else(|| malformed(format!("a frame before any group: `{t}`")))?;
+            group.frames.push(RawFrame { address, symbol: symbol.trim().to_string() });
+        } else {
+            return Err(malformed(format!("unexpected line `{t}`")));
+        }
+    }
+    if let Some(g) = out.groups.iter().find(|g| g.frames.is_empty()) {
+        return Err(malformed(format!("a group of {} bytes without a stack", g.bytes)));
+    }
+    Ok(out)
+}
+
+fn mapping_of(maps: &[Mapping], address: u64) -> Option<&Mapping> {
+    maps.iter().find(|m| m.start <= address && address < m.end)
+}
+
+/// The region of an mmap group: the mapping that holds an outstanding
+/// allocation of the group's block size (memleak's `-a` list does not say
+/// which allocation belongs to which stack, so a size that appears in two
+/// kinds of mappings gives no answer).
+pub fn region_of(maps: &[Mapping], allocations: &[(u64, u64)], group: &Group) -> Option<Region> {
+    let size = group.bytes / group.count.max(1);
+    let mut kinds = allocations
+        .iter()
+        .filter(|(_, s)| *s == size)
+        .filter_map(|(a, _)| mapping_of(maps, *a))
+        .filter_map(|m| m.region_kind().map(|k| (k, m)));
+    let (kind, m) = kinds.next()?;
+    if kinds.any(|(k, _)| k != kind) {
+        return None;
+    }
+    // A file the program unlinked (a temporary) has no name worth keeping.
+    let path = (!m.path.is_empty() && !m.path.ends_with(" (deleted)") && !matches!(kind, RegionKind::PrivateAnon | RegionKind::SharedAnon))
+        .then(|| m.path.clone());
+    Some(Region { kind, flags: Some(m.perms.clone()), path })
+}
+
+/// DWARF (and PLT) look-ups in the modules of the target, cached per file.
+#[derive(Default)]
+struct Symbolizer {
+    loaders: HashMap<String, Option<addr2line::Loader>>,
+    files: HashMap<String, Option<Vec<u8>>>,
+}
+
+impl Symbolizer {
+    fn loader(&mut self, path: &str) -> Option<&addr2line::Loader> {
+        self.loaders.entry(path.to_string()).or_insert_with(|| addr2line::Loader::new(path).ok()).as_ref()
+    }
+
+    fn bytes(&mut self, path: &str) -> Option<&[u8]> {
+        self.files.entry(path.to_string()).or_insert_with(|| std::fs::read(path).ok()).as_deref()
+    }
+
+    /// The ELF virtual address of a run-time address inside `m`.
+    fn elf_address(&mut self, m: &Mapping, address: u64) -> Option<u64> {
+        let file_offset = address - m.start + m.offset;
+        let data = self.bytes(&m.path)?;
+        let elf = object::File::parse(data).ok()?;
+        elf.segments().find_map(|seg| {
+            let (off, size) = seg.file_range();
+            (off <= file_offset && file_offset < off + size).then(|| seg.address() + (file_offset - off))
+        })
+    }
+
+    /// A frame: DWARF file:line where the module has it, else bcc's symbol.
+    fn frame(&mut self, maps: &[Mapping], raw: &RawFrame) -> Frame {
+        let mut frame = Frame { function: bcc_function(&raw.symbol), ..Frame::default() };
+        let Some(m) = mapping_of(maps, raw.address).filter(|m| m.path.starts_with('/')).cloned() else {
+            return frame;
+        };
+        frame.object = Some(m.path.clone());
+        // Every address of a user stack is a return address: look up the call before it.
+        let Some(vaddr) = self.elf_address(&m, raw.address) else { return frame };
+        let probe = vaddr.saturating_sub(1);
+        if let Some(loader) = self.loader(&m.path) {
+            if let Ok(Some(loc)) = loader.find_location(probe) {
+                frame.file = loc.file.map(str::to_string);
+                frame.line = loc.line;
+            }
+            if let Ok(mut frames) = loader.find_frames(probe) {
+                // The innermost (inlined) function names the frame.
+                if let Ok(Some(f)) = frames.next() {
+                    if let Some(name) = f.function.as_ref().and_then(|n| n.demangle().ok()) {
+                        frame.function = Some(name.into_owned());
+                    }
+                }
+            }
+            if frame.function.is_none() {
+                frame.function = loader.find_symbol(probe).map(demangle);
+            }
+        }
+        frame
+    }
+
+    /// The allocating API of a group: the runtime function its innermost
+    /// frame is in, or, when the program calls the allocator itself, the
+    /// function its `call` instruction goes to through the PLT.
+    fn api(&mut self, maps: &[Mapping], raw: &RawFrame, frame: &Frame) -> Option<String> {
+        let object = frame.object.as_deref()?;
+        if is_runtime_object(object) {
+            return frame.function.as_deref().map(api_of_function);
+        }
+        let m = mapping_of(maps, raw.address)?.clone();
+        let ret = self.elf_address(&m, raw.address)?;
+        let data = self.bytes(&m.path)?;
+        let elf = object::File::parse(data).ok()?;
+        plt_callee(&elf, ret).map(|s| api_of_function(&s))
+    }
+}
+
+/// Reads `len` bytes at an ELF virtual address from its section.
+fn read_at<'a>(elf: &object::File<'a>, vaddr: u64, len: u64) -> Option<&'a [u8]> {
+    elf.sections().find_map(|s| {
+        let (a, size) = (s.address(), s.size());
+        if a <= vaddr && vaddr + len <= a + size {
+            let data = s.data().ok()?;
+            data.get((vaddr - a) as usize..(vaddr - a + len) as usize)
+        } else {
+            None
+        }
+    })
+}
+
+/// The function a `call` ending at `ret` calls through the PLT
+/// (`call rel32` to a stub `[endbr64] [bnd] jmp *GOT(%rip)`, or
+/// `call *GOT(%rip)` without a PLT), named by the GOT slot's relocation.
+fn plt_callee(elf: &object::File, ret: u64) -> Option<String> {
+    let got = if read_at(elf, ret - 5, 1)? == [0xe8] {
+        let rel = i32::from_le_bytes(read_at(elf, ret - 4, 4)?.try_into().ok()?);
+        let mut stub = ret.wrapping_add_signed(i64::from(rel));
+        if read_at(elf, stub, 4) == Some(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+            stub += 4;
+        }
+        if read_at(elf, stub, 1) == Some(&[0xf2]) {
+            stub += 1;
+        }
+        if read_at(elf, stub, 2)? != [0xff, 0x25] {
+            return None;
+        }
+        let disp = i32::from_le_bytes(read_at(elf, stub + 2, 4)?.try_into().ok()?);
+        (stub + 6).wrapping_add_signed(i64::from(disp))
+    } else if read_at(elf, ret - 6, 2)? == [0xff, 0x15] {
+        let disp = i32::from_le_bytes(read_at(elf, ret - 4, 4)?.try_into().ok()?);
+        ret.wrapping_add_signed(i64::from(disp))
+    } else {
+        return None;
+    };
+    let symbols = elf.dynamic_symbol_table()?;
+    elf.dynamic_relocations()?.find_map(|(offset, r)| match r.target() {
+        object::RelocationTarget::Symbol(i) if offset == got => symbols.symbol_by_index(i).ok()?.name().ok().map(str::to_string),
+        _ => None,
+    })
+}
+
+/// bcc's `__GI___strdup+0x1a [libc.so.6]` → `strdup`; None for `[unknown]`.
+fn bcc_function(symbol: &str) -> Option<String> {
+    let name = symbol.split(" [").next()?.trim();
+    if name.is_empty() || name == "[unknown]" {
+        return None;
+    }
+    let name = match name.rfind("+0x") {
+        Some(i) => &name[..i],
+        None => name,
+    };
+    let name = name.strip_prefix("__GI___").or_else(|| name.strip_prefix("__GI_")).unwrap_or(name);
+    Some(demangle(name))
+}
+
+fn demangle(name: &str) -> String {
+    addr2line::demangle_auto(std::borrow::Cow::Borrowed(name), None).into_owned()
+}
+
+/// The report's word for an allocator: `new`, `new[]`, `malloc`, `mmap`...
+fn api_of_function(f: &str) -> String {
+    let base = f.split('(').next().unwrap_or(f).trim();
+    let base = base.split('@').next().unwrap_or(base);
+    match base {
+        "operator new" => "new".into(),
+        "operator new[]" => "new[]".into(),
+        "mmap64" | "__mmap" => "mmap".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names() {
+        assert_eq!(bcc_function("__GI___strdup+0x1a [libc.so.6]").as_deref(), Some("strdup"));
+        assert_eq!(bcc_function("[unknown]"), None);
+        assert_eq!(api_of_function("operator new(unsigned long)"), "new");
+    }
+}
