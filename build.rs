@@ -41,6 +41,7 @@ fn main() {
     let samples = discover(&samples_dir);
     let cc = cc::Build::new().cargo_metadata(false).get_compiler().path().to_path_buf();
     let cxx = cc::Build::new().cpp(true).cargo_metadata(false).get_compiler().path().to_path_buf();
+    export_compilers(&cc, &cxx);
 
     // (sample index, variant) jobs, compiled on as many threads as cargo allows.
     let jobs: Vec<(usize, &Variant)> =
@@ -73,6 +74,13 @@ fn main() {
 
     std::fs::write(out.join("catalogue.rs"), render_catalogue(&samples, &samples_dir, &out))
         .expect("write catalogue.rs");
+}
+
+/// The labs compile the students' C/C++ at check time with the compilers the
+/// samples were built with (`env!("LEAKLAB_CC")`, `env!("LEAKLAB_CXX")`).
+fn export_compilers(cc: &Path, cxx: &Path) {
+    println!("cargo:rustc-env=LEAKLAB_CC={}", cc.display());
+    println!("cargo:rustc-env=LEAKLAB_CXX={}", cxx.display());
 }
 
 fn discover(dir: &Path) -> Vec<Sample> {

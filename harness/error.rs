@@ -36,6 +36,10 @@ pub enum Error {
 
     #[error("{0}")]
     Os(String),
+
+    /// labs/labs.toml or a lab's folder is broken (not the student's files).
+    #[error("lab set-up: {0}")]
+    LabSetup(String),
 }
 
 impl Error {

@@ -100,6 +100,11 @@ enum Command {
         #[command(subcommand)]
         action: BookAction,
     },
+    /// Coursework: list, check, hint and reset the labs of labs/.
+    Lab {
+        #[command(subcommand)]
+        command: leaklab::labs::cli::LabCommand,
+    },
     /// Install what the backends need (Debian; needs root).
     Setup {
         /// Print what would be done.
@@ -281,6 +286,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
             }
         }
+        Command::Lab { command } => Ok(leaklab::labs::cli::run(command, style)?),
         Command::Setup { dry_run } => {
             for step in setup::setup(dry_run)? {
                 println!("{}{step}", if dry_run { "would run: " } else { "done: " });
