@@ -15,9 +15,10 @@ use leaklab::report::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod cli;
+mod labs;
 mod units;
 
-fn required(backend: &str) -> bool {
+pub(crate) fn required(backend: &str) -> bool {
     match std::env::var("LEAKLAB_REQUIRE_BACKENDS") {
         Ok(v) => v.split(',').map(str::trim).any(|b| b == "all" || b == backend),
         Err(_) => false,
@@ -98,6 +99,7 @@ fn main() {
     let mut trials = units::trials();
     trials.push(book_trial());
     trials.extend(cli::trials());
+    trials.extend(labs::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }
