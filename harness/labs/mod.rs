@@ -117,6 +117,9 @@ pub fn find(id: &str) -> Result<Lab, Error> {
         })
 }
 
+/// A checker: records each of its declared checks (a harness failure is an error).
+type Checker = fn(&Ctx, &mut Checks) -> Result<(), Error>;
+
 /// The kinds of checker, by the `check` key of labs.toml.
 pub const CHECKERS: &[&str] = &["observe", "valgrind-fix", "tracker", "symbols", "memleak", "dumper", "annotate"];
 
@@ -400,7 +403,7 @@ pub fn check(lab: &Lab, copy: Copy) -> Result<LabResult, Error> {
         return Ok(result);
     }
     let ctx = Ctx::new(lab, copy)?;
-    let (names, run): (&[&'static str], fn(&Ctx, &mut Checks) -> Result<(), Error>) = match lab.check.as_str() {
+    let (names, run): (&[&'static str], Checker) = match lab.check.as_str() {
         "observe" => (observe::CHECKS, observe::run),
         "valgrind-fix" => (valgrind_fix::CHECKS, valgrind_fix::run),
         "tracker" => (tracker::CHECKS, tracker::run),
