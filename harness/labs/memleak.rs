@@ -105,19 +105,19 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
             return Ok(());
         }
         Status::Failed { error } => vec![Problem::new(format!("memleak failed: {error}"))],
-        Status::Ok => {
-            let at = match answers.line_answer() {
-                Ok(l) => l,
-                Err(_) => leak.at.line,
-            };
-            let seen = report.leaks.iter().any(|l| l.site.as_ref().is_some_and(|s| s.file == SOURCE && s.line == at));
-            if seen {
-                Vec::new()
-            } else {
-                let sites: Vec<String> = report.leaks.iter().filter_map(|l| l.site.as_ref()).map(|s| format!("{}:{}", s.file, s.line)).collect();
-                vec![Problem::at(&ctx.shown(SOURCE), Some(at), format!("memleak reports no outstanding allocation here; it reports {}", if sites.is_empty() { "none in server.c".to_string() } else { sites.join(", ") }))]
+        Status::Ok => match answers.line_answer() {
+            Err(_) => vec![answers.problem("line", "nothing to confirm yet: answer `line` first")],
+            Ok(at) => {
+                let seen = report.leaks.iter().any(|l| l.site.as_ref().is_some_and(|s| s.file == SOURCE && s.line == at));
+                if seen {
+                    Vec::new()
+                } else {
+                    let sites: Vec<String> = report.leaks.iter().filter_map(|l| l.site.as_ref()).map(|s| format!("{}:{}", s.file, s.line)).collect();
+                    let others = if sites.is_empty() { "none in server.c".to_string() } else { sites.join(", ") };
+                    vec![Problem::at(&ctx.shown(SOURCE), Some(at), format!("memleak reports no outstanding allocation here; it reports {others}"))]
+                }
             }
-        }
+        },
     };
     checks.record("bcc agrees", problems);
     Ok(())

@@ -223,17 +223,23 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
             Ok(a) => vec![answers.problem("mapping_count_grows", format!("answer \"yes\" or \"no\", not `{a}`"))],
         },
     );
-    confirm_with_watch(ctx, checks, &region)
+    confirm_with_watch(ctx, checks, &answers)
 }
 
-/// The `watch` backend, when built in and able to run, must see the program grow,
-/// and where it names a kind of memory, the same kind as the checker's /proc reading.
-fn confirm_with_watch(ctx: &Ctx, checks: &mut Checks, region: &Mapping) -> Result<(), Error> {
+/// The `watch` backend, when built in and able to run, watches the program
+/// too: the student's kind of memory (and region, where watch names one)
+/// must be among the classes it saw grow.
+fn confirm_with_watch(ctx: &Ctx, checks: &mut Checks, answers: &Answers) -> Result<(), Error> {
     if checks.is_done("watch agrees") {
         return Ok(());
     }
+    let (Ok(kind), Ok(region)) = (answers.string("kind"), answers.string("region")) else {
+        checks.record("watch agrees", vec![answers.problem("kind", "nothing to confirm yet: answer `region` and `kind` first")]);
+        return Ok(());
+    };
     let watch = backend::by_name("watch")?;
-    let target = Target::program(ctx.path("grower").to_str().unwrap_or("grower"), &["16".to_string()])?;
+    // Forever mode: the backend stops it after its window.
+    let target = Target::program(ctx.path("grower").to_str().unwrap_or("grower"), &["0".to_string()])?;
     let config = RunConfig { timeout: Duration::from_secs(60), after: Some(Duration::from_secs(3)) };
     let report = backend::execute(watch.as_ref(), &target, &config);
     let problems = match &report.status {
@@ -242,13 +248,21 @@ fn confirm_with_watch(ctx: &Ctx, checks: &mut Checks, region: &Mapping) -> Resul
             checks.skip("watch agrees", reason.clone(), fix.clone());
             return Ok(());
         }
-        Status::Ok if report.leaks.is_empty() => vec![Problem::new("the watch backend saw no growth in grower")],
         Status::Ok => {
-            let kinds: Vec<&str> = report.leaks.iter().filter_map(|l| l.region.as_ref()).map(|r| r.kind.as_str()).collect();
-            if kinds.is_empty() || kinds.contains(&region.kind()) {
+            let grew: Vec<_> = report.leaks.iter().filter_map(|l| l.region.as_ref()).collect();
+            let agrees = grew.iter().any(|r| r.kind.as_str() == kind && r.path.as_ref().is_none_or(|p| *p == region));
+            if agrees {
                 Vec::new()
             } else {
-                vec![Problem::new(format!("the watch backend saw {} grow where /proc showed {}", kinds.join(", "), region.kind()))]
+                let seen: Vec<String> =
+                    grew.iter().map(|r| format!("{}{}", r.kind.as_str(), r.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default())).collect();
+                vec![answers.problem(
+                    "kind",
+                    format!(
+                        "leaklab's watch backend saw {} grow, not {kind} {region}",
+                        if seen.is_empty() { "nothing".to_string() } else { seen.join(", ") }
+                    ),
+                )]
             }
         }
     };
