@@ -172,8 +172,58 @@ fn cli_trials() -> Vec<Trial> {
     ]
 }
 
+/// The checkers' parsers, on inputs written here.
+fn unit_trials() -> Vec<Trial> {
+    vec![
+        Trial::test("lab::units::tracker_report", || {
+            let r = labs::tracker::parse_report(
+                "noise\ndebug_new: leaked 12 bytes at victim.cpp:41 (new)\ndebug_new: leaked 40 bytes at /src/victim.cpp:42 (new[])\n\
+                 debug_new: leaked twelve bytes\ndebug_new: 2 leaks, 52 bytes\n",
+            );
+            let want = vec![
+                labs::tracker::Reported { bytes: 12, file: "victim.cpp".into(), line: 41, array: false },
+                labs::tracker::Reported { bytes: 40, file: "/src/victim.cpp".into(), line: 42, array: true },
+            ];
+            if r.leaks != want || r.summary != Some((2, 52)) || r.unreadable != ["debug_new: leaked twelve bytes"] {
+                return Err(format!("{r:?}").into());
+            }
+            Ok(())
+        }),
+        Trial::test("lab::units::enclosing_function", || {
+            let text = "#include <x.h>\nstatic struct session *login(const char *p,\n                 int n)\n{\n    s = calloc(1, 40);\n}\n\nint main(void)\n{\n    return 0;\n}\n";
+            let got = (labs::memleak::enclosing_function(text, 5), labs::memleak::enclosing_function(text, 10), labs::memleak::enclosing_function(text, 1));
+            if got != (Some("login".into()), Some("main".into()), None) {
+                return Err(format!("{got:?}").into());
+            }
+            Ok(())
+        }),
+        Trial::test("lab::units::observe_growth", || {
+            use labs::observe::{growth, parse_maps, Reading};
+            let before = "55d0c1a2b000-55d0c1a4c000 rw-p 00000000 00:00 0                          [heap]\n\
+                          7f0000000000-7f0000600000 rw-p 00000000 00:00 0 \n\
+                          7f1000000000-7f1000001000 rw-s 00000000 00:05 12 /dev/shm/x\n";
+            let after = "55d0c1a2b000-55d0c1b4c000 rw-p 00000000 00:00 0                          [heap]\n\
+                         7f0000000000-7f0000600000 rw-p 00000000 00:00 0 \n\
+                         7f1000000000-7f1000001000 rw-s 00000000 00:05 12 /dev/shm/x\n";
+            let t0 = std::time::Instant::now();
+            let a = Reading { at: t0, vsz_kib: 1000, rss_kib: 500, maps: parse_maps(before) };
+            let b = Reading { at: t0 + std::time::Duration::from_secs(2), vsz_kib: 2024, rss_kib: 756, maps: parse_maps(after) };
+            let g = growth(&a, &b);
+            let (region, grew) = g.region.clone().ok_or("no region grew")?;
+            let kinds: Vec<&str> = a.maps.iter().map(|m| m.kind()).collect();
+            if region.name() != "[heap]" || grew != 0x100000 || g.vsz_kib_per_s != 512.0 || g.rss_kib_per_s != 128.0 || g.mappings_after != g.mappings_before
+                || a.maps[1].name() != "[anon]" || kinds != ["private-anon", "private-anon", "shared-file"]
+            {
+                return Err(format!("{g:?} {kinds:?}").into());
+            }
+            Ok(())
+        }),
+    ]
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut t = lab_trials();
     t.extend(cli_trials());
+    t.extend(unit_trials());
     t
 }
