@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use leaklab::labs::{self, Copy, LabResult, Outcome};
+use leaklab::labs::{self, FileSet, LabResult, Outcome};
 use libtest_mimic::{Completion, Failed, Trial};
 
 use crate::required;
@@ -45,7 +45,7 @@ fn lab_trials() -> Vec<Trial> {
         let slug = lab.slug();
         let l = lab.clone();
         trials.push(Trial::ignorable_test(format!("lab::{slug}::starter_fails"), move || {
-            let r = labs::check(&l, Copy::Starter).map_err(|e| e.to_string())?;
+            let r = labs::check(&l, FileSet::Starter).map_err(|e| e.to_string())?;
             if let Some(done) = unavailable(&r) {
                 return done;
             }
@@ -59,7 +59,7 @@ fn lab_trials() -> Vec<Trial> {
         }));
         let l = lab.clone();
         trials.push(Trial::ignorable_test(format!("lab::{slug}::solution_passes"), move || {
-            let r = labs::check(&l, Copy::Solution).map_err(|e| e.to_string())?;
+            let r = labs::check(&l, FileSet::Solution).map_err(|e| e.to_string())?;
             if let Some(done) = unavailable(&r) {
                 return done;
             }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::{Copy, LabResult, ListEntry, Outcome};
+use super::{FileSet, LabResult, ListEntry, Outcome};
 use crate::error::Error;
 use crate::render::Style;
 
@@ -60,11 +60,11 @@ pub fn run(command: LabCommand, style: Style) -> Result<u8, Error> {
         }
         LabCommand::Check { lab, all, solution, starter, watch, format } => {
             let copy = if solution {
-                Copy::Solution
+                FileSet::Solution
             } else if starter {
-                Copy::Starter
+                FileSet::Starter
             } else {
-                Copy::Work
+                FileSet::Work
             };
             let labs = match (&lab, all) {
                 (_, true) => super::labs()?,
@@ -143,9 +143,9 @@ pub fn render_list(entries: &[ListEntry], style: Style) -> String {
 pub fn render_result(r: &LabResult, style: Style) -> String {
     let mut out = String::new();
     let which = match r.copy {
-        Copy::Work => String::new(),
-        Copy::Starter => " (starter)".into(),
-        Copy::Solution => " (reference solution)".into(),
+        FileSet::Work => String::new(),
+        FileSet::Starter => " (starter)".into(),
+        FileSet::Solution => " (reference solution)".into(),
     };
     let _ = writeln!(out, "{} {}-{}: {}{which}", style.bold("lab"), r.id, r.name, r.title);
     if let Some(u) = &r.unavailable {

@@ -126,7 +126,7 @@ pub const CHECKERS: &[&str] = &["observe", "valgrind-fix", "tracker", "symbols",
 /// Which copy of the student's files to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Copy {
+pub enum FileSet {
     /// The files the student edits, in labs/NN-name/.
     Work,
     /// labs/NN-name/starter/: what `reset` restores.
@@ -135,13 +135,13 @@ pub enum Copy {
     Solution,
 }
 
-impl Copy {
+impl FileSet {
     #[must_use]
     pub fn dir(self, lab: &Lab) -> PathBuf {
         match self {
-            Copy::Work => lab.dir(),
-            Copy::Starter => lab.dir().join("starter"),
-            Copy::Solution => lab.dir().join("solution"),
+            FileSet::Work => lab.dir(),
+            FileSet::Starter => lab.dir().join("starter"),
+            FileSet::Solution => lab.dir().join("solution"),
         }
     }
 }
@@ -250,14 +250,14 @@ impl Checks {
 /// holding copies of the lab's fixed files and of the student's files.
 pub struct Ctx {
     pub lab: Lab,
-    pub copy: Copy,
+    pub copy: FileSet,
     /// Where the student's files were taken from.
     pub files_dir: PathBuf,
     pub build: tempfile::TempDir,
 }
 
 impl Ctx {
-    fn new(lab: &Lab, copy: Copy) -> Result<Ctx, Error> {
+    fn new(lab: &Lab, copy: FileSet) -> Result<Ctx, Error> {
         let build = tempfile::Builder::new().prefix("leaklab-lab-").tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
         let dir = lab.dir();
         let files_dir = copy.dir(lab);
@@ -266,7 +266,9 @@ impl Ctx {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_file() && name != "README.md" && !lab.files.contains(&name) {
+            // Sources and data only: not the student's own builds, backups or notes.
+            let lab_file = [".c", ".cpp", ".h", ".txt"].iter().any(|ext| name.ends_with(ext));
+            if entry.path().is_file() && lab_file && !lab.files.contains(&name) {
                 copy_file(&entry.path(), &build.path().join(&name))?;
             }
         }
@@ -335,7 +337,7 @@ pub struct LabResult {
     pub id: String,
     pub name: String,
     pub title: String,
-    pub copy: Copy,
+    pub copy: FileSet,
     /// A backend the lab needs cannot run here: nothing was checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<Unavailable>,
@@ -379,7 +381,7 @@ fn extra_requirements(lab: &Lab) -> Option<Unavailable> {
 
 /// Builds and checks one lab's files. Harness failures are errors; the
 /// student's mistakes are failed checks.
-pub fn check(lab: &Lab, copy: Copy) -> Result<LabResult, Error> {
+pub fn check(lab: &Lab, copy: FileSet) -> Result<LabResult, Error> {
     let mut result = LabResult {
         id: lab.id.clone(),
         name: lab.name.clone(),
@@ -429,7 +431,7 @@ pub fn check(lab: &Lab, copy: Copy) -> Result<LabResult, Error> {
     result.total = result.checks.iter().filter(|c| !matches!(c.outcome, Outcome::Skipped { .. })).count();
     result.passed = result.checks.iter().filter(|c| c.outcome == Outcome::Pass).count();
     result.complete = result.passed == result.total;
-    if copy == Copy::Work {
+    if copy == FileSet::Work {
         let mut progress = Progress::load()?;
         let entry = progress.labs.entry(lab.id.clone()).or_default();
         entry.last = Some(LastCheck { passed: result.passed, total: result.total, complete: result.complete, at: unix_now() });
