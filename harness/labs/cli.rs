@@ -142,7 +142,7 @@ pub fn render_list(entries: &[ListEntry], style: Style) -> String {
 #[must_use]
 pub fn render_result(r: &LabResult, style: Style) -> String {
     let mut out = String::new();
-    let which = match r.copy {
+    let which = match r.files {
         FileSet::Work => String::new(),
         FileSet::Starter => " (starter)".into(),
         FileSet::Solution => " (reference solution)".into(),

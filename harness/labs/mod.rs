@@ -228,10 +228,11 @@ impl Checks {
         self.done.contains_key(name)
     }
 
-    /// The checks in order; those never reached fail, naming the check that stopped them.
+    /// The checks in order; those never reached fail, since an earlier one
+    /// stopped the run (a build that failed, a file that does not parse).
     fn finish(mut self, stopped_by: Option<&str>) -> Vec<Check> {
         let why = match stopped_by {
-            Some(s) => format!("not run: `{s}` must pass first"),
+            Some(s) => format!("not run: the checks above must pass first (`{s}` fails)"),
             None => "not run".to_string(),
         };
         self.names
@@ -337,7 +338,8 @@ pub struct LabResult {
     pub id: String,
     pub name: String,
     pub title: String,
-    pub copy: FileSet,
+    /// Which files were checked: the student's, the starter or the solution.
+    pub files: FileSet,
     /// A backend the lab needs cannot run here: nothing was checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<Unavailable>,
@@ -386,7 +388,7 @@ pub fn check(lab: &Lab, copy: FileSet) -> Result<LabResult, Error> {
         id: lab.id.clone(),
         name: lab.name.clone(),
         title: lab.title.clone(),
-        copy,
+        files: copy,
         unavailable: None,
         checks: Vec::new(),
         passed: 0,

@@ -160,7 +160,11 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     if report.leaks.is_empty() && report.summary.is_none() {
         format.push(tracker_problem(ctx, "the tracker printed no `debug_new: ...` line on stderr at exit"));
     }
-    checks.record("report format", format);
+    // A tracker that prints nothing cannot be judged on what it reports.
+    let silent = report.leaks.is_empty() && report.summary.is_none();
+    if !checks.record("report format", format) && silent {
+        return Ok(());
+    }
 
     let (missing, extra) = compare(ctx, "victim.cpp", &report)?;
     checks.record("every leak reported", missing);
