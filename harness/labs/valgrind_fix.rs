@@ -114,7 +114,17 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     }
     // Non-leak errors (invalid or mismatched frees, reads of freed memory); the
     // exit status was checked on the plain run.
-    let errors = report.notes.iter().filter(|n| !n.starts_with("the program exited")).map(|n| Problem::at(&ctx.shown(SOURCE), None, n.clone())).collect();
+    // The backend's notes name the first frame in the program: "... at inventory.c:105; ...".
+    let at = regex::Regex::new(r" at ([^\s:;]+):(\d+)").expect("valid regex");
+    let errors = report
+        .notes
+        .iter()
+        .filter(|n| !n.starts_with("the program exited"))
+        .map(|n| match at.captures(n) {
+            Some(c) => Problem::at(&ctx.shown(&c[1]), c[2].parse().ok(), n.clone()),
+            None => Problem::at(&ctx.shown(SOURCE), None, n.clone()),
+        })
+        .collect();
     checks.record("no memory errors", errors);
     Ok(())
 }
