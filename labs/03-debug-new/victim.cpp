@@ -1,6 +1,8 @@
 // victim.cpp: lab 03's test program. Its leaks are annotated; the checker
 // compiles it with your debug_new.cpp and compares your tracker's report
 // with the annotations. Do not edit it.
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -52,10 +54,17 @@ int main()
     int length = 0;
     for (Node *n = list; n != nullptr; n = n->next)
         length++;
+    // Every pointer operator new returns must be aligned for any type. (Not
+    // gauges and spare: a `new Gauge[n]` expression returns the block plus its cookie.)
+    int misaligned = 0;
+    for (const void *p : {static_cast<const void *>(kept), static_cast<const void *>(lost), static_cast<const void *>(numbers),
+                          static_cast<const void *>(scratch), static_cast<const void *>(list)})
+        if (reinterpret_cast<std::uintptr_t>(p) % alignof(std::max_align_t) != 0)
+            misaligned++;
     numbers[0] = 7;
     gauges[0].reading = 1.5;
-    std::printf("kept (%d,%d,%d), lost.x %d, numbers[0] %d, gauges[0] %.1f, list of %d, %zu names\n", kept->x, kept->y,
-                kept->z, lost->x, numbers[0], gauges[0].reading, length, names.size());
+    std::printf("kept (%d,%d,%d), lost.x %d, numbers[0] %d, gauges[0] %.1f, list of %d, %zu names, %d misaligned\n", kept->x,
+                kept->y, kept->z, lost->x, numbers[0], gauges[0].reading, length, names.size(), misaligned);
 
     delete kept;
     delete[] spare;
