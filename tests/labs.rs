@@ -177,7 +177,7 @@ fn unit_trials() -> Vec<Trial> {
     vec![
         Trial::test("lab::units::tracker_report", || {
             let r = labs::tracker::parse_report(
-                "noise\ndebug_new: leaked 12 bytes at victim.cpp:43 (new)\ndebug_new: leaked 40 bytes at /src/victim.cpp:42 (new[])\n\
+                "noise\ndebug_new: leaked 12 bytes at victim.cpp:41 (new)\ndebug_new: leaked 40 bytes at /src/victim.cpp:42 (new[])\n\
                  debug_new: leaked twelve bytes\ndebug_new: 2 leaks, 52 bytes\n",
             );
             let want = vec![

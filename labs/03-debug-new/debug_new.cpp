@@ -2,8 +2,8 @@
 // Lab 03: make it record, for every block, the file and line of its `new`,
 // and print what is still allocated at exit, in the format of README.md:
 //
-//     debug_new: leaked 12 bytes at victim.cpp:31 (new)
-//     debug_new: leaked 40 bytes at victim.cpp:32 (new[])
+//     debug_new: leaked 12 bytes at victim.cpp:43 (new)
+//     debug_new: leaked 40 bytes at victim.cpp:44 (new[])
 //     debug_new: 2 leaks, 52 bytes
 //
 // As it stands it only forwards to malloc and free, and reports nothing.
