@@ -274,7 +274,11 @@ impl Ctx {
             }
         }
         for f in &lab.files {
-            copy_file(&files_dir.join(f), &build.path().join(f))?;
+            let from = files_dir.join(f);
+            if !from.is_file() {
+                return Err(Error::Usage(format!("{} is missing; `leaklab lab reset {}` restores the starter", backend::display_path(&from), lab.id)));
+            }
+            copy_file(&from, &build.path().join(f))?;
         }
         Ok(Ctx { lab: lab.clone(), copy, files_dir, build })
     }
