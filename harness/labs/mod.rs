@@ -1,7 +1,8 @@
 //! Coursework labs (labs/): the catalogue in labs/labs.toml, the student's
 //! progress and hints, and the checker that builds a lab's work and runs its
-//! checks. One module per kind of check; `check::run` dispatches on the
-//! `check` key of labs.toml.
+//! checks. One module per kind of check; `check` dispatches on the `check`
+//! key of labs.toml. The student's files are only read (copied into a
+//! scratch build directory), except by `reset`.
 
 pub mod annotate;
 pub mod answers;
