@@ -147,6 +147,8 @@ fn run_compiler(cmd: &mut Command, what: &str) {
     }
 }
 
+/// The labs compile the students' C/C++ at check time with the compilers the
+/// samples were built with (`env!("LEAKLAB_CC")`, `env!("LEAKLAB_CXX")`).
 fn discover(dir: &Path) -> Vec<Sample> {
     let mut entries: Vec<PathBuf> =
         std::fs::read_dir(dir).expect("read c-samples/").map(|e| e.unwrap().path()).collect();

@@ -40,6 +40,10 @@ pub enum Error {
     /// A process that cannot be attached to or read (ptrace backend, `scan --pid`).
     #[error("cannot inspect process {pid}: {message}")]
     Inspect { pid: i32, message: String },
+
+    /// labs/labs.toml or a lab's folder is broken (not the student's files).
+    #[error("lab set-up: {0}")]
+    LabSetup(String),
 }
 
 impl Error {

@@ -10,6 +10,7 @@ pub mod book;
 pub mod catalogue;
 pub mod compare;
 pub mod error;
+pub mod labs;
 pub mod normalize;
 pub mod process;
 pub mod render;

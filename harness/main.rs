@@ -181,6 +181,11 @@ enum Command {
         #[arg(last = true)]
         program: Vec<String>,
     },
+    /// Coursework: list, check, hint and reset the labs of labs/.
+    Lab {
+        #[command(subcommand)]
+        command: leaklab::labs::cli::LabCommand,
+    },
     /// Install what the backends need (Debian; needs root).
     Setup {
         /// Print what would be done.
@@ -460,6 +465,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(u8::from(s.summary.verdict == leaklab::watch::Verdict::Growing))
         }
+        Command::Lab { command } => Ok(leaklab::labs::cli::run(command, style)?),
         Command::Setup { dry_run } => {
             for step in setup::setup(dry_run)? {
                 println!("{}{step}", if dry_run { "would run: " } else { "done: " });

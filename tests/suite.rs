@@ -17,9 +17,10 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 mod compiled;
 mod cli;
 mod scan;
+mod labs;
 mod units;
 
-fn required(backend: &str) -> bool {
+pub(crate) fn required(backend: &str) -> bool {
     match std::env::var("LEAKLAB_REQUIRE_BACKENDS") {
         Ok(v) => v.split(',').map(str::trim).any(|b| b == "all" || b == backend),
         Err(_) => false,
@@ -139,6 +140,7 @@ fn main() {
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
     trials.extend(scan::trials());
+    trials.extend(labs::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -1,0 +1,124 @@
+//! Lab 05: find a leak in a running program with bcc's memleak. The student
+//! writes the leaking function, line and block size in answers.toml; the
+//! checker compares them with the program's `//~ LEAK definite` annotation,
+//! and, when the `bcc` backend can run here, runs memleak on the program and
+//! confirms it reports that line.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::answers::Answers;
+use super::{compile, Checks, Ctx, Problem};
+use crate::annotations::{self, ExpectedLeak};
+use crate::backend::{self, RunConfig, Target};
+use crate::error::Error;
+use crate::report::{Kind, Status};
+
+pub const CHECKS: &[&str] = &["answers.toml parses", "function", "line", "bytes per block", "bcc agrees"];
+
+const SOURCE: &str = "server.c";
+
+/// The function whose body holds `line`: the last definition that starts
+/// (unindented, with a parameter list) at or above it. server.c is written
+/// in that one style.
+#[must_use]
+pub fn enclosing_function(text: &str, line: u32) -> Option<String> {
+    let def = Regex::new(r"^[A-Za-z_][\w \*]*?\b([A-Za-z_]\w*)\s*\([^;]*$").expect("valid regex");
+    text.lines().take(line as usize).filter_map(|l| def.captures(l).map(|c| c[1].to_string())).last()
+}
+
+pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
+    let text = ctx.read(SOURCE)?;
+    let expected = annotations::parse(SOURCE, &text)?;
+    let leak: ExpectedLeak = expected
+        .leaks
+        .iter()
+        .find(|e| e.kind == Kind::Definite)
+        .cloned()
+        .ok_or_else(|| Error::LabSetup(format!("{SOURCE} has no `//~ LEAK definite` annotation")))?;
+    let function = enclosing_function(&text, leak.at.line).ok_or_else(|| Error::LabSetup(format!("no function encloses {}", leak.at)))?;
+
+    let answers = match Answers::load(ctx) {
+        Ok(a) => a,
+        Err(p) => {
+            checks.record("answers.toml parses", vec![p]);
+            return Ok(());
+        }
+    };
+    checks.record("answers.toml parses", Vec::new());
+
+    checks.record(
+        "function",
+        match answers.string("function") {
+            Err(p) => vec![p],
+            Ok(f) if f.trim_end_matches("()") == function => Vec::new(),
+            Ok(f) => vec![answers.problem(
+                "function",
+                format!("`{f}` is not where the leaking blocks are allocated: in memleak's output, the stack whose count keeps growing names it"),
+            )],
+        },
+    );
+    let line = answers.line_answer();
+    checks.record(
+        "line",
+        match line {
+            Err(p) => vec![p],
+            Ok(l) if l == leak.at.line => Vec::new(),
+            Ok(l) => {
+                let other = expected.leaks.iter().find(|e| e.at.line == l);
+                let why = match other {
+                    Some(e) if e.kind == Kind::Reachable => format!(
+                        "line {l} allocates a block that is still reachable (a global points to it): memleak lists it as outstanding, but its count never grows"
+                    ),
+                    _ if enclosing_function(&text, l).as_deref() == Some(function.as_str()) => {
+                        format!("line {l} is in the right function, but it is not the line that allocates the leaked blocks")
+                    }
+                    _ => format!("line {l} of {SOURCE} does not allocate the leaked blocks"),
+                };
+                vec![answers.problem("line", why)]
+            }
+        },
+    );
+    checks.record(
+        "bytes per block",
+        match answers.number("bytes_per_block") {
+            Err(p) => vec![p],
+            Ok(b) if b == leak.size as f64 => Vec::new(),
+            Ok(b) => vec![answers.problem("bytes_per_block", format!("{b} is not the size of one leaked block: divide memleak's bytes by its allocations"))],
+        },
+    );
+
+    if checks.is_done("bcc agrees") {
+        return Ok(());
+    }
+    let build = compile::build(ctx, &[SOURCE], "server", &[])?;
+    if !build.ok {
+        return Err(Error::LabSetup(format!("the lab's {SOURCE} does not build:\n{}", build.diagnostics)));
+    }
+    let bcc = backend::by_name("bcc")?;
+    let target = Target::program(ctx.path("server").to_str().unwrap_or("server"), &[])?;
+    let report = backend::execute(bcc.as_ref(), &target, &RunConfig { timeout: Duration::from_secs(180), ..RunConfig::default() });
+    let problems = match &report.status {
+        Status::Skipped { reason, fix } => {
+            checks.skip("bcc agrees", reason.clone(), fix.clone());
+            return Ok(());
+        }
+        Status::Failed { error } => vec![Problem::new(format!("memleak failed: {error}"))],
+        Status::Ok => match answers.line_answer() {
+            Err(_) => vec![answers.problem("line", "nothing to confirm yet: answer `line` first")],
+            Ok(at) => {
+                let seen = report.leaks.iter().any(|l| l.site.as_ref().is_some_and(|s| s.file == SOURCE && s.line == at));
+                if seen {
+                    Vec::new()
+                } else {
+                    let sites: Vec<String> = report.leaks.iter().filter_map(|l| l.site.as_ref()).map(|s| format!("{}:{}", s.file, s.line)).collect();
+                    let others = if sites.is_empty() { "none in server.c".to_string() } else { sites.join(", ") };
+                    vec![Problem::at(&ctx.shown(SOURCE), Some(at), format!("memleak reports no outstanding allocation here; it reports {others}"))]
+                }
+            }
+        },
+    };
+    checks.record("bcc agrees", problems);
+    Ok(())
+}

@@ -1,0 +1,10 @@
+/* stats.h: an event counter shared by stats.c and main_b.c. Lab 04: this
+ * links with -fcommon but not with -fno-common (gcc's default since gcc 10). */
+#ifndef STATS_H
+#define STATS_H
+
+int events;
+
+void record(void);
+
+#endif

@@ -1,0 +1,229 @@
+//! The labs prove themselves: for every lab of labs/labs.toml, its pristine
+//! starter fails its checks and its reference solution passes them all.
+//! Plus the `leaklab lab` commands on a scratch copy of labs/ (progress,
+//! hints, reset, exit codes).
+//!
+//! A lab whose needed backend cannot run is ignored with the reason unless
+//! LEAKLAB_REQUIRE_BACKENDS names it. A confirmation by a backend that cannot
+//! run is skipped by the checker; the solution's trial then passes on the
+//! other checks only when that backend is not required.
+
+use std::path::Path;
+use std::process::Command;
+
+use leaklab::labs::{self, FileSet, LabResult, Outcome};
+use libtest_mimic::{Completion, Failed, Trial};
+
+use crate::required;
+
+fn failing(r: &LabResult) -> String {
+    r.checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| format!("{}: {}", c.name, c.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Ignored (or, when required, failed) when the lab cannot be checked here.
+fn unavailable(r: &LabResult) -> Option<Result<Completion, Failed>> {
+    let u = r.unavailable.as_ref()?;
+    Some(if required(&u.backend) {
+        Err(format!("backend `{}` is required (LEAKLAB_REQUIRE_BACKENDS) but cannot run: {}; fix: {}", u.backend, u.reason, u.fix).into())
+    } else {
+        Ok(Completion::ignored_with(format!("{}: {}", u.backend, u.reason)))
+    })
+}
+
+fn lab_trials() -> Vec<Trial> {
+    let all = match labs::labs() {
+        Ok(l) => l,
+        Err(e) => return vec![Trial::test("lab::labs_toml_loads", move || Err(e.to_string().into()))],
+    };
+    let mut trials = Vec::new();
+    for lab in all {
+        let slug = lab.slug();
+        let l = lab.clone();
+        trials.push(Trial::ignorable_test(format!("lab::{slug}::starter_fails"), move || {
+            let r = labs::check(&l, FileSet::Starter).map_err(|e| e.to_string())?;
+            if let Some(done) = unavailable(&r) {
+                return done;
+            }
+            if r.complete {
+                return Err(format!("the starter of lab {} passes all {} checks: it teaches nothing", l.slug(), r.total).into());
+            }
+            if r.passed == r.total {
+                return Err("no check fails on the starter".into());
+            }
+            Ok(Completion::Completed)
+        }));
+        let l = lab.clone();
+        trials.push(Trial::ignorable_test(format!("lab::{slug}::solution_passes"), move || {
+            let r = labs::check(&l, FileSet::Solution).map_err(|e| e.to_string())?;
+            if let Some(done) = unavailable(&r) {
+                return done;
+            }
+            if !r.complete {
+                return Err(format!("the reference solution passes {}/{} checks:\n{}", r.passed, r.total, failing(&r)).into());
+            }
+            for c in &r.checks {
+                if let Outcome::Skipped { reason, fix } = &c.outcome {
+                    let backend = c.name.trim_end_matches(" agrees");
+                    if leaklab::backend::by_name(backend).is_err() {
+                        return Ok(Completion::ignored_with(format!("`{}` skipped: the {backend} backend is not built yet", c.name)));
+                    }
+                    if required(backend) {
+                        return Err(format!("`{}` is skipped but {backend} is required: {reason}; fix: {fix}", c.name).into());
+                    }
+                    return Ok(Completion::ignored_with(format!("`{}` skipped: {reason}", c.name)));
+                }
+            }
+            Ok(Completion::Completed)
+        }));
+    }
+    trials
+}
+
+/// Copies labs/ (without progress) into a scratch directory.
+fn scratch_labs() -> Result<tempfile::TempDir, Failed> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("labs"))
+        .arg(dir.path())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("cp -r labs failed".into());
+    }
+    let _ = std::fs::remove_file(dir.path().join("labs/.progress.json"));
+    Ok(dir)
+}
+
+fn leaklab(labs_dir: &Path, args: &[&str]) -> Result<std::process::Output, Failed> {
+    Command::new(env!("CARGO_BIN_EXE_leaklab"))
+        .arg("--color=never")
+        .args(args)
+        .env("LEAKLAB_LABS_DIR", labs_dir)
+        .output()
+        .map_err(|e| Failed::from(format!("cannot run leaklab: {e}")))
+}
+
+fn cli_trials() -> Vec<Trial> {
+    vec![
+        Trial::test("lab::cli::hints_progress_and_reset", || {
+            let dir = scratch_labs()?;
+            let labs_dir = dir.path().join("labs");
+            let first = leaklab(&labs_dir, &["lab", "hint", "04"])?;
+            let second = leaklab(&labs_dir, &["lab", "hint", "04"])?;
+            let (a, b) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&second.stdout));
+            if !a.starts_with("hint 1/5 for lab 04-symbols") || !b.starts_with("hint 2/5 for lab 04-symbols") {
+                return Err(format!("hints do not advance: {a:?} then {b:?}").into());
+            }
+            // The symbols lab needs no backend: its starter fails quickly, with exit 1.
+            let check = leaklab(&labs_dir, &["lab", "check", "04", "--format", "json"])?;
+            let v: serde_json::Value = serde_json::from_slice(&check.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&check.stderr)))?;
+            if check.status.code() != Some(1) || v["complete"] != false || v["next_hint"]["number"] != 3 {
+                return Err(format!("check of the starter: exit {:?}, {v}", check.status.code()).into());
+            }
+            let problem = &v["checks"][0]["problems"][1]["message"];
+            if !problem.as_str().is_some_and(|m| m.contains("undefined reference to `plugin_init'")) {
+                return Err(format!("the link error is not named: {v}").into());
+            }
+            let list = leaklab(&labs_dir, &["lab", "list", "--format", "json"])?;
+            let l: serde_json::Value = serde_json::from_slice(&list.stdout).map_err(|e| e.to_string())?;
+            let entry = l.as_array().and_then(|a| a.iter().find(|e| e["id"] == "04")).ok_or("no lab 04 in the list")?;
+            if entry["hints_shown"] != 2 || entry["last"]["complete"] != false || entry["last"]["total"] != v["total"] {
+                return Err(format!("progress not remembered: {entry}").into());
+            }
+            // Reset keeps the student's version and restores the starter.
+            let work = labs_dir.join("04-symbols/stats.h");
+            std::fs::write(&work, "/* mine */\n").map_err(|e| e.to_string())?;
+            let reset = leaklab(&labs_dir, &["lab", "reset", "04"])?;
+            let restored = std::fs::read_to_string(&work).map_err(|e| e.to_string())?;
+            let starter = std::fs::read_to_string(labs_dir.join("04-symbols/starter/stats.h")).map_err(|e| e.to_string())?;
+            let backup = std::fs::read_to_string(labs_dir.join("04-symbols/stats.h.bak")).map_err(|e| e.to_string())?;
+            if !reset.status.success() || restored != starter || backup != "/* mine */\n" {
+                return Err(format!("reset: exit {:?}, restored == starter: {}, backup {backup:?}", reset.status.code(), restored == starter).into());
+            }
+            Ok(())
+        }),
+        Trial::test("lab::cli::solution_of_symbols_exits_0", || {
+            let dir = scratch_labs()?;
+            let out = leaklab(&dir.path().join("labs"), &["lab", "check", "symbols", "--solution"])?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if out.status.code() != Some(0) || !text.contains("7/7 checks: complete") {
+                return Err(format!("exit {:?}:\n{text}{}", out.status.code(), String::from_utf8_lossy(&out.stderr)).into());
+            }
+            // Checking the solution records no progress.
+            if dir.path().join("labs/.progress.json").exists() {
+                return Err("--solution wrote the student's progress".into());
+            }
+            Ok(())
+        }),
+        Trial::test("lab::cli::unknown_lab_is_a_usage_error", || {
+            let out = leaklab(&Path::new(env!("CARGO_MANIFEST_DIR")).join("labs"), &["lab", "check", "99"])?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() != Some(2) || !stderr.contains("no lab `99`; the labs are 01-observe") {
+                return Err(format!("exit {:?}: {stderr}", out.status.code()).into());
+            }
+            Ok(())
+        }),
+    ]
+}
+
+/// The checkers' parsers, on inputs written here.
+fn unit_trials() -> Vec<Trial> {
+    vec![
+        Trial::test("lab::units::tracker_report", || {
+            let r = labs::tracker::parse_report(
+                "noise\ndebug_new: leaked 12 bytes at victim.cpp:41 (new)\ndebug_new: leaked 40 bytes at /src/victim.cpp:42 (new[])\n\
+                 debug_new: leaked twelve bytes\ndebug_new: 2 leaks, 52 bytes\n",
+            );
+            let want = vec![
+                labs::tracker::Reported { bytes: 12, file: "victim.cpp".into(), line: 41, array: false },
+                labs::tracker::Reported { bytes: 40, file: "/src/victim.cpp".into(), line: 42, array: true },
+            ];
+            if r.leaks != want || r.summary != Some((2, 52)) || r.unreadable != ["debug_new: leaked twelve bytes"] {
+                return Err(format!("{r:?}").into());
+            }
+            Ok(())
+        }),
+        Trial::test("lab::units::enclosing_function", || {
+            let text = "#include <x.h>\nstatic struct session *login(const char *p,\n                 int n)\n{\n    s = calloc(1, 40);\n}\n\nint main(void)\n{\n    return 0;\n}\n";
+            let got = (labs::memleak::enclosing_function(text, 5), labs::memleak::enclosing_function(text, 10), labs::memleak::enclosing_function(text, 1));
+            if got != (Some("login".into()), Some("main".into()), None) {
+                return Err(format!("{got:?}").into());
+            }
+            Ok(())
+        }),
+        Trial::test("lab::units::observe_growth", || {
+            use labs::observe::{growth, parse_maps, Reading};
+            let before = "55d0c1a2b000-55d0c1a4c000 rw-p 00000000 00:00 0                          [heap]\n\
+                          7f0000000000-7f0000600000 rw-p 00000000 00:00 0 \n\
+                          7f1000000000-7f1000001000 rw-s 00000000 00:05 12 /dev/shm/x\n";
+            let after = "55d0c1a2b000-55d0c1b4c000 rw-p 00000000 00:00 0                          [heap]\n\
+                         7f0000000000-7f0000600000 rw-p 00000000 00:00 0 \n\
+                         7f1000000000-7f1000001000 rw-s 00000000 00:05 12 /dev/shm/x\n";
+            let t0 = std::time::Instant::now();
+            let a = Reading { at: t0, vsz_kib: 1000, rss_kib: 500, maps: parse_maps(before) };
+            let b = Reading { at: t0 + std::time::Duration::from_secs(2), vsz_kib: 2024, rss_kib: 756, maps: parse_maps(after) };
+            let g = growth(&a, &b);
+            let (region, grew) = g.region.clone().ok_or("no region grew")?;
+            let kinds: Vec<&str> = a.maps.iter().map(|m| m.kind()).collect();
+            if region.name() != "[heap]" || grew != 0x100000 || g.vsz_kib_per_s != 512.0 || g.rss_kib_per_s != 128.0 || g.mappings_after != g.mappings_before
+                || a.maps[1].name() != "[anon]" || kinds != ["private-anon", "private-anon", "shared-file"]
+            {
+                return Err(format!("{g:?} {kinds:?}").into());
+            }
+            Ok(())
+        }),
+    ]
+}
+
+pub fn trials() -> Vec<Trial> {
+    let mut t = lab_trials();
+    t.extend(cli_trials());
+    t.extend(unit_trials());
+    t
+}
