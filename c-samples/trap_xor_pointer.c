@@ -14,7 +14,7 @@ static void hide_block(void)
 {
     char *p = malloc(64); //~ NOLEAK (hidden by XOR, freed later)
     //~^[bcc] FALSE: memleak lists every block outstanding at the checkpoint; it cannot tell a hidden pointer from a lost one
-    strcpy(p, "still in use"); //~^[ptrace] FALSE: at the checkpoint no word holds the block's address (only its XOR), so a scan must call it lost
+    strcpy(p, "still in use"); //~^^[ptrace] FALSE: at the checkpoint no word holds the block's address (only its XOR), so a scan must call it lost
     g_hidden = (uintptr_t)p ^ KEY;
 }
 
