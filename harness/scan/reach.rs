@@ -159,6 +159,9 @@ struct Marker<'a> {
     region_stack: Vec<usize>,
     runtime_phase: bool,
     scanned: u64,
+    /// The lowest block or region address, and the width of the span up to the highest end.
+    lo: u64,
+    width: u64,
 }
 
 impl Marker<'_> {
@@ -185,6 +188,7 @@ impl Marker<'_> {
         false
     }
 
+    #[inline]
     fn visit(&mut self, value: u64, from_reachable: bool) {
         if let Some(k) = self.index.find(value) {
             let b = &self.blocks[k];
@@ -225,7 +229,16 @@ impl Marker<'_> {
             let len = ((stop - a) as usize) & !7;
             let bytes = &seg.data[off..off + len];
             self.scanned += len as u64;
-            words(bytes, |_, v| self.visit(v, from_reachable));
+            // Most words are not addresses of anything: one wrapping compare
+            // against the span of all blocks and regions rejects them before
+            // any lookup (the hot loop of the whole scan).
+            let (lo, width) = (self.lo, self.width);
+            for w in bytes.chunks_exact(8) {
+                let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+                if v.wrapping_sub(lo) < width {
+                    self.visit(v, from_reachable);
+                }
+            }
             a = stop.max(a + 8);
         }
     }
@@ -252,6 +265,8 @@ impl Marker<'_> {
 #[must_use]
 pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Roots, vtable_like: &dyn Fn(u64) -> bool) -> Marking {
     let ranges: Vec<(u64, u64)> = blocks.iter().map(|b| (b.addr, b.end())).collect();
+    let lo = ranges.first().map_or(u64::MAX, |r| r.0).min(regions.first().map_or(u64::MAX, |r| r.0));
+    let hi = ranges.last().map_or(0, |r| r.1).max(regions.last().map_or(0, |r| r.1));
     let mut m = Marker {
         mem,
         blocks,
@@ -266,6 +281,8 @@ pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Root
         region_stack: Vec::new(),
         runtime_phase: true,
         scanned: 0,
+        lo,
+        width: hi.saturating_sub(lo),
     };
     for r in &roots.runtime {
         m.scan(r.start, r.end, true);
@@ -304,7 +321,11 @@ pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Root
             let b = blocks[k];
             let Some(bytes) = mem.bytes(b.addr, b.size & !7) else { continue };
             m.scanned += bytes.len() as u64;
+            let (lo, width) = (m.lo, m.width);
             words(bytes, |_, v| {
+                if v.wrapping_sub(lo) >= width {
+                    return;
+                }
                 if let Some(j) = m.index.find(v) {
                     if j != head && matches!(class[j], Class::Definite | Class::Indirect) {
                         class[j] = Class::Indirect;
