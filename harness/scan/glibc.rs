@@ -303,7 +303,9 @@ fn mmapped_chunks(mem: &Memory, start: u64, end: u64, out: &mut Vec<Block>, rang
 #[must_use]
 pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
     let mut w = Walk::default();
-    let mut chunks: Vec<Chunk> = Vec::new();
+    // Room for the chunks of an average 256 bytes: the walk does not regrow (and copy) its list.
+    let heap_bytes = layout.heap.map_or(0, |(s, e)| e - s);
+    let mut chunks: Vec<Chunk> = Vec::with_capacity(usize::try_from(heap_bytes / 256).unwrap_or(0).min(1 << 26));
     let main = find_main_arena(mem, layout);
     w.main_arena = main;
     if let (Some(m), Some((hs, he))) = (main, layout.heap) {

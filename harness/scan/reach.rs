@@ -87,14 +87,16 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(ranges: &[(u64, u64)]) -> Index<'a> {
-        let starts: Vec<u64> = ranges.iter().map(|r| r.0).collect();
-        let ends: Vec<u64> = ranges.iter().map(|r| r.1).collect();
+        Index::from_bounds(ranges.iter().map(|r| r.0).collect(), ranges.iter().map(|r| r.1).collect())
+    }
+
+    fn from_bounds(starts: Vec<u64>, ends: Vec<u64>) -> Index<'a> {
         let mut spans: Vec<Span> = Vec::new();
         let mut i = 0;
-        while i < ranges.len() {
+        while i < starts.len() {
             let mut j = i + 1;
             let mut end = ends[i];
-            while j < ranges.len() && starts[j] <= end.saturating_add(SPAN_GAP) {
+            while j < starts.len() && starts[j] <= end.saturating_add(SPAN_GAP) {
                 end = end.max(ends[j]);
                 j += 1;
             }
@@ -264,13 +266,12 @@ impl Marker<'_> {
 /// disjoint, not overlapping blocks) are the candidate mmap leaks.
 #[must_use]
 pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Roots, vtable_like: &dyn Fn(u64) -> bool) -> Marking {
-    let ranges: Vec<(u64, u64)> = blocks.iter().map(|b| (b.addr, b.end())).collect();
-    let lo = ranges.first().map_or(u64::MAX, |r| r.0).min(regions.first().map_or(u64::MAX, |r| r.0));
-    let hi = ranges.last().map_or(0, |r| r.1).max(regions.last().map_or(0, |r| r.1));
+    let lo = blocks.first().map_or(u64::MAX, |b| b.addr).min(regions.first().map_or(u64::MAX, |r| r.0));
+    let hi = blocks.last().map_or(0, Block::end).max(regions.last().map_or(0, |r| r.1));
     let mut m = Marker {
         mem,
         blocks,
-        index: Index::new(&ranges),
+        index: Index::from_bounds(blocks.iter().map(|b| b.addr).collect(), blocks.iter().map(Block::end).collect()),
         regions,
         region_index: Index::new(regions),
         vtable_like,
