@@ -180,7 +180,7 @@ impl Marker<'_> {
         }
         // Multiple inheritance: a pointer to a second base, at a vtable
         // pointer, in an object that starts with a vtable pointer.
-        if ptr % 8 == 0 {
+        if ptr.is_multiple_of(8) {
             if let (Some(a), Some(c)) = (self.mem.word(ptr), self.mem.word(b.addr)) {
                 if (self.vtable_like)(a) && (self.vtable_like)(c) {
                     return true;
