@@ -533,7 +533,7 @@ pub fn sizes_seen(n: u64) -> [u64; 3] {
 /// of k times the annotated size is k leaked mappings.
 fn shape_blocks(e: &ExpectedLeak, l: &Leak) -> u64 {
     match (&e.region, &l.region) {
-        (Some(_), Some(_)) if e.size > 0 && l.bytes % e.size == 0 => l.bytes / e.size,
+        (Some(_), Some(_)) if e.size > 0 && l.bytes.is_multiple_of(e.size) => l.bytes / e.size,
         _ => l.blocks,
     }
 }
@@ -565,9 +565,9 @@ fn shape_matches(e: &ExpectedLeak, l: &Leak) -> bool {
         return false;
     }
     let size_ok = if e.region.is_some() {
-        e.size > 0 && l.bytes % e.size == 0 && l.bytes / e.size >= l.blocks
+        e.size > 0 && l.bytes.is_multiple_of(e.size) && l.bytes / e.size >= l.blocks
     } else {
-        l.bytes % l.blocks == 0 && sizes_seen(e.size).contains(&(l.bytes / l.blocks))
+        l.bytes.is_multiple_of(l.blocks) && sizes_seen(e.size).contains(&(l.bytes / l.blocks))
     };
     if !size_ok {
         return false;

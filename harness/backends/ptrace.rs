@@ -81,7 +81,15 @@ impl Backend for Ptrace {
         }
         let mut child = Child::spawn(&spec)?;
         match config.after {
-            None => child.wait_stop()?,
+            None => child.wait_stop().map_err(|e| match e {
+                // A program of the user's rarely has a checkpoint: say how to scan it.
+                Error::TargetFailed { program, how, stderr } if target.sample.is_none() => Error::TargetFailed {
+                    program,
+                    how: format!("{how}; a program without leaklab_checkpoint() is scanned while it runs with `--after SECONDS`"),
+                    stderr,
+                },
+                other => other,
+            })?,
             Some(after) => wait_running(&mut child, after, &target.name)?,
         }
         // The child stays stopped (checkpoint) or is stopped by the scan;

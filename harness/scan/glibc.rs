@@ -140,7 +140,7 @@ fn looks_like_main_arena(mem: &Memory, x: u64, hs: u64, he: u64) -> bool {
     let unsorted = x + AR_BINS - 16;
     let fd = mem.word(x + AR_BINS).unwrap_or(0);
     let bk = mem.word(x + AR_BINS + 8).unwrap_or(0);
-    let bin_ok = |p: u64| p == unsorted || (p % 16 == 0 && p != 0);
+    let bin_ok = |p: u64| p == unsorted || (p.is_multiple_of(16) && p != 0);
     if !bin_ok(fd) || !bin_ok(bk) {
         return false;
     }
@@ -175,7 +175,7 @@ fn walk_chunks(mem: &Memory, first: u64, limit: u64, top: Option<u64>, out: &mut
         if size <= 16 && top.is_none_or(|t| t < first || t >= limit) {
             return;
         }
-        if size < MINSIZE || size % 16 != 0 || size > limit - p {
+        if size < MINSIZE || !size.is_multiple_of(16) || size > limit - p {
             warnings.push(format!("chunk at {p:#x} has an impossible size {field:#x}; walk of this heap stopped"));
             return;
         }
@@ -203,7 +203,7 @@ fn walk_safe_list(mem: &Memory, head_user: u64, to_user: u64, max: usize, free: 
             warnings.push(format!("{what}: longer than {max} entries; walk stopped"));
             break;
         }
-        if e % 16 != 0 || !visited.insert(e) {
+        if !e.is_multiple_of(16) || !visited.insert(e) {
             warnings.push(format!("{what}: bad or repeated entry {e:#x}; walk stopped"));
             break;
         }
@@ -236,7 +236,7 @@ fn arena_free_lists(mem: &Memory, arena: u64, free: &mut HashSet<u64>, warnings:
         let mut n = 0usize;
         while p != bin {
             n += 1;
-            if n > MAX_LIST || p % 16 != 0 || !visited.insert(p) {
+            if n > MAX_LIST || !p.is_multiple_of(16) || !visited.insert(p) {
                 warnings.push(format!("arena {arena:#x} bin {i}: broken or cyclic list at {p:#x}; walk stopped"));
                 break;
             }
@@ -289,7 +289,7 @@ fn mmapped_chunks(mem: &Memory, start: u64, end: u64, out: &mut Vec<Block>, rang
             continue;
         };
         let size = field & !SIZE_BITS;
-        if prev == 0 && field & SIZE_BITS == IS_MMAPPED && size >= 4096 && size % 4096 == 0 && size <= end - p {
+        if prev == 0 && field & SIZE_BITS == IS_MMAPPED && size >= 4096 && size.is_multiple_of(4096) && size <= end - p {
             out.push(Block { chunk: p, addr: p + 16, size: size - 16, mmapped: true, first: mem.word(p + 16).unwrap_or(0) });
             ranges.push((p, p + size));
             p += size;
@@ -303,7 +303,9 @@ fn mmapped_chunks(mem: &Memory, start: u64, end: u64, out: &mut Vec<Block>, rang
 #[must_use]
 pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
     let mut w = Walk::default();
-    let mut chunks: Vec<Chunk> = Vec::new();
+    // Room for the chunks of an average 256 bytes: the walk does not regrow (and copy) its list.
+    let heap_bytes = layout.heap.map_or(0, |(s, e)| e - s);
+    let mut chunks: Vec<Chunk> = Vec::with_capacity(usize::try_from(heap_bytes / 256).unwrap_or(0).min(1 << 26));
     let main = find_main_arena(mem, layout);
     w.main_arena = main;
     if let (Some(m), Some((hs, he))) = (main, layout.heap) {
@@ -335,7 +337,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
                 w.arena_heaps.push((h, h + HEAP_MAX));
                 walk_chunks(mem, first, h + size, Some(top), &mut chunks, &mut w.warnings);
                 let prev = mem.word(h + 8).unwrap_or(0);
-                if prev % HEAP_MAX != 0 || w.arena_heaps.iter().any(|r| r.0 == prev) {
+                if !prev.is_multiple_of(HEAP_MAX) || w.arena_heaps.iter().any(|r| r.0 == prev) {
                     if prev != 0 {
                         w.warnings.push(format!("heap {h:#x} has a bad prev link {prev:#x}"));
                     }

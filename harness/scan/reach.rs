@@ -87,14 +87,16 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(ranges: &[(u64, u64)]) -> Index<'a> {
-        let starts: Vec<u64> = ranges.iter().map(|r| r.0).collect();
-        let ends: Vec<u64> = ranges.iter().map(|r| r.1).collect();
+        Index::from_bounds(ranges.iter().map(|r| r.0).collect(), ranges.iter().map(|r| r.1).collect())
+    }
+
+    fn from_bounds(starts: Vec<u64>, ends: Vec<u64>) -> Index<'a> {
         let mut spans: Vec<Span> = Vec::new();
         let mut i = 0;
-        while i < ranges.len() {
+        while i < starts.len() {
             let mut j = i + 1;
             let mut end = ends[i];
-            while j < ranges.len() && starts[j] <= end.saturating_add(SPAN_GAP) {
+            while j < starts.len() && starts[j] <= end.saturating_add(SPAN_GAP) {
                 end = end.max(ends[j]);
                 j += 1;
             }
@@ -159,6 +161,9 @@ struct Marker<'a> {
     region_stack: Vec<usize>,
     runtime_phase: bool,
     scanned: u64,
+    /// The lowest block or region address, and the width of the span up to the highest end.
+    lo: u64,
+    width: u64,
 }
 
 impl Marker<'_> {
@@ -175,7 +180,7 @@ impl Marker<'_> {
         }
         // Multiple inheritance: a pointer to a second base, at a vtable
         // pointer, in an object that starts with a vtable pointer.
-        if ptr % 8 == 0 {
+        if ptr.is_multiple_of(8) {
             if let (Some(a), Some(c)) = (self.mem.word(ptr), self.mem.word(b.addr)) {
                 if (self.vtable_like)(a) && (self.vtable_like)(c) {
                     return true;
@@ -185,6 +190,7 @@ impl Marker<'_> {
         false
     }
 
+    #[inline]
     fn visit(&mut self, value: u64, from_reachable: bool) {
         if let Some(k) = self.index.find(value) {
             let b = &self.blocks[k];
@@ -225,7 +231,16 @@ impl Marker<'_> {
             let len = ((stop - a) as usize) & !7;
             let bytes = &seg.data[off..off + len];
             self.scanned += len as u64;
-            words(bytes, |_, v| self.visit(v, from_reachable));
+            // Most words are not addresses of anything: one wrapping compare
+            // against the span of all blocks and regions rejects them before
+            // any lookup (the hot loop of the whole scan).
+            let (lo, width) = (self.lo, self.width);
+            for w in bytes.chunks_exact(8) {
+                let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+                if v.wrapping_sub(lo) < width {
+                    self.visit(v, from_reachable);
+                }
+            }
             a = stop.max(a + 8);
         }
     }
@@ -251,11 +266,12 @@ impl Marker<'_> {
 /// disjoint, not overlapping blocks) are the candidate mmap leaks.
 #[must_use]
 pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Roots, vtable_like: &dyn Fn(u64) -> bool) -> Marking {
-    let ranges: Vec<(u64, u64)> = blocks.iter().map(|b| (b.addr, b.end())).collect();
+    let lo = blocks.first().map_or(u64::MAX, |b| b.addr).min(regions.first().map_or(u64::MAX, |r| r.0));
+    let hi = blocks.last().map_or(0, Block::end).max(regions.last().map_or(0, |r| r.1));
     let mut m = Marker {
         mem,
         blocks,
-        index: Index::new(&ranges),
+        index: Index::from_bounds(blocks.iter().map(|b| b.addr).collect(), blocks.iter().map(Block::end).collect()),
         regions,
         region_index: Index::new(regions),
         vtable_like,
@@ -266,6 +282,8 @@ pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Root
         region_stack: Vec::new(),
         runtime_phase: true,
         scanned: 0,
+        lo,
+        width: hi.saturating_sub(lo),
     };
     for r in &roots.runtime {
         m.scan(r.start, r.end, true);
@@ -304,7 +322,11 @@ pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Root
             let b = blocks[k];
             let Some(bytes) = mem.bytes(b.addr, b.size & !7) else { continue };
             m.scanned += bytes.len() as u64;
+            let (lo, width) = (m.lo, m.width);
             words(bytes, |_, v| {
+                if v.wrapping_sub(lo) >= width {
+                    return;
+                }
                 if let Some(j) = m.index.find(v) {
                     if j != head && matches!(class[j], Class::Definite | Class::Indirect) {
                         class[j] = Class::Indirect;

@@ -18,14 +18,17 @@ struct Module {
     first: u64,
 }
 
+/// A module's vtables: (start, end, class name), sorted.
+type VtableList = Vec<(u64, u64, String)>;
+
 /// Vtable symbols of the loaded modules, read on demand.
 pub struct Vtables {
     modules: Vec<Module>,
     /// Bounds of all read-only module ranges: a quick rejection.
     lo: u64,
     hi: u64,
-    /// Per module: (start, end, class name), sorted.
-    loaded: RefCell<HashMap<usize, Vec<(u64, u64, String)>>>,
+    /// Per module, read on first use.
+    loaded: RefCell<HashMap<usize, VtableList>>,
 }
 
 impl Vtables {
@@ -58,13 +61,13 @@ impl Vtables {
     /// Whether a word looks like a vtable pointer: it points into a module's read-only data.
     #[must_use]
     pub fn vtable_like(&self, ptr: u64) -> bool {
-        ptr % 8 == 0 && self.module_of(ptr).is_some()
+        ptr.is_multiple_of(8) && self.module_of(ptr).is_some()
     }
 
     /// The class whose vtable `ptr` points into, demangled (`Circle`).
     #[must_use]
     pub fn type_of(&self, ptr: u64) -> Option<String> {
-        if ptr % 8 != 0 {
+        if !ptr.is_multiple_of(8) {
             return None;
         }
         let k = self.module_of(ptr)?;
@@ -77,12 +80,12 @@ impl Vtables {
     }
 }
 
-fn read_vtables(m: &Module) -> Option<Vec<(u64, u64, String)>> {
+fn read_vtables(m: &Module) -> Option<VtableList> {
     let data = std::fs::read(&m.path).ok()?;
     let file = object::File::parse(&*data).ok()?;
     let low = file.segments().map(|s| s.address()).min()? & !0xfff;
     let base = m.first.wrapping_sub(low);
-    let mut out: Vec<(u64, u64, String)> = file
+    let mut out: VtableList = file
         .symbols()
         .chain(file.dynamic_symbols())
         .filter_map(|s| {
