@@ -121,13 +121,76 @@ pub fn fingerprint() -> String {
     h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The outputs that come from real runs on this machine.
-pub fn measured() -> Result<Vec<Artifact>, Error> {
+/// The outputs that come from real runs on this machine: the cost of each
+/// backend on the catalogue, the allocation bench, the scan bench, a heap
+/// dump and a watch plot of the article's strdup loop.
+pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     let plain = Style { color: false };
+    let mut out = Vec::new();
+
     let c = compare::compare(&CompareConfig { jobs: 1, ..CompareConfig::default() }, &|_, _, _| {})?;
     let mut cost = render::comparison_view(&c, plain, View { timings: true, per_sample: false });
     cost.push_str("\nmedian ms/run: wall time of one sample run under the backend, runs one at a time on a 2-core machine\n");
-    Ok(vec![Artifact { name: "cost.txt".into(), content: cost.into_bytes() }])
+    out.push(Artifact { name: "cost.txt".into(), content: cost.into_bytes() });
+
+    let bench_config = crate::bench::BenchConfig { runs: 3, ..crate::bench::BenchConfig::default() };
+    let bench = crate::bench::bench(&bench_config, &|_, _, _| {})?;
+    out.push(Artifact { name: "bench.txt".into(), content: crate::bench::render(&bench).into_bytes() });
+
+    let scan = crate::scan::bench::run(&crate::scan::bench::ScanBench { heap_mib: 1024, runs: 3 })?;
+    let scan_text = format!(
+        "heap: {} blocks in use, {:.2} GiB; {} leaked on purpose, {} found definitely lost\n\
+         pause: {:.3} s (median of {}), {:.3} s per GiB copied\n\
+         analysis: {:.3} s, {:.2} GB/s of heap; {:.2} GB/s of heap per core (CPU time)\n",
+        scan.blocks,
+        scan.block_bytes as f64 / f64::from(1u32 << 30),
+        scan.leaked_expected,
+        scan.leaked_found,
+        scan.pause_s,
+        scan.runs,
+        scan.pause_s_per_gib,
+        scan.analysis_s,
+        scan.analysis_gb_s,
+        scan.analysis_cpu_gb_s
+    );
+    out.push(Artifact { name: "scan-bench.txt".into(), content: scan_text.into_bytes() });
+
+    out.push(Artifact { name: "heap-dump-strdup_loop.txt".into(), content: heap_dump_of_strdup_loop()?.into_bytes() });
+
+    // `leaklab symbols` links in a temporary directory; keep file names only.
+    let temp = regex::Regex::new(r"/tmp/\.tmp[^/ ]+/(link\d+/)?").expect("valid regex");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+    for demo in ["weak_symbols", "weakref_optional", "common_symbols", "replace_operator_new"] {
+        let text = crate::symbols::render(&crate::symbols::inspect(catalogue::find(demo)?)?);
+        let text = temp.replace_all(&text, "").replace(root, "");
+        out.push(Artifact { name: format!("symbols-{demo}.txt"), content: text.into_bytes() });
+    }
+
+    // The watch writes its plots itself; they land in generated/ directly.
+    let sample = catalogue::find("strdup_loop")?;
+    let subject = crate::watch::Subject::Program { program: sample.executable("plain")?.to_path_buf(), args: vec!["0".into()] };
+    let options = crate::watch::Options { duration: Some(std::time::Duration::from_secs(6)), ..crate::watch::Options::default() };
+    let session = crate::watch::session(&subject, &options, &paths.generated.join("watch-strdup_loop"), false)?;
+    out.push(Artifact { name: "watch-strdup_loop.txt".into(), content: crate::watch::render_summary(&session.summary).into_bytes() });
+    Ok(out)
+}
+
+/// The article's demo: the strdup loop stopped at its checkpoint, its [heap]
+/// copied out and shown as hex with the strings marked.
+fn heap_dump_of_strdup_loop() -> Result<String, Error> {
+    use crate::process::{Child, Spec};
+    let sample = catalogue::find("strdup_loop")?;
+    let spec = Spec::new(sample.executable("plain")?, std::time::Duration::from_secs(60)).args(sample.args()).env("LEAKLAB_CHECKPOINT", "1");
+    let mut child = Child::spawn(&spec)?;
+    child.wait_stop()?;
+    let dumped = crate::scan::dump::heap_of(child.pid());
+    child.resume();
+    child.finish()?;
+    let (start, bytes) = dumped?;
+    // The strings live past glibc's first chunks (the tcache and stdio buffers).
+    let first = bytes.windows(11).position(|w| w == b"test_memory").unwrap_or(0) & !0xf;
+    let from = first.saturating_sub(64);
+    Ok(crate::scan::dump::hex_view(start + from as u64, &bytes[from..], 20))
 }
 
 const MANIFEST: &str = "MANIFEST";
@@ -137,7 +200,7 @@ pub fn generate(paths: &BookPaths, derived_only: bool) -> Result<Vec<String>, Er
     std::fs::create_dir_all(&paths.generated).map_err(|e| Error::io(&paths.generated, e))?;
     let mut artifacts = derived(paths)?;
     if !derived_only {
-        artifacts.extend(measured()?);
+        artifacts.extend(measured(paths)?);
         let manifest = format!("# inputs of the measured outputs; `{REFRESH}` rewrites this\nfingerprint {}\n", fingerprint());
         artifacts.push(Artifact { name: MANIFEST.into(), content: manifest.into_bytes() });
     }
