@@ -246,6 +246,12 @@ impl Marker<'_> {
     }
 
     fn drain(&mut self) {
+        // A root scan may push millions of blocks at once (an array of
+        // pointers): popping them in ascending address order reads the heap
+        // forwards, which the hardware prefetcher follows.
+        if self.stack.len() > 1024 {
+            self.stack.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        }
         loop {
             if let Some((k, reachable)) = self.stack.pop() {
                 let b = self.blocks[k as usize];
