@@ -2,7 +2,6 @@
 //! report, debug_new's dump) and the symbol demos' behaviours, with their
 //! cases under tests/data/{lsan,debug_new,symbols}/.
 
-use std::path::{Path, PathBuf};
 
 use leaklab::backends::debug_new::parse_dump;
 use leaklab::backends::lsan::parse_report;
@@ -17,22 +16,7 @@ use leaklab::report::{Kind, Leak, RegionKind};
 use leaklab::symbols::{self, Binding, Demo, LinkOutcome, Symbol};
 use libtest_mimic::{Failed, Trial};
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
-}
-
-fn read(p: &Path) -> Result<String, Failed> {
-    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()).into())
-}
-
-fn snapshot<T: serde::Serialize>(name: &str, value: &T) -> Result<(), Failed> {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/units"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| settings.bind(|| insta::assert_yaml_snapshot!(name, value))))
-        .map_err(|_| Failed::from(format!("snapshot units/{name} differs; review with `cargo insta review`")))
-}
+use crate::units::{data, read, snapshot};
 
 fn totals(leaks: &[Leak], kind: Kind) -> (u64, u64) {
     leaks.iter().filter(|l| l.kind == kind).fold((0, 0), |(b, n), l| (b + l.bytes, n + l.blocks))

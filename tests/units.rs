@@ -14,11 +14,11 @@ use leaklab::report::Report;
 use leaklab::score::score;
 use libtest_mimic::{Failed, Trial};
 
-fn data(rel: &str) -> PathBuf {
+pub(crate) fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
 }
 
-fn read(p: &Path) -> Result<String, Failed> {
+pub(crate) fn read(p: &Path) -> Result<String, Failed> {
     std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()).into())
 }
 
@@ -28,7 +28,8 @@ fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn snapshot<T: serde::Serialize>(name: &str, value: &T) -> Result<(), Failed> {
+/// A unit snapshot under tests/snapshots/units/, named explicitly.
+pub(crate) fn snapshot<T: serde::Serialize>(name: &str, value: &T) -> Result<(), Failed> {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/units"));
     settings.set_prepend_module_to_snapshot(false);

@@ -368,7 +368,7 @@ mod tests {
         let mut heap = vec![0u8; 64 * 10];
         let mut data = vec![0u8; 64];
         let mut rt = vec![0u8; 64];
-        let mut put = |buf: &mut Vec<u8>, base: u64, addr: u64, v: u64| {
+        let put = |buf: &mut Vec<u8>, base: u64, addr: u64, v: u64| {
             let o = (addr - base) as usize;
             buf[o..o + 8].copy_from_slice(&v.to_le_bytes());
         };
