@@ -93,10 +93,47 @@ refresh them with `{}` and commit book/src/generated/", stale.join("\n"), leakla
     })
 }
 
+/// Every `{{#include path}}` of the book names a file that exists (mdbook
+/// only logs a missing one and builds anyway).
+fn book_includes_trial() -> Trial {
+    Trial::test("book::includes_resolve", || {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src");
+        let mut missing = Vec::new();
+        let mut pages = vec![src.clone()];
+        while let Some(dir) = pages.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
+                let path = entry.map_err(|e| e.to_string())?.path();
+                if path.is_dir() {
+                    pages.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|x| x != "md") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+                for part in text.split("{{#include ").skip(1) {
+                    let target = part.split("}}").next().unwrap_or("").trim();
+                    // `file:anchor` or `file:start:end` name a part of the file.
+                    let file = target.split(':').next().unwrap_or(target);
+                    if !path.parent().unwrap().join(file).is_file() {
+                        missing.push(format!("{}: {target}", path.strip_prefix(&src).unwrap().display()));
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("book includes of missing files:\n  {}", missing.join("\n  ")).into())
+        }
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = units::trials();
     trials.push(book_trial());
+    trials.push(book_includes_trial());
     trials.extend(cli::trials());
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
