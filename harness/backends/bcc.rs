@@ -199,7 +199,8 @@ impl Backend for Bcc {
         let memleak_spec = Spec::new(MEMLEAK, config.timeout + ATTACH_TIMEOUT)
             .args(["-p", &pid.to_string(), "-a", "-o", "0", "-T", "1000000", "1"])
             // Its reports must reach the file as they are printed.
-            .env("PYTHONUNBUFFERED", "1");
+            .env("PYTHONUNBUFFERED", "1")
+            .env_remove("DEBUGINFOD_URLS");
         let mut memleak = Child::spawn(&memleak_spec)?;
         // The first report comes after every probe is attached.
         let attach_deadline = Instant::now() + ATTACH_TIMEOUT;
@@ -210,6 +211,8 @@ impl Backend for Bcc {
             }
             if memleak.has_exited() || Instant::now() > attach_deadline {
                 let how = if memleak.has_exited() { "exited before attaching" } else { "did not attach in time" };
+                // Its last words are wanted, so it is ended rather than dropped.
+                memleak.signal(libc::SIGKILL);
                 let finished = memleak.finish();
                 return Err(Error::TargetFailed {
                     program: MEMLEAK.into(),
@@ -221,7 +224,15 @@ impl Backend for Bcc {
         }
 
         child.resume();
-        child.wait_stop()?;
+        child.wait_stop().map_err(|e| match e {
+            // A program of the user's has no checkpoint unless it was written with one.
+            Error::TargetFailed { program, how, stderr } if target.sample.is_none() => Error::TargetFailed {
+                program,
+                how: format!("{how} (memleak reads a program while it is stopped: stop it with raise(SIGSTOP) when LEAKLAB_CHECKPOINT is set, as c-samples/leaklab.h does)"),
+                stderr,
+            },
+            e => e,
+        })?;
         let stopped = Instant::now();
         let maps_path = format!("/proc/{pid}/maps");
         let maps_text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(Path::new(&maps_path), e))?;
@@ -242,6 +253,7 @@ impl Backend for Bcc {
                 }
             }
             if memleak.has_exited() || stopped.elapsed() > config.timeout {
+                memleak.signal(libc::SIGKILL);
                 let finished = memleak.finish();
                 return Err(Error::TargetFailed {
                     program: MEMLEAK.into(),

@@ -23,7 +23,7 @@ pub struct Watch;
 /// glibc grows [heap] 132 KiB at a time: the window must hold a few steps
 /// of the slowest sample (strdup_loop's forever mode, about 140 KiB/s here),
 /// with room for a loaded machine.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5);
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(6);
 const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The region a growing class is reported as; the heap is private
@@ -85,7 +85,9 @@ impl Backend for Watch {
             None => target.args.clone(),
         };
         let window = config.after.unwrap_or(DEFAULT_WINDOW);
-        let options = Options { interval: INTERVAL, duration: Some(window), ..Options::default() };
+        // A second of start-up: on a loaded machine the loader and a sample's
+        // first passes (its allocator settling) may take longer than the default.
+        let options = Options { interval: INTERVAL, duration: Some(window), warmup: Duration::from_secs(1) };
         let spec = Spec::new(&target.program, config.timeout.max(window + options.warmup + Duration::from_secs(10)))
             .args(&args)
             .env_remove("LEAKLAB_CHECKPOINT");
