@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod compare;
 pub mod error;
 pub mod labs;
+pub mod maps;
 pub mod normalize;
 pub mod process;
 pub mod render;

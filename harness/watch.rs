@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::maps::Mapping;
 use crate::report::RegionKind;
 
 /// Set by the CLI's Ctrl-C handler while a watch runs: the watch stops,
@@ -26,91 +27,22 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 /// True while a watch runs, so the CLI's Ctrl-C handler sets [`STOP`].
 pub static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-/// One line of /proc/PID/maps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    /// `rw-p`: protection, then `p`rivate or `s`hared.
-    pub perms: String,
-    pub offset: u64,
-    /// The path or pseudo-path (`[heap]`); empty for anonymous memory.
-    pub path: String,
-}
-
-impl Mapping {
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.end - self.start
+/// The class a mapping counts in: the kernel's heap and stacks apart, the
+/// rest by the article's four kinds of memory.
+#[must_use]
+pub fn class(m: &Mapping) -> Class {
+    match m.pseudo() {
+        Some("[heap]") => return Class::Heap,
+        Some(p) if p.starts_with("[stack") => return Class::Stack,
+        _ => {}
     }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.end == self.start
+    match m.region_kind() {
+        Some(RegionKind::PrivateAnon) => Class::PrivateAnon,
+        Some(RegionKind::SharedAnon) => Class::SharedAnon,
+        Some(RegionKind::PrivateFile) => Class::PrivateFile,
+        Some(RegionKind::SharedFile) => Class::SharedFile,
+        None => Class::Other,
     }
-
-    #[must_use]
-    pub fn shared(&self) -> bool {
-        self.perms.as_bytes().get(3) == Some(&b's')
-    }
-
-    /// The article's four kinds of memory; None for the kernel's special
-    /// mappings (`[heap]`, `[stack]`, `[vdso]`...).
-    #[must_use]
-    pub fn region_kind(&self) -> Option<RegionKind> {
-        match self.class() {
-            Class::PrivateAnon => Some(RegionKind::PrivateAnon),
-            Class::SharedAnon => Some(RegionKind::SharedAnon),
-            Class::PrivateFile => Some(RegionKind::PrivateFile),
-            Class::SharedFile => Some(RegionKind::SharedFile),
-            Class::Heap | Class::Stack | Class::Other => None,
-        }
-    }
-
-    #[must_use]
-    pub fn class(&self) -> Class {
-        let p = self.path.as_str();
-        if p == "[heap]" {
-            return Class::Heap;
-        }
-        if p.starts_with("[stack") {
-            return Class::Stack;
-        }
-        // Named anonymous memory (prctl PR_SET_VMA_ANON_NAME) is anonymous memory.
-        let anon = p.is_empty()
-            || p.starts_with("[anon:")
-            || p.starts_with("[anon_shmem:")
-            // MAP_SHARED|MAP_ANONYMOUS is backed by a deleted /dev/zero; SysV and memfd are anonymous too.
-            || p.starts_with("/dev/zero")
-            || p.starts_with("/SYSV")
-            || p.starts_with("/memfd:");
-        match (anon, self.shared(), p.starts_with('[')) {
-            (true, false, _) => Class::PrivateAnon,
-            (true, true, _) => Class::SharedAnon,
-            (false, _, true) => Class::Other,
-            (false, false, false) => Class::PrivateFile,
-            (false, true, false) => Class::SharedFile,
-        }
-    }
-}
-
-/// Parses /proc/PID/maps. A line that does not have the kernel's fixed
-/// shape is an error: the file is not a maps file.
-pub fn parse_maps(text: &str) -> Result<Vec<Mapping>, Error> {
-    let bad = |line: &str| Error::MalformedOutput { tool: "/proc/PID/maps".into(), message: format!("unexpected line `{line}`") };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let mut f = line.splitn(6, ' ');
-            let (range, perms, offset) = (f.next(), f.next(), f.next());
-            let (_dev, _inode) = (f.next().ok_or_else(|| bad(line))?, f.next().ok_or_else(|| bad(line))?);
-            let path = f.next().unwrap_or("").trim().to_string();
-            let (s, e) = range.and_then(|r| r.split_once('-')).ok_or_else(|| bad(line))?;
-            let perms = perms.filter(|p| p.len() == 4).ok_or_else(|| bad(line))?;
-            let hex = |x: &str| u64::from_str_radix(x, 16).map_err(|_| bad(line));
-            Ok(Mapping { start: hex(s)?, end: hex(e)?, perms: perms.to_string(), offset: hex(offset.ok_or_else(|| bad(line))?)?, path })
-        })
-        .collect()
 }
 
 /// /proc/PID/statm: (virtual size, resident size) in bytes.
@@ -193,10 +125,10 @@ pub struct Sample {
 pub fn sample_from(t: f64, statm: &str, rollup: &str, maps: &str, page_size: u64) -> Result<Sample, Error> {
     let (vsz, _) = parse_statm(statm, page_size)?;
     let rollup = parse_smaps_rollup(rollup)?;
-    let maps = parse_maps(maps)?;
+    let maps = crate::maps::parse(maps)?;
     let mut classes: BTreeMap<Class, ClassSize> = BTreeMap::new();
     for m in &maps {
-        let c = classes.entry(m.class()).or_default();
+        let c = classes.entry(class(m)).or_default();
         c.bytes += m.len();
         c.mappings += 1;
     }

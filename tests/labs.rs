@@ -198,7 +198,8 @@ fn unit_trials() -> Vec<Trial> {
             Ok(())
         }),
         Trial::test("lab::units::observe_growth", || {
-            use labs::observe::{growth, parse_maps, Reading};
+            use labs::observe::{growth, kind, name, Reading};
+            let parse_maps = |t: &str| leaklab::maps::parse(t).expect("the test's maps parse");
             let before = "55d0c1a2b000-55d0c1a4c000 rw-p 00000000 00:00 0                          [heap]\n\
                           7f0000000000-7f0000600000 rw-p 00000000 00:00 0 \n\
                           7f1000000000-7f1000001000 rw-s 00000000 00:05 12 /dev/shm/x\n";
@@ -210,9 +211,9 @@ fn unit_trials() -> Vec<Trial> {
             let b = Reading { at: t0 + std::time::Duration::from_secs(2), vsz_kib: 2024, rss_kib: 756, maps: parse_maps(after) };
             let g = growth(&a, &b);
             let (region, grew) = g.region.clone().ok_or("no region grew")?;
-            let kinds: Vec<&str> = a.maps.iter().map(|m| m.kind()).collect();
-            if region.name() != "[heap]" || grew != 0x100000 || g.vsz_kib_per_s != 512.0 || g.rss_kib_per_s != 128.0 || g.mappings_after != g.mappings_before
-                || a.maps[1].name() != "[anon]" || kinds != ["private-anon", "private-anon", "shared-file"]
+            let kinds: Vec<&str> = a.maps.iter().map(kind).collect();
+            if name(&region) != "[heap]" || grew != 0x100000 || g.vsz_kib_per_s != 512.0 || g.rss_kib_per_s != 128.0 || g.mappings_after != g.mappings_before
+                || name(&a.maps[1]) != "[anon]" || kinds != ["private-anon", "private-anon", "shared-file"]
             {
                 return Err(format!("{g:?} {kinds:?}").into());
             }

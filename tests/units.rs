@@ -296,7 +296,7 @@ fn live_trials() -> Vec<Trial> {
         }),
         Trial::test("bcc_memleak::mmap_region_from_maps", || {
             let r = parse_report(&read(&data("bcc/mmap_shared_anon.txt"))?).map_err(|e| e.to_string())?;
-            let maps = watch::parse_maps(&read(&data("bcc/mmap_shared_anon.maps"))?).map_err(|e| e.to_string())?;
+            let maps = leaklab::maps::parse(&read(&data("bcc/mmap_shared_anon.maps"))?).map_err(|e| e.to_string())?;
             // MAP_SHARED|MAP_ANONYMOUS shows as a deleted /dev/zero.
             match region_of(&maps, &r.allocations, &r.groups[0]) {
                 Some(region) if region.kind == RegionKind::SharedAnon && region.path.is_none() => Ok(()),
@@ -341,7 +341,7 @@ fn live_trials() -> Vec<Trial> {
             for (what, result) in [
                 ("statm", watch::parse_statm("12 34\n", 4096).map(|_| ())),
                 ("smaps_rollup", watch::parse_smaps_rollup("Rss: lots\n").map(|_| ())),
-                ("maps", watch::parse_maps("this is not a maps line\n").map(|_| ())),
+                ("maps", leaklab::maps::parse("this is not a maps line\n").map(|_| ())),
             ] {
                 match result {
                     Err(e) if e.to_string().contains(what) => {}

@@ -43,7 +43,7 @@ use crate::backend::{is_runtime_object, Availability, Backend, RunConfig, Target
 use crate::error::Error;
 use crate::process::{Child, Spec};
 use crate::report::{Frame, Kind, Leak, Region, RegionKind, Report, Stats};
-use crate::watch::{parse_maps, Mapping};
+use crate::maps::{self, Mapping};
 
 pub struct Bcc;
 
@@ -236,7 +236,7 @@ impl Backend for Bcc {
         let stopped = Instant::now();
         let maps_path = format!("/proc/{pid}/maps");
         let maps_text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(Path::new(&maps_path), e))?;
-        let maps = parse_maps(&maps_text)?;
+        let maps = maps::parse(&maps_text)?;
         let mark = memleak.stdout_so_far().len();
         // The first report begun after the stop is complete once the next one
         // begins, or sooner, once its groups account for every allocation it
@@ -426,8 +426,7 @@ pub fn region_of(maps: &[Mapping], allocations: &[(u64, u64)], group: &Group) ->
         return None;
     }
     // A file the program unlinked (a temporary) has no name worth keeping.
-    let path = (!m.path.is_empty() && !m.path.ends_with(" (deleted)") && !matches!(kind, RegionKind::PrivateAnon | RegionKind::SharedAnon))
-        .then(|| m.path.clone());
+    let path = m.path.clone().filter(|p| !p.ends_with(" (deleted)") && !matches!(kind, RegionKind::PrivateAnon | RegionKind::SharedAnon));
     Some(Region { kind, flags: Some(m.perms.clone()), path })
 }
 
@@ -450,7 +449,7 @@ impl Symbolizer {
     /// The ELF virtual address of a run-time address inside `m`.
     fn elf_address(&mut self, m: &Mapping, address: u64) -> Option<u64> {
         let file_offset = address - m.start + m.offset;
-        let data = self.bytes(&m.path)?;
+        let data = self.bytes(m.path_text())?;
         let elf = object::File::parse(data).ok()?;
         elf.segments().find_map(|seg| {
             let (off, size) = seg.file_range();
@@ -461,14 +460,14 @@ impl Symbolizer {
     /// A frame: DWARF file:line where the module has it, else bcc's symbol.
     fn frame(&mut self, maps: &[Mapping], raw: &RawFrame) -> Frame {
         let mut frame = Frame { function: bcc_function(&raw.symbol), ..Frame::default() };
-        let Some(m) = mapping_of(maps, raw.address).filter(|m| m.path.starts_with('/')).cloned() else {
+        let Some(m) = mapping_of(maps, raw.address).filter(|m| m.path_text().starts_with('/')).cloned() else {
             return frame;
         };
-        frame.object = Some(m.path.clone());
+        frame.object = m.path.clone();
         // Every address of a user stack is a return address: look up the call before it.
         let Some(vaddr) = self.elf_address(&m, raw.address) else { return frame };
         let probe = vaddr.saturating_sub(1);
-        if let Some(loader) = self.loader(&m.path) {
+        if let Some(loader) = self.loader(m.path_text()) {
             if let Ok(Some(loc)) = loader.find_location(probe) {
                 frame.file = loc.file.map(str::to_string);
                 frame.line = loc.line;
@@ -498,7 +497,7 @@ impl Symbolizer {
         }
         let m = mapping_of(maps, raw.address)?.clone();
         let ret = self.elf_address(&m, raw.address)?;
-        let data = self.bytes(&m.path)?;
+        let data = self.bytes(m.path_text())?;
         let elf = object::File::parse(data).ok()?;
         plt_callee(&elf, ret).map(|s| api_of_function(&s))
     }

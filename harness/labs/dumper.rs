@@ -50,7 +50,7 @@ fn status(pid: i32) -> Result<(String, i32), Error> {
 fn heap_range(pid: i32) -> Result<Option<(u64, u64)>, Error> {
     let path = format!("/proc/{pid}/maps");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.as_ref(), e))?;
-    Ok(super::observe::parse_maps(&text).into_iter().find(|m| m.path == "[heap]").map(|m| (m.start, m.end)))
+    Ok(crate::maps::parse(&text)?.into_iter().find(|m| m.pseudo() == Some("[heap]")).map(|m| (m.start, m.end)))
 }
 
 /// Eight hex digits from the clock and the pid: a word the dumper cannot know in advance.

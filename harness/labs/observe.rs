@@ -19,36 +19,21 @@ const TOLERANCE: f64 = 0.30;
 const WARM_UP: Duration = Duration::from_millis(1000);
 const WINDOW: Duration = Duration::from_millis(3000);
 
-/// One line of /proc/PID/maps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub start: u64,
-    pub end: u64,
-    pub perms: String,
-    /// The path column: a file, `[heap]`, `[stack]`, ... or empty.
-    pub path: String,
+/// What the lab calls a mapping: the shared /proc/PID/maps line, with the
+/// two answers the student gives about it.
+pub use crate::maps::Mapping;
+
+/// The name the lab asks for: the path, or `[anon]` when there is none.
+#[must_use]
+pub fn name(m: &Mapping) -> String {
+    m.path.clone().unwrap_or_else(|| "[anon]".to_string())
 }
 
-impl Mapping {
-    /// The name the lab asks for: the path, or `[anon]` when there is none.
-    #[must_use]
-    pub fn name(&self) -> String {
-        if self.path.is_empty() { "[anon]".to_string() } else { self.path.clone() }
-    }
-
-    /// One of the source article's four kinds of memory.
-    #[must_use]
-    pub fn kind(&self) -> &'static str {
-        let shared = self.perms.as_bytes().get(3) == Some(&b's');
-        // Shared anonymous memory shows as /dev/zero or a SysV segment in maps.
-        let anonymous = self.path.is_empty() || self.path.starts_with('[') || self.path.starts_with("/dev/zero") || self.path.starts_with("/SYSV");
-        match (shared, anonymous) {
-            (false, true) => "private-anon",
-            (true, true) => "shared-anon",
-            (false, false) => "private-file",
-            (true, false) => "shared-file",
-        }
-    }
+/// One of the source article's four kinds of memory. The lab counts the
+/// kernel's `[heap]` and `[stack]` as what they are: private anonymous memory.
+#[must_use]
+pub fn kind(m: &Mapping) -> &'static str {
+    m.region_kind().map_or("private-anon", crate::report::RegionKind::as_str)
 }
 
 /// A reading of /proc/PID: statm's first two fields and the maps.
@@ -65,30 +50,9 @@ pub fn read(pid: i32) -> Result<Reading, Error> {
     let statm_path = format!("/proc/{pid}/statm");
     let statm = std::fs::read_to_string(&statm_path).map_err(|e| Error::io(statm_path.as_ref(), e))?;
     // SAFETY: sysconf has no preconditions.
-    let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
-    let mut fields = statm.split_whitespace().map(|f| f.parse::<u64>());
-    let (Some(Ok(size)), Some(Ok(resident))) = (fields.next(), fields.next()) else {
-        return Err(Error::MalformedOutput { tool: statm_path, message: statm });
-    };
-    let maps_path = format!("/proc/{pid}/maps");
-    let text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(maps_path.as_ref(), e))?;
-    Ok(Reading { at: Instant::now(), vsz_kib: size * page_kib, rss_kib: resident * page_kib, maps: parse_maps(&text) })
-}
-
-/// Parses /proc/PID/maps (`start-end perms offset dev inode path`).
-#[must_use]
-pub fn parse_maps(text: &str) -> Vec<Mapping> {
-    text.lines()
-        .filter_map(|l| {
-            let mut cols = l.splitn(6, char::is_whitespace);
-            let range = cols.next()?;
-            let perms = cols.next()?.to_string();
-            let (_offset, _dev, _inode) = (cols.next()?, cols.next()?, cols.next()?);
-            let path = cols.next().unwrap_or("").trim().to_string();
-            let (s, e) = range.split_once('-')?;
-            Some(Mapping { start: u64::from_str_radix(s, 16).ok()?, end: u64::from_str_radix(e, 16).ok()?, perms, path })
-        })
-        .collect()
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let (size, resident) = crate::watch::parse_statm(&statm, page)?;
+    Ok(Reading { at: Instant::now(), vsz_kib: size / 1024, rss_kib: resident / 1024, maps: crate::maps::read(pid)? })
 }
 
 /// What grew between two readings.
@@ -173,7 +137,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         "region",
         match answers.string("region") {
             Err(p) => vec![p],
-            Ok(r) if r == region.name() => Vec::new(),
+            Ok(r) if r == name(&region) => Vec::new(),
             Ok(r) => vec![answers.problem(
                 "region",
                 format!("`{r}` is not the mapping that keeps growing: read /proc/PID/maps twice, a few seconds apart, and compare the sizes (end - start)"),
@@ -184,7 +148,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         "kind",
         match answers.string("kind") {
             Err(p) => vec![p],
-            Ok(k) if k == region.kind() => Vec::new(),
+            Ok(k) if k == kind(&region) => Vec::new(),
             Ok(k) if !["private-anon", "shared-anon", "private-file", "shared-file"].contains(&k.as_str()) => {
                 vec![answers.problem("kind", format!("`{k}` is not one of private-anon, shared-anon, private-file, shared-file"))]
             }

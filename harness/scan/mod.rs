@@ -8,7 +8,7 @@ pub mod bench;
 pub mod dump;
 pub mod glibc;
 pub mod group;
-pub mod maps;
+pub use crate::maps;
 pub mod memory;
 pub mod reach;
 pub mod snapshot;

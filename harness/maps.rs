@@ -1,5 +1,6 @@
-//! /proc/PID/maps, parsed. Our own small parser: the format is one line per
-//! mapping and we need exactly its six fields.
+//! /proc/PID/maps, parsed: the one parser that the scan, the watch, the bcc
+//! backend and the labs share. The format is one line per mapping and we need
+//! exactly its six fields.
 
 use crate::error::Error;
 
@@ -56,8 +57,34 @@ impl Mapping {
     pub fn anonymous(&self) -> bool {
         match self.path.as_deref() {
             None => true,
-            Some(p) => p.starts_with("/dev/zero") || p.starts_with("/SYSV") || p.starts_with("[anon:") || p.starts_with("[anon_shmem:"),
+            Some(p) => {
+                p.starts_with("/dev/zero")
+                    || p.starts_with("/SYSV")
+                    || p.starts_with("/memfd:")
+                    || p.starts_with("[anon:")
+                    || p.starts_with("[anon_shmem:")
+            }
         }
+    }
+    /// The article's four kinds of memory; None for the kernel's own
+    /// mappings (`[heap]`, `[stack]`, `[vdso]`...).
+    #[must_use]
+    pub fn region_kind(&self) -> Option<crate::report::RegionKind> {
+        use crate::report::RegionKind;
+        if self.pseudo().is_some() && !self.anonymous() {
+            return None;
+        }
+        Some(match (self.anonymous(), self.shared()) {
+            (true, false) => RegionKind::PrivateAnon,
+            (true, true) => RegionKind::SharedAnon,
+            (false, false) => RegionKind::PrivateFile,
+            (false, true) => RegionKind::SharedFile,
+        })
+    }
+    /// The path column, empty for anonymous memory.
+    #[must_use]
+    pub fn path_text(&self) -> &str {
+        self.path.as_deref().unwrap_or("")
     }
     /// A real file behind the mapping.
     #[must_use]
