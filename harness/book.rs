@@ -38,12 +38,14 @@ pub struct Artifact {
 pub struct BookPaths {
     pub generated: PathBuf,
     pub snapshots: PathBuf,
+    /// The README, which carries a copy of the accuracy matrix.
+    pub readme: PathBuf,
 }
 
 impl BookPaths {
     #[must_use]
     pub fn in_repo(root: &Path) -> BookPaths {
-        BookPaths { generated: root.join("book/src/generated"), snapshots: root.join("tests/snapshots") }
+        BookPaths { generated: root.join("book/src/generated"), snapshots: root.join("tests/snapshots"), readme: root.join("README.md") }
     }
 }
 
@@ -205,18 +207,45 @@ pub fn generate(paths: &BookPaths, derived_only: bool) -> Result<Vec<String>, Er
         artifacts.push(Artifact { name: MANIFEST.into(), content: manifest.into_bytes() });
     }
     let mut written = Vec::new();
+    if let Some(matrix) = artifacts.iter().find(|a| a.name == "accuracy.txt") {
+        let readme_path = paths.readme.clone();
+        let readme = std::fs::read_to_string(&readme_path).map_err(|e| Error::io(&readme_path, e))?;
+        if let Some(updated) = readme_with(&readme, &String::from_utf8_lossy(&matrix.content)) {
+            std::fs::write(&readme_path, updated).map_err(|e| Error::io(&readme_path, e))?;
+            written.push("README.md (its accuracy matrix)".to_string());
+        }
+    }
     for a in artifacts {
         let path = paths.generated.join(&a.name);
         std::fs::write(&path, &a.content).map_err(|e| Error::io(&path, e))?;
-        written.push(a.name);
+        written.push(format!("book/src/generated/{}", a.name));
     }
     Ok(written)
+}
+
+const README_BEGIN: &str = "<!-- accuracy:begin -->\n";
+const README_END: &str = "<!-- accuracy:end -->";
+
+/// README.md with its copy of the accuracy matrix replaced by `matrix`.
+fn readme_with(readme: &str, matrix: &str) -> Option<String> {
+    let start = readme.find(README_BEGIN)? + README_BEGIN.len();
+    let end = readme.find(README_END)?;
+    (start <= end).then(|| format!("{}```\n{matrix}```\n{}", &readme[..start], &readme[end..]))
 }
 
 /// What is stale under book/src/generated/, one sentence each.
 pub fn stale(paths: &BookPaths) -> Result<Vec<String>, Error> {
     let mut problems = Vec::new();
-    for a in derived(paths)? {
+    let derived = derived(paths)?;
+    if let Some(matrix) = derived.iter().find(|a| a.name == "accuracy.txt") {
+        let readme = std::fs::read_to_string(&paths.readme).unwrap_or_default();
+        match readme_with(&readme, &String::from_utf8_lossy(&matrix.content)) {
+            Some(fresh) if fresh == readme => {}
+            Some(_) => problems.push("README.md's copy of the accuracy matrix is stale".to_string()),
+            None => problems.push(format!("README.md lacks the `{}` … `{README_END}` markers of the accuracy matrix", README_BEGIN.trim())),
+        }
+    }
+    for a in derived {
         let path = paths.generated.join(&a.name);
         match std::fs::read(&path) {
             Ok(existing) if existing == a.content => {}

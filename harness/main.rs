@@ -424,7 +424,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             match action {
                 BookAction::Generate { derived_only } => {
                     for name in book::generate(&paths, derived_only)? {
-                        println!("wrote book/src/generated/{name}");
+                        println!("wrote {name}");
                     }
                     Ok(0)
                 }
