@@ -26,6 +26,21 @@ impl Answers {
         }
     }
 
+    /// [`Answers::load`], recorded as the check "answers.toml parses"; None
+    /// when it failed, and the lab's other checks cannot run.
+    pub fn load_checked(ctx: &Ctx, checks: &mut super::Checks) -> Option<Answers> {
+        match Answers::load(ctx) {
+            Ok(a) => {
+                checks.record("answers.toml parses", Vec::new());
+                Some(a)
+            }
+            Err(p) => {
+                checks.record("answers.toml parses", vec![p]);
+                None
+            }
+        }
+    }
+
     /// The line where `key = ...` is written.
     #[must_use]
     pub fn line(&self, key: &str) -> Option<u32> {

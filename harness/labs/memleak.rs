@@ -39,14 +39,9 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         .ok_or_else(|| Error::LabSetup(format!("{SOURCE} has no `//~ LEAK definite` annotation")))?;
     let function = enclosing_function(&text, leak.at.line).ok_or_else(|| Error::LabSetup(format!("no function encloses {}", leak.at)))?;
 
-    let answers = match Answers::load(ctx) {
-        Ok(a) => a,
-        Err(p) => {
-            checks.record("answers.toml parses", vec![p]);
-            return Ok(());
-        }
+    let Some(answers) = Answers::load_checked(ctx, checks) else {
+        return Ok(());
     };
-    checks.record("answers.toml parses", Vec::new());
 
     checks.record(
         "function",

@@ -118,14 +118,9 @@ fn rate_problem(answers: &Answers, key: &str, answer: f64, measured: f64, what: 
 }
 
 pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
-    let answers = match Answers::load(ctx) {
-        Ok(a) => a,
-        Err(p) => {
-            checks.record("answers.toml parses", vec![p]);
-            return Ok(());
-        }
+    let Some(answers) = Answers::load_checked(ctx, checks) else {
+        return Ok(());
     };
-    checks.record("answers.toml parses", Vec::new());
     let build = compile::build(ctx, &["grower.c"], "grower", &[])?;
     if !checks.record("builds", build.problems()) {
         return Ok(());
