@@ -65,6 +65,18 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// Whether an executable is statically linked (no program interpreter):
+/// nothing can be preloaded into it and no libc of its own can be found by
+/// name, so interposing and heap-walking backends cannot analyse it.
+#[must_use]
+pub fn is_statically_linked(program: &Path) -> bool {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    let Ok(data) = std::fs::read(program) else { return false };
+    let Ok(elf) = ElfFile64::<object::Endianness>::parse(&*data) else { return false };
+    let endian = elf.endian();
+    !elf.elf_program_headers().iter().any(|ph| ph.p_type(endian) == object::elf::PT_INTERP)
+}
+
 /// Shared objects of the C/C++ runtime and of the tools, whose frames are never a leak's site.
 #[must_use]
 pub fn is_runtime_object(object: &str) -> bool {

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use leaklab::backend::{self, RunConfig, Target};
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
-use leaklab::report::{Kind, Status};
+use leaklab::report::{Kind, Outcome, Status};
 use leaklab::{bench, book, catalogue, normalize, scan, score, setup, Error};
 
 #[derive(Parser)]
@@ -293,10 +293,10 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                     Err(Error::Unavailable { backend: name, reason: reason.clone(), fix: fix.clone() }.into())
                 }
                 Status::Failed { .. } => unreachable!("handled above"),
-                Status::Ok => Ok(match scored {
-                    Some(s) => u8::from(!s.passed()),
-                    // A program of the user's: leaks other than still-reachable ones are findings.
-                    None => u8::from(shown.leaks.iter().any(|l| l.kind != Kind::Reachable)),
+                Status::Ok | Status::NotAnalysed { .. } => Ok(match scored {
+                    Some(s) if !s.passed() => Outcome::Disagrees.code(),
+                    Some(_) => Outcome::Clean.code(),
+                    None => report.outcome().code(),
                 }),
             }
         }
@@ -338,7 +338,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
                 .into());
             }
-            Ok(u8::from(!result.all_agree()))
+            Ok(if result.all_agree() { Outcome::Clean.code() } else { Outcome::Disagrees.code() })
         }
         Command::Bench { scan: true, heap_mib, runs, format, .. } => {
             let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs })?;

@@ -37,6 +37,11 @@ pub const RULES: &[Rule] = &[
         why: "how much a process grows in a time window depends on the machine's speed: keep where it grows, not how much",
         apply: growth_figures,
     },
+    Rule {
+        name: "process-ordinals",
+        why: "the pids of a run's processes change from run to run: each becomes its rank in the order the processes are listed (1 for the program itself)",
+        apply: process_ordinals,
+    },
 ];
 
 /// Applies every rule, in order.
@@ -176,4 +181,29 @@ fn bad_frees(r: &mut Report) {
             .cmp(&(b.site.clone(), b.kind, &b.dealloc, &b.api))
             .then_with(|| stack_key(&a.stack).cmp(&stack_key(&b.stack)))
     });
+}
+
+fn process_ordinals(r: &mut Report) {
+    let mut order: Vec<u32> = Vec::new();
+    let pids = r.processes.iter().flat_map(|p| [Some(p.pid), p.parent]).chain(r.leaks.iter().map(|l| l.pid)).chain(r.errors.iter().map(|e| e.pid));
+    for pid in pids.flatten() {
+        if !order.contains(&pid) {
+            order.push(pid);
+        }
+    }
+    let rank = |pid: u32| order.iter().position(|&p| p == pid).map_or(0, |i| i as u32 + 1);
+    for p in &mut r.processes {
+        p.pid = rank(p.pid);
+        p.parent = p.parent.map(rank);
+    }
+    for l in &mut r.leaks {
+        l.pid = l.pid.map(rank);
+    }
+    for e in &mut r.errors {
+        e.pid = e.pid.map(rank);
+    }
+    // Same figures, same order whatever the pids were (a stable sort: the
+    // leaks of one process keep the order of the `sort` rule).
+    r.processes.sort_by_key(|p| p.pid);
+    r.leaks.sort_by_key(|l| l.pid);
 }

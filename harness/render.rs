@@ -78,6 +78,14 @@ pub fn report(r: &Report, style: Style) -> String {
             let _ = writeln!(out, "  {}: {error}", style.red("failed"));
             return out;
         }
+        // What was seen is still shown (notes, processes), but never "no leaks found".
+        Status::NotAnalysed { reason } => {
+            let _ = writeln!(out, "  {}: {reason}", style.red("not analysed"));
+            for n in &r.notes {
+                let _ = writeln!(out, "  note: {n}");
+            }
+            return out;
+        }
     }
     if r.leaks.is_empty() {
         let _ = writeln!(out, "  {}", style.green("no leaks found"));

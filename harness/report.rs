@@ -128,13 +128,17 @@ pub struct Leak {
     pub type_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<Region>,
+    /// The process that leaked it, when the run had several (forked
+    /// children, exec'd images); one of `Report::processes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 impl Leak {
     /// A heap leak with only the figures set; backends fill in the rest.
     #[must_use]
     pub fn new(kind: Kind, bytes: u64, blocks: u64) -> Leak {
-        Leak { kind, bytes, blocks, api: None, site: None, stack: Vec::new(), content: None, type_name: None, region: None }
+        Leak { kind, bytes, blocks, api: None, site: None, stack: Vec::new(), content: None, type_name: None, region: None, pid: None }
     }
 }
 
@@ -190,13 +194,72 @@ pub struct BadFree {
     pub other_stack: Vec<Frame>,
 }
 
+/// A memory error other than a bad free, in valgrind's words: an invalid
+/// read or write, a jump on uninitialised memory, a syscall given
+/// uninitialised bytes, an overlapping copy, a call the tool refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryError {
+    /// memcheck's `<kind>` (`InvalidRead`, `UninitCondition`, ...) or the
+    /// tool's own name for it.
+    pub kind: String,
+    /// The tool's one-line description.
+    pub what: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<Site>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<Frame>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// How one process of the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "kebab-case")]
+pub enum End {
+    Exited { code: i32 },
+    /// Killed by a signal (`SIGSEGV`): it crashed, or was killed.
+    Killed { signal: String },
+    /// Replaced its image with execve; its leaks are those of the old image.
+    Exec { program: String },
+    /// Still running when the run ended (a child the parent did not wait
+    /// for), and then killed with the run.
+    Running,
+}
+
+/// One process of a run: the program itself, a forked child, an exec'd image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    /// Its program's file name.
+    pub program: String,
+    pub end: End,
+    /// Whether the backend looked at its memory: a process that was not
+    /// analysed has no leaks listed, which says nothing about its leaks.
+    pub analysed: bool,
+}
+
+/// Leaks left out by a suppression rule, as LeakSanitizer counts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppressed {
+    /// The rule as written (`leak:main`), and where (`my.supp:3`).
+    pub rule: String,
+    pub leaks: u64,
+    pub bytes: u64,
+}
+
 /// How the run went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
+#[serde(tag = "state", rename_all = "kebab-case")]
 pub enum Status {
     Ok,
     Skipped { reason: String, fix: String },
     Failed { error: String },
+    /// The run happened but its memory could not be analysed (a heap the
+    /// walker does not know, a statically linked program, a process that
+    /// ended before it could be looked at): no leak list, and never "clean".
+    NotAnalysed { reason: String },
 }
 
 /// Measurements of the run; dropped by normalization since they vary.
@@ -225,6 +288,16 @@ pub struct Report {
     /// Frees that match no allocation, for backends that check frees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bad_frees: Vec<BadFree>,
+    /// Memory errors other than bad frees (backends that check accesses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<MemoryError>,
+    /// The processes of the run, when there was more than the program
+    /// itself or it did not simply exit (a crash, an exec, a child left running).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<Process>,
+    /// What suppression rules left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<Suppressed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
 }
@@ -232,12 +305,74 @@ pub struct Report {
 impl Report {
     #[must_use]
     pub fn new(sample: &str, backend: &str) -> Report {
-        Report { sample: sample.to_string(), backend: backend.to_string(), status: Status::Ok, leaks: Vec::new(), notes: Vec::new(), bad_frees: Vec::new(), stats: None }
+        Report {
+            sample: sample.to_string(),
+            backend: backend.to_string(),
+            status: Status::Ok,
+            leaks: Vec::new(),
+            notes: Vec::new(),
+            bad_frees: Vec::new(),
+            errors: Vec::new(),
+            processes: Vec::new(),
+            suppressed: Vec::new(),
+            stats: None,
+        }
+    }
+
+    /// The exit code of `leaklab run` for this report of a program of the
+    /// user's (not a sample: those are scored against their annotations).
+    #[must_use]
+    pub fn outcome(&self) -> Outcome {
+        match &self.status {
+            Status::Skipped { .. } => return Outcome::Unavailable,
+            Status::Failed { .. } => return Outcome::HarnessError,
+            Status::NotAnalysed { .. } => return Outcome::NotAnalysed,
+            Status::Ok => {}
+        }
+        let crashed = self.processes.iter().any(|p| matches!(p.end, End::Killed { .. }));
+        if !self.bad_frees.is_empty() || !self.errors.is_empty() || crashed {
+            Outcome::MemoryErrors
+        } else if self.processes.iter().any(|p| !p.analysed) {
+            Outcome::NotAnalysed
+        } else if self.leaks.iter().any(|l| l.kind != Kind::Reachable) {
+            Outcome::Leaks
+        } else {
+            Outcome::Clean
+        }
     }
 
     /// Total bytes and blocks of the leaks of one kind.
     #[must_use]
     pub fn total(&self, kind: Kind) -> (u64, u64) {
         self.leaks.iter().filter(|l| l.kind == kind).fold((0, 0), |(b, n), l| (b + l.bytes, n + l.blocks))
+    }
+}
+
+/// leaklab's exit codes (README, `leaklab --help`), in the spirit of
+/// valgrind's `--error-exitcode`: what a script or CI job can branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// No leak (still-reachable memory is not one), no memory error.
+    Clean = 0,
+    /// Leaks found (definite, indirect, possible, unclassified, mmap).
+    Leaks = 1,
+    /// Bad usage, or the harness or the tool failed.
+    HarnessError = 2,
+    /// The backend cannot run on this machine.
+    Unavailable = 3,
+    /// Memory errors found (bad frees, invalid accesses, uninitialised
+    /// values), or the program crashed; leaks may have been found too.
+    MemoryErrors = 4,
+    /// The memory could not be analysed: no verdict on leaks.
+    NotAnalysed = 5,
+    /// A sample's report disagrees with its annotations (`run SAMPLE`, `compare`).
+    Disagrees = 6,
+}
+
+impl Outcome {
+    #[must_use]
+    pub fn code(self) -> u8 {
+        self as u8
     }
 }

@@ -18,6 +18,7 @@ mod compiled;
 mod cli;
 mod scan;
 mod labs;
+mod repro;
 mod units;
 
 pub(crate) fn required(backend: &str) -> bool {
@@ -141,6 +142,7 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(scan::trials());
     trials.extend(labs::trials());
+    trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
 }

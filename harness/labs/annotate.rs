@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     let report = memcheck(ctx, "mystery", &[])?;
     match &report.status {
         Status::Ok => {}
-        Status::Failed { error } => return Err(Error::Os(format!("valgrind on {SOURCE}: {error}"))),
+        Status::Failed { error } | Status::NotAnalysed { reason: error } => return Err(Error::Os(format!("valgrind on {SOURCE}: {error}"))),
         Status::Skipped { reason, fix } => return Err(Error::Unavailable { backend: "valgrind".into(), reason: reason.clone(), fix: fix.clone() }),
     }
     let s = score::score(&report, &expected, Matching::BySite);

@@ -99,7 +99,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
             checks.skip("bcc agrees", reason.clone(), fix.clone());
             return Ok(());
         }
-        Status::Failed { error } => vec![Problem::new(format!("memleak failed: {error}"))],
+        Status::Failed { error } | Status::NotAnalysed { reason: error } => vec![Problem::new(format!("memleak failed: {error}"))],
         Status::Ok => match answers.line_answer() {
             Err(_) => vec![answers.problem("line", "nothing to confirm yet: answer `line` first")],
             Ok(at) => {

@@ -202,7 +202,7 @@ fn confirm_with_watch(ctx: &Ctx, checks: &mut Checks, answers: &Answers) -> Resu
     let config = RunConfig { timeout: Duration::from_secs(60), after: Some(Duration::from_secs(3)), ..RunConfig::default() };
     let report = backend::execute(watch.as_ref(), &target, &config);
     let problems = match &report.status {
-        Status::Failed { error } => vec![Problem::new(format!("the watch backend failed: {error}"))],
+        Status::Failed { error } | Status::NotAnalysed { reason: error } => vec![Problem::new(format!("the watch backend failed: {error}"))],
         Status::Skipped { reason, fix } => {
             checks.skip("watch agrees", reason.clone(), fix.clone());
             return Ok(());

@@ -95,7 +95,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     let report = memcheck(ctx, PROGRAM, &[])?;
     match &report.status {
         Status::Ok => {}
-        Status::Failed { error } => {
+        Status::Failed { error } | Status::NotAnalysed { reason: error } => {
             let p = vec![Problem::at(&ctx.shown(SOURCE), None, format!("under valgrind: {error}"))];
             for name in &CHECKS[2..] {
                 checks.record(name, p.clone());
