@@ -96,11 +96,14 @@ pub struct RunConfig {
     /// LeakSanitizer-format suppression files (`leak:PATTERN`) the user adds
     /// to the backend's defaults.
     pub suppressions: Vec<PathBuf>,
+    /// The target program's stdin, stdout and stderr (never a tool's own
+    /// report, which a backend reads from a file of its own).
+    pub io: crate::process::ProgramIo,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { timeout: Duration::from_secs(120), after: None, suppressions: Vec::new() }
+        RunConfig { timeout: Duration::from_secs(120), after: None, suppressions: Vec::new(), io: crate::process::ProgramIo::Capture }
     }
 }
 

@@ -261,7 +261,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 (None, None) => return Err(Error::Usage("give a sample (`leaklab list`) or `-- PROGRAM ARGS`".into()).into()),
             };
             let after = after.map(|a| Duration::try_from_secs_f64(a).context("--after must be a number of seconds")).transpose()?;
-            let config = RunConfig { timeout: seconds(timeout)?, suppressions, after };
+            let config = RunConfig { timeout: seconds(timeout)?, suppressions, after, ..RunConfig::default() };
             let report = backend::execute(b.as_ref(), &target, &config);
             let shown = if raw { report.clone() } else { normalize::normalize(report.clone()) };
             let scored = match target.sample {

@@ -39,6 +39,18 @@ pub fn kill_all() {
     }
 }
 
+/// Where a program's stdin, stdout and stderr go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgramIo {
+    /// stdin from /dev/null; stdout and stderr to files the harness reads
+    /// (the catalogue's samples, tools whose output is parsed).
+    #[default]
+    Capture,
+    /// The harness's own stdin, stdout and stderr, as under valgrind: a
+    /// user's program talks to the user. Nothing of it is captured.
+    Inherit,
+}
+
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -51,11 +63,20 @@ pub struct Spec {
     /// tracer can attach to its pid before the program runs a single
     /// instruction; `wait_stop` then `resume` lets it go on.
     pub stop_before_exec: bool,
+    pub io: ProgramIo,
 }
 
 impl Spec {
     pub fn new(program: impl AsRef<OsStr>, timeout: Duration) -> Spec {
-        Spec { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), env_remove: Vec::new(), timeout, stop_before_exec: false }
+        Spec {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            timeout,
+            stop_before_exec: false,
+            io: ProgramIo::Capture,
+        }
     }
 
     #[must_use]
@@ -79,6 +100,12 @@ impl Spec {
     #[must_use]
     pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Spec {
         self.env_remove.push(k.as_ref().to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn io(mut self, io: ProgramIo) -> Spec {
+        self.io = io;
         self
     }
 
@@ -176,11 +203,17 @@ impl Child {
         } else {
             Command::new(&spec.program)
         };
-        cmd.args(&spec.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout.try_clone().map_err(|e| Error::Os(e.to_string()))?))
-            .stderr(Stdio::from(stderr.try_clone().map_err(|e| Error::Os(e.to_string()))?))
-            .process_group(0);
+        cmd.args(&spec.args).process_group(0);
+        match spec.io {
+            ProgramIo::Capture => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::from(stdout.try_clone().map_err(|e| Error::Os(e.to_string()))?))
+                    .stderr(Stdio::from(stderr.try_clone().map_err(|e| Error::Os(e.to_string()))?));
+            }
+            ProgramIo::Inherit => {
+                cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+            }
+        }
         for k in &spec.env_remove {
             cmd.env_remove(k);
         }
