@@ -233,8 +233,8 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
 
     let mut matrix = Table::new();
     let mut header = vec![Cell::new("backend")];
-    header.extend(classes.iter().map(|cl| Cell::new(format!("{}\nfound/missed/false", cl.as_str()))));
-    header.extend(["recall", "precision", "runs"].map(Cell::new));
+    header.extend(classes.iter().map(|cl| Cell::new(cl.as_str())));
+    header.extend(["recall", "precision", "kind\nagreed", "runs"].map(Cell::new));
     if view.timings {
         header.push(Cell::new("median\nms/run"));
     }
@@ -248,6 +248,11 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         }
         row.push(Cell::new(pct(s.total.recall())).set_alignment(CellAlignment::Right));
         row.push(Cell::new(pct(s.total.precision())).set_alignment(CellAlignment::Right));
+        // Of the annotations found, those reported with their kind: a
+        // backend without kinds scores 0 here, whatever it found.
+        let (agreed, found) = s.kind_agreement();
+        let kinds = format!("{agreed}/{found}");
+        row.push(Cell::new(kinds).set_alignment(CellAlignment::Right));
         let runs = if s.failed_runs > 0 { format!("{} ({} failed)", s.runs, s.failed_runs) } else { s.runs.to_string() };
         row.push(Cell::new(runs).set_alignment(CellAlignment::Right));
         if view.timings {
@@ -255,7 +260,11 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         }
         matrix.add_row(row);
     }
-    let _ = writeln!(out, "{}\n{matrix}", style.bold("Accuracy by leak class (annotations found / missed / false reports)"));
+    let _ = writeln!(
+        out,
+        "{}\n{matrix}",
+        style.bold("Accuracy by leak class: annotations found/missed/false reports; kind agreed: found with the annotated kind")
+    );
 
     if !view.per_sample {
         return out;
@@ -269,12 +278,11 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         for b in &c.backends {
             let cell = match c.outcome(b, sample) {
                 None => "n/a".to_string(),
-                Some(o) => match &o.score {
-                    None => match &o.report.status {
-                        Status::Failed { .. } => "run failed".to_string(),
-                        _ => "skipped".to_string(),
-                    },
-                    Some(s) => {
+                Some(o) => match (&o.score, &o.report.status) {
+                    (None, _) => "skipped".to_string(),
+                    (Some(_), Status::Failed { .. }) => "✗ run failed".to_string(),
+                    (Some(_), Status::NotAnalysed { .. }) => "✗ not analysed".to_string(),
+                    (Some(s), _) => {
                         let total = s.found.len() + s.missed.len();
                         let mark = if s.passed() { "✓" } else { "✗" };
                         let mut cell = format!("{mark} {}/{total}", s.found.len());
@@ -300,13 +308,16 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         let _ = writeln!(out, "\n{}", style.bold("Disagreements"));
         for o in failures {
             match (&o.score, &o.report.status) {
+                (_, Status::Failed { error }) => {
+                    let _ = writeln!(out, "  {}::{}: run failed: {error}", o.report.backend, o.report.sample);
+                }
+                (_, Status::NotAnalysed { reason }) => {
+                    let _ = writeln!(out, "  {}::{}: not analysed: {reason}", o.report.backend, o.report.sample);
+                }
                 (Some(s), _) => {
                     for p in s.problems() {
                         let _ = writeln!(out, "  {}::{}: {p}", o.report.backend, o.report.sample);
                     }
-                }
-                (None, Status::Failed { error }) => {
-                    let _ = writeln!(out, "  {}::{}: run failed: {error}", o.report.backend, o.report.sample);
                 }
                 _ => {}
             }

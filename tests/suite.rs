@@ -54,8 +54,10 @@ fn backend_trials() -> Vec<Trial> {
                 let backend = backend::by_name(name).map_err(|e| e.to_string())?;
                 let expected = sample.expectations().map_err(|e| e.to_string())?;
                 let outcome = run_one(backend.as_ref(), sample, &expected, &RunConfig::default());
-                if let Status::Failed { error } = &outcome.report.status {
-                    return Err(format!("the run failed: {error}").into());
+                match &outcome.report.status {
+                    Status::Failed { error } => return Err(format!("the run failed: {error}").into()),
+                    Status::NotAnalysed { reason } => return Err(format!("the run was not analysed: {reason}").into()),
+                    _ => {}
                 }
                 let snapshot = format!("{name}__{}", sample.name);
                 let mut settings = insta::Settings::clone_current();
