@@ -17,6 +17,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 mod compiled;
 mod cli;
 mod scan;
+mod scan_hostile;
 mod labs;
 mod repro;
 mod units;
@@ -141,6 +142,7 @@ fn main() {
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
     trials.extend(scan::trials());
+    trials.extend(scan_hostile::trials());
     trials.extend(labs::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
