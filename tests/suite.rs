@@ -58,6 +58,9 @@ fn backend_trials() -> Vec<Trial> {
                 if let Status::Failed { error } = &outcome.report.status {
                     return Err(format!("the run failed: {error}").into());
                 }
+                if let Status::NotAnalysed { reason } = &outcome.report.status {
+                    return Err(format!("the run was not analysed: {reason}").into());
+                }
                 let snapshot = format!("{name}__{}", sample.name);
                 let mut settings = insta::Settings::clone_current();
                 settings.set_snapshot_path(snapshot_dir());

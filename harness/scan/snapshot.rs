@@ -127,8 +127,17 @@ fn why_not_attachable(pid: i32) -> Option<String> {
     if live.is_empty() {
         return Some("it is a zombie: it has exited and its parent has not reaped it yet, so its memory is gone".into());
     }
+    // TracerPid names the tracing thread; one of ours is not "another tracer".
     let me = i32::try_from(std::process::id()).unwrap_or(0);
-    live.iter().map(|t| t.tracer).find(|&t| t != 0 && t != me).map(traced_by)
+    live.iter().map(|t| t.tracer).find(|&t| t != 0 && tgid(t) != Some(me)).map(traced_by)
+}
+
+/// The process a thread id belongs to.
+fn tgid(tid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok()))
 }
 
 /// Fails clearly when the pid is not a process we could scan.
@@ -143,11 +152,7 @@ pub fn check_pid(pid: i32) -> Result<(), Error> {
         return Err(Error::Inspect { pid, message: "no such process".into() });
     }
     // A thread id is in /proc too (hidden from listings): scan its process.
-    if let Some(tgid) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse::<i32>().ok())))
-        .filter(|&tgid| tgid != pid)
-    {
+    if let Some(tgid) = tgid(pid).filter(|&tgid| tgid != pid) {
         return Err(Error::Usage(format!("{pid} is a thread of process {tgid}: scan `--pid {tgid}`")));
     }
     if let Some(why) = why_not_attachable(pid) {
