@@ -132,9 +132,10 @@ enum Command {
     /// thread), 5 not analysed (the heap could not be walked: not glibc's
     /// malloc, statically linked, a corrupt heap; the notes say what was seen).
     ///
-    /// The scan stops every thread for a few milliseconds with ptrace
-    /// (PTRACE_SEIZE and PTRACE_INTERRUPT). Signals that arrive meanwhile are
-    /// delivered when it lets go. The interrupt makes a thread blocked in
+    /// The scan stops every thread with ptrace (PTRACE_SEIZE and
+    /// PTRACE_INTERRUPT) while it copies the memory: milliseconds for a
+    /// small heap, about a second for a few hundred MB on a busy machine.
+    /// Signals that arrive meanwhile are delivered when it lets go. The interrupt makes a thread blocked in
     /// epoll_wait, epoll_pwait, sigtimedwait or sigwaitinfo return EINTR
     /// (the kernel does not restart them after a stop): a program that is
     /// scanned must retry those on EINTR, as it must for any signal. read,
