@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use leaklab::backend::{self, RunConfig, Target};
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
-use leaklab::report::{Kind, Outcome, Status};
+use leaklab::report::{Outcome, Status};
 use leaklab::{bench, book, catalogue, normalize, scan, score, setup, Error};
 
 #[derive(Parser)]
@@ -126,6 +126,20 @@ enum Command {
         format: Format,
     },
     /// Scan a running process for leaks (ptrace: stop, copy, let go, analyse the copy).
+    ///
+    /// Exit status: 0 no leaks, 1 leaks, 2 the process cannot be inspected
+    /// (the message says why: no rights, already traced, a zombie, a kernel
+    /// thread), 5 not analysed (the heap could not be walked: not glibc's
+    /// malloc, statically linked, a corrupt heap; the notes say what was seen).
+    ///
+    /// The scan stops every thread with ptrace (PTRACE_SEIZE and
+    /// PTRACE_INTERRUPT) while it copies the memory: milliseconds for a
+    /// small heap, about a second for a few hundred MB on a busy machine.
+    /// Signals that arrive meanwhile are delivered when it lets go. The interrupt makes a thread blocked in
+    /// epoll_wait, epoll_pwait, sigtimedwait or sigwaitinfo return EINTR
+    /// (the kernel does not restart them after a stop): a program that is
+    /// scanned must retry those on EINTR, as it must for any signal. read,
+    /// nanosleep, futex, poll and the like are restarted.
     Scan {
         #[arg(long)]
         pid: i32,
@@ -133,6 +147,10 @@ enum Command {
         format: Format,
     },
     /// Write a running process's raw [heap] to a file and show it as hex with its strings marked.
+    ///
+    /// A heap split by mprotect into several maps lines is written whole:
+    /// every piece in address order, one after the other, read-only and
+    /// inaccessible pieces included; the view names each piece and its offset.
     Dump {
         #[arg(long)]
         pid: i32,
@@ -393,7 +411,13 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             let (snap, analysis) = scan::scan_pid(pid, scan::StopPoint::Anywhere)?;
             let mut report = leaklab::report::Report::new(&scan::process_name(pid), "ptrace");
             report.leaks = analysis.leaks;
-            report.notes = analysis.walk.warnings;
+            report.notes = analysis.notes;
+            if snap.unreadable_bytes > 0 {
+                report.notes.push(format!("{} bytes of the process's memory could not be read (zeros in the copy)", snap.unreadable_bytes));
+            }
+            if let Some(reason) = analysis.not_analysed {
+                report.status = Status::NotAnalysed { reason };
+            }
             report.stats = Some(leaklab::report::Stats { pause_ms: Some(snap.pause.as_secs_f64() * 1000.0), ..Default::default() });
             match format {
                 Format::Human => {
@@ -409,14 +433,21 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
-            Ok(u8::from(report.leaks.iter().any(|l| l.kind != Kind::Reachable)))
+            Ok(report.outcome().code())
         }
         Command::Dump { pid, out, lines } => {
-            let (start, bytes) = scan::dump::heap_of(pid)?;
+            let dump = scan::dump::heap_of(pid)?;
             let out = out.unwrap_or_else(|| format!("heap-{pid}.bin").into());
-            scan::dump::write(&out, &bytes)?;
-            print!("{}", scan::dump::hex_view(start, &bytes, lines));
-            eprintln!("wrote {} bytes of [heap] at {start:#x} to {}", bytes.len(), out.display());
+            scan::dump::write(&out, &dump.bytes)?;
+            print!("{}", scan::dump::pieces_view(&dump, lines));
+            let pieces = match dump.pieces.len() {
+                1 => String::new(),
+                n => format!(" ({n} pieces, in address order)"),
+            };
+            eprintln!("wrote {} bytes of [heap] at {:#x}{pieces} to {}", dump.bytes.len(), dump.start(), out.display());
+            if dump.unreadable > 0 {
+                eprintln!("leaklab: {} bytes could not be read and are zeros in the file", dump.unreadable);
+            }
             Ok(0)
         }
         Command::Book { action } => {

@@ -17,6 +17,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 mod compiled;
 mod cli;
 mod scan;
+mod scan_hostile;
 mod labs;
 mod repro;
 mod units;
@@ -58,6 +59,9 @@ fn backend_trials() -> Vec<Trial> {
                     Status::Failed { error } => return Err(format!("the run failed: {error}").into()),
                     Status::NotAnalysed { reason } => return Err(format!("the run was not analysed: {reason}").into()),
                     _ => {}
+                }
+                if let Status::NotAnalysed { reason } = &outcome.report.status {
+                    return Err(format!("the run was not analysed: {reason}").into());
                 }
                 let snapshot = format!("{name}__{}", sample.name);
                 let mut settings = insta::Settings::clone_current();
@@ -143,6 +147,7 @@ fn main() {
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
     trials.extend(scan::trials());
+    trials.extend(scan_hostile::trials());
     trials.extend(labs::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
