@@ -40,7 +40,7 @@ impl Backend for Valgrind {
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+        let dir = crate::process::scratch()?;
         let xml_pattern = dir.path().join("memcheck.%p.xml");
         let spec = Spec::new("valgrind", config.timeout)
             .arg("--tool=memcheck")
