@@ -22,7 +22,7 @@ include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 /// absolute path in OUT_DIR): that path while it exists, else the unpacked copy.
 pub fn resolve(built: &str) -> Result<PathBuf, Error> {
     let path = Path::new(built);
-    if path.exists() {
+    if path.exists() && !force_embedded() {
         return Ok(path.to_path_buf());
     }
     let Ok(rel) = path.strip_prefix(OUT_DIR) else { return Ok(path.to_path_buf()) };
@@ -32,7 +32,7 @@ pub fn resolve(built: &str) -> Result<PathBuf, Error> {
 /// [`resolve`] for a `&'static` path (the catalogue hands out `&'static Path`).
 pub fn resolve_static(built: &'static str) -> Result<&'static Path, Error> {
     static CACHE: Mutex<Option<HashMap<&'static str, &'static Path>>> = Mutex::new(None);
-    if Path::new(built).exists() {
+    if Path::new(built).exists() && !force_embedded() {
         return Ok(Path::new(built));
     }
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
@@ -58,7 +58,13 @@ pub fn samples_dir() -> Result<PathBuf, Error> {
 /// Whether this binary runs from its unpacked copy (its OUT_DIR is gone).
 #[must_use]
 pub fn is_unpacked() -> bool {
-    !Path::new(OUT_DIR).exists()
+    !Path::new(OUT_DIR).exists() || force_embedded()
+}
+
+/// `LEAKLAB_EMBEDDED=1` uses the embedded copy even where OUT_DIR exists:
+/// how the trials check what an installed binary does after `cargo clean`.
+fn force_embedded() -> bool {
+    std::env::var_os("LEAKLAB_EMBEDDED").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 fn cache_root() -> Result<PathBuf, Error> {

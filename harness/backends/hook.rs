@@ -71,7 +71,7 @@ impl Backend for Hook {
             Ok(existing) if !existing.is_empty() => format!("{}:{existing}", shim()),
             _ => shim(),
         };
-        let spec = Spec::new(&target.program, config.timeout)
+        let spec = Spec::new(&target.program, config.timeout).io(config.io)
             .args(&target.args)
             .env("LD_PRELOAD", preload)
             .env("LEAKLAB_HOOK_OUT", &pattern)
