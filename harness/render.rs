@@ -37,6 +37,29 @@ impl Style {
     }
 }
 
+/// A text with its unprintable characters shown escaped (`\x1b`, `\u{feff}`):
+/// control bytes from a program's name or output never reach the terminal
+/// raw, where ESC sequences would clear or recolour it. Newlines and tabs
+/// are kept when `keep_lines`, else escaped too (one-line items such as a
+/// program's name).
+#[must_use]
+pub fn escape_unprintable(text: &str, keep_lines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if keep_lines && (c == '\n' || c == '\t') {
+            out.push(c);
+        } else if c.is_control() && (c as u32) < 0x100 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else if invisible {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One line per sample: name, title, annotated leaks.
 #[must_use]
 pub fn catalogue(samples: &[SampleInfo], style: Style) -> String {
@@ -67,7 +90,7 @@ pub fn catalogue(samples: &[SampleInfo], style: Style) -> String {
 #[must_use]
 pub fn report(r: &Report, style: Style) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{} on {}", style.bold(&r.backend), style.bold(&r.sample));
+    let _ = writeln!(out, "{} on {}", style.bold(&r.backend), style.bold(&escape_unprintable(&r.sample, false)));
     match &r.status {
         Status::Ok => {}
         Status::Skipped { reason, fix } => {
@@ -75,14 +98,14 @@ pub fn report(r: &Report, style: Style) -> String {
             return out;
         }
         Status::Failed { error } => {
-            let _ = writeln!(out, "  {}: {error}", style.red("failed"));
+            let _ = writeln!(out, "  {}: {}", style.red("failed"), escape_unprintable(error, true));
             return out;
         }
         // What was seen is still shown (notes, processes), but never "no leaks found".
         Status::NotAnalysed { reason } => {
-            let _ = writeln!(out, "  {}: {reason}", style.red("not analysed"));
+            let _ = writeln!(out, "  {}: {}", style.red("not analysed"), escape_unprintable(reason, true));
             for n in &r.notes {
-                let _ = writeln!(out, "  note: {n}");
+                let _ = writeln!(out, "  note: {}", escape_unprintable(n, true));
             }
             return out;
         }
@@ -148,7 +171,7 @@ pub fn report(r: &Report, style: Style) -> String {
         }
     }
     for n in &r.notes {
-        let _ = writeln!(out, "  note: {n}");
+        let _ = writeln!(out, "  note: {}", escape_unprintable(n, true));
     }
     if let Some(s) = &r.stats {
         let _ = writeln!(

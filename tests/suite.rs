@@ -16,6 +16,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod compiled;
 mod cli;
+mod cli_repro;
 mod scan;
 mod scan_hostile;
 mod labs;
@@ -146,6 +147,7 @@ fn main() {
     trials.push(book_trial());
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
+    trials.extend(cli_repro::trials());
     trials.extend(scan::trials());
     trials.extend(scan_hostile::trials());
     trials.extend(labs::trials());

@@ -63,7 +63,7 @@ fn liblsan() -> Option<PathBuf> {
 /// The probe build.rs made: it leaks one block, so a working LSan must stop
 /// the world, scan and report it.
 fn probe_program() -> &'static Path {
-    Path::new(env!("LEAKLAB_LSAN_PROBE"))
+    crate::artifacts::resolve_static(env!("LEAKLAB_LSAN_PROBE")).unwrap_or(Path::new(env!("LEAKLAB_LSAN_PROBE")))
 }
 
 /// Whether LSan can stop the world here, found once per process by running the probe.
@@ -195,7 +195,7 @@ fn run_lsan(target: &Target, config: &RunConfig, preload: Option<&Path>) -> Resu
 
 /// Runs a program with LSan active and parses every process's log.
 fn run_lsan_full(target: &Target, config: &RunConfig, preload: Option<&Path>) -> Result<(Vec<Leak>, process::Finished), Error> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+    let dir = crate::process::scratch()?;
     // LSan appends `.PID` to log_path: one log per process, forked children included.
     let log_path = dir.path().join("lsan");
     let mut spec = Spec::new(&target.program, config.timeout)

@@ -78,7 +78,7 @@ impl Backend for Ptrace {
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let mut spec = Spec::new(&target.program, config.timeout).args(&target.args);
+        let mut spec = Spec::new(&target.program, config.timeout).io(config.io).args(&target.args);
         if config.after.is_none() {
             spec = spec.env("LEAKLAB_CHECKPOINT", "1");
         } else {
