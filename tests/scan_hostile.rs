@@ -459,8 +459,23 @@ fn sigrtmin_queue() -> Outcome {
     Ok(Completion::Completed)
 }
 
+/// Row 19: a scan's PTRACE_INTERRUPT makes epoll_wait and sigtimedwait
+/// return EINTR in the target (the kernel does not restart them); ptrace
+/// cannot avoid it, so `scan --help` and the book's chapter say so.
+fn eintr_is_documented() -> Result<(), Failed> {
+    let out = repro::leaklab_in(repro::dir()?, &["scan", "--help"], &[], LEAKLAB_LIFE)?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    let chapter = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/ptrace.md")).map_err(|e| e.to_string())?;
+    let says = |text: &str| ["epoll_wait", "sigtimedwait", "EINTR"].iter().all(|w| text.contains(w));
+    if !out.status.success() || !says(&help) || !says(&chapter) {
+        return Err(format!("`scan --help` (and book/src/ptrace.md) must say that epoll_wait and sigtimedwait can return EINTR; help:\n{help}").into());
+    }
+    Ok(())
+}
+
 pub fn trials() -> Vec<Trial> {
     vec![
+        Trial::test("scan::eintr_is_documented", eintr_is_documented),
         trial("hostile_holes_walks_every_heap_piece", holes),
         trial("hostile_ro_heap_walks_every_heap_piece", ro_heap),
         trial("run_after_walks_a_split_heap", ro_heap_run_after),
