@@ -96,7 +96,7 @@ pub fn trials() -> Vec<Trial> {
             if let Some(skip) = ptrace_ready() {
                 return Ok(skip);
             }
-            let out = leaklab(&["run", "--backend", "ptrace", "--format", "json", "--after", "2.5", "--", &strdup_loop()?, "0"])?;
+            let out = leaklab(&["run", "--backend", "ptrace", "--format", "json", "--capture", "--after", "2.5", "--", &strdup_loop()?, "0"])?;
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
             let lost = v["report"]["leaks"].as_array().into_iter().flatten().any(|l| l["kind"] == "definite" && per_block(l) == Some(24));
             if out.status.code() != Some(1) || !lost || v["report"]["stats"]["pause_ms"].as_f64().is_none() {
