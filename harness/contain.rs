@@ -203,7 +203,7 @@ impl Containment {
         };
         reap_orphans(&killed, leader);
         if let Some(dir) = self.cgroup.take() {
-            let _ = std::fs::remove_dir(&dir);
+            remove_cgroup(&dir);
         }
         let marker = self.marker.clone();
         LIVE_RUNS.lock().unwrap_or_else(|e| e.into_inner()).retain(|(m, _)| *m != marker);
@@ -226,19 +226,31 @@ fn cgroup_pids(dir: &Path) -> Vec<i32> {
 /// Kills a cgroup whole and waits until it is empty; the pids it had.
 fn kill_cgroup(dir: &Path) -> Vec<i32> {
     let pids = cgroup_pids(dir);
-    if pids.is_empty() {
-        return pids;
+    if !pids.is_empty() {
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
     }
-    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    // An exiting task leaves cgroup.procs before the cgroup stops being
+    // populated: wait for the latter even when the list was empty.
     let until = Instant::now() + DEATH_WAIT;
-    while Instant::now() < until {
-        let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
-        if events.lines().any(|l| l == "populated 0") {
-            break;
-        }
+    while Instant::now() < until && !is_empty_cgroup(dir) {
         std::thread::sleep(Duration::from_millis(2));
     }
     pids
+}
+
+fn is_empty_cgroup(dir: &Path) -> bool {
+    match std::fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(events) => events.lines().any(|l| l == "populated 0"),
+        Err(_) => true,
+    }
+}
+
+/// Removes an emptied cgroup (EBUSY while the last task finishes exiting).
+fn remove_cgroup(dir: &Path) {
+    let until = Instant::now() + DEATH_WAIT;
+    while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Whether /proc/PID/environ holds `VAR=value` for which `matches(value)`.
@@ -338,10 +350,10 @@ pub fn kill_live_runs() {
     }
     let until = Instant::now() + DEATH_WAIT;
     for dir in runs.iter().filter_map(|(_, c)| c.as_ref()) {
-        while Instant::now() < until && !std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default().lines().any(|l| l == "populated 0") {
+        while Instant::now() < until && !is_empty_cgroup(dir) {
             std::thread::sleep(Duration::from_millis(2));
         }
-        let _ = std::fs::remove_dir(dir);
+        remove_cgroup(dir);
     }
 }
 
@@ -434,7 +446,7 @@ fn watchdog_cleanup(leaklab: u32, cgroup_parent: Option<&Path>, tmp: &Path) {
             .collect();
         for dir in &dirs {
             kill_cgroup(dir);
-            let _ = std::fs::remove_dir(dir);
+            remove_cgroup(dir);
         }
     }
     let markers = marker_prefix(leaklab);

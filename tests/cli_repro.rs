@@ -15,6 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_leaklab");
 /// Every process a trial's leaklab starts inherits this variable, with a value
 /// unique to the trial: leftovers are found by it in /proc/PID/environ.
 const MARK_VAR: &str = "LEAKLAB_TRIAL_MARK";
+/// Makes leaklab contain runs by their environment marker alone, as where it may not make cgroups.
+const NO_CGROUP: &str = "LEAKLAB_NO_CGROUP";
 
 fn fresh_mark(what: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -148,7 +150,7 @@ fn backend_trial(name: String, backend: &'static str, f: impl FnOnce() -> Result
 }
 
 /// Row 5: a `setsid()` double-forked daemon is gone when leaklab exits.
-fn daemon_gone(backend: &'static str, extra: &'static [&'static str]) -> Result<(), Failed> {
+fn daemon_gone(backend: &'static str, extra: &'static [&'static str], env: &[(&str, &str)]) -> Result<(), Failed> {
     let cwd = empty_dir("daemon")?;
     let prog = repro::program("misbehave")?;
     let mark = fresh_mark("daemon");
@@ -156,7 +158,7 @@ fn daemon_gone(backend: &'static str, extra: &'static [&'static str]) -> Result<
     args.extend_from_slice(extra);
     let prog_s = prog.to_string_lossy().into_owned();
     args.extend(["--", prog_s.as_str(), "daemon"]);
-    let out = leaklab(&cwd, &args, &[], &mark, Duration::from_secs(60))?;
+    let out = leaklab(&cwd, &args, env, &mark, Duration::from_secs(60))?;
     let pid = std::fs::read_to_string(cwd.join("daemon.pid")).map_err(|e| Failed::from(format!("the daemon wrote no daemon.pid ({e}); {}", show(&out))))?;
     let left = marked(&mark);
     kill_marked(&mark);
@@ -184,10 +186,12 @@ fn hangfork_gone() -> Result<(), Failed> {
 
 /// Row 6: tests/repro/run/sigharness.py sends SIG to leaklab 1.5 s into
 /// `misbehave tree` and lists the run's processes still alive after.
-fn signal_leaves_nothing(sig: &'static str, backend: &'static str, extra: &'static [&'static str]) -> Result<(), Failed> {
+fn signal_leaves_nothing(sig: &'static str, backend: &'static str, extra: &'static [&'static str], env: &[(&str, &str)]) -> Result<(), Failed> {
     let harness = repro::source("run/sigharness.py");
     let prog = repro::program("misbehave")?;
-    let child = Command::new("python3")
+    let mut cmd = Command::new("python3");
+    cmd.envs(env.iter().copied());
+    let child = cmd
         .arg(&harness)
         .args([sig, backend])
         .arg(&prog)
@@ -539,9 +543,12 @@ fn exit_codes_documented() -> Result<(), Failed> {
 
 pub fn trials() -> Vec<Trial> {
     let mut t = vec![
-        backend_trial("cli::setsid_daemon_is_gone_after_a_hook_run".into(), "hook", || daemon_gone("hook", &[])),
-        backend_trial("cli::setsid_daemon_is_gone_after_a_valgrind_run".into(), "valgrind", || daemon_gone("valgrind", &[])),
-        backend_trial("cli::setsid_daemon_is_gone_after_a_ptrace_run".into(), "ptrace", || daemon_gone("ptrace", &["--after", "1"])),
+        backend_trial("cli::setsid_daemon_is_gone_after_a_hook_run".into(), "hook", || daemon_gone("hook", &[], &[])),
+        backend_trial("cli::setsid_daemon_is_gone_after_a_valgrind_run".into(), "valgrind", || daemon_gone("valgrind", &[], &[])),
+        backend_trial("cli::setsid_daemon_is_gone_after_a_ptrace_run".into(), "ptrace", || daemon_gone("ptrace", &["--after", "1"], &[])),
+        // Without cgroups (LEAKLAB_NO_CGROUP), the run's marker finds the daemon.
+        backend_trial("cli::setsid_daemon_is_gone_without_cgroups".into(), "hook", || daemon_gone("hook", &[], &[(NO_CGROUP, "1")])),
+        backend_trial("cli::sigkill_to_leaklab_leaves_nothing_without_cgroups".into(), "hook", || signal_leaves_nothing("SIGKILL", "hook", &[], &[(NO_CGROUP, "1")])),
         backend_trial("cli::setsid_child_is_gone_after_a_timeout".into(), "hook", hangfork_gone),
     ];
     for (sig, backend, extra) in [
@@ -553,7 +560,7 @@ pub fn trials() -> Vec<Trial> {
         ("SIGKILL", "ptrace", &["--after", "5"][..]),
     ] {
         let name = format!("cli::{}_to_leaklab_leaves_nothing_{backend}", sig.to_lowercase());
-        t.push(backend_trial(name, backend, move || signal_leaves_nothing(sig, backend, extra)));
+        t.push(backend_trial(name, backend, move || signal_leaves_nothing(sig, backend, extra, &[])));
     }
     for backend in ["hook", "valgrind"] {
         t.push(backend_trial(format!("cli::tmpdir_empty_after_sigint_{backend}"), backend, move || tmpdir_empty_after_sigint(backend)));
