@@ -104,7 +104,10 @@ impl Backend for Ptrace {
                 _ => scan::StopPoint::Anywhere,
             };
             Ok(Some(match insp.snapshot() {
-                Ok(snap) => {
+                Ok(mut snap) => {
+                    if matches!(insp.moment, Moment::Exit(_)) {
+                        forget_exit_arguments(&mut snap);
+                    }
                     let analysis = scan::analyse(&snap, stop);
                     Scanned { pid: insp.pid, moment: insp.moment, snap: Some(snap), analysis: Some(analysis), error: None }
                 }
@@ -203,5 +206,27 @@ fn moment_rank(m: Moment) -> u8 {
         Moment::After => 2,
         Moment::Exit(_) => 3,
         Moment::LeftRunning => 4,
+    }
+}
+
+/// A thread stopped in the exit or exit_group syscall never runs again: its
+/// caller-saved registers hold only that syscall's arguments (a status),
+/// not pointers, though they may keep stale copies of one (glibc's memset
+/// leaves its destination in a scratch register). Callee-saved registers,
+/// the stack pointer and the stack stay roots: the callers of exit() are
+/// live, as valgrind and LeakSanitizer count them.
+fn forget_exit_arguments(snap: &mut scan::snapshot::Snapshot) {
+    // Indices in Thread::regs: rax, rcx, rdx, rsi, rdi, r8, r9, r10, r11.
+    const SCRATCH: [usize; 9] = [0, 2, 3, 4, 5, 8, 9, 10, 11];
+    for t in &mut snap.threads {
+        let in_exit = nix::sys::ptrace::getregs(nix::unistd::Pid::from_raw(t.tid))
+            .is_ok_and(|r| r.orig_rax as i64 == libc::SYS_exit || r.orig_rax as i64 == libc::SYS_exit_group);
+        if in_exit {
+            for i in SCRATCH {
+                if let Some(r) = t.regs.get_mut(i) {
+                    *r = 0;
+                }
+            }
+        }
     }
 }
