@@ -20,6 +20,7 @@ mod scan;
 mod labs;
 mod repro;
 mod units;
+mod valgrind_repro;
 
 pub(crate) fn required(backend: &str) -> bool {
     match std::env::var("LEAKLAB_REQUIRE_BACKENDS") {
@@ -142,6 +143,7 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(scan::trials());
     trials.extend(labs::trials());
+    trials.extend(valgrind_repro::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
