@@ -110,6 +110,9 @@ pub fn report(r: &Report, style: Style) -> String {
                 let _ = write!(head, " ({f})");
             }
         }
+        if let Some(pid) = l.pid {
+            let _ = write!(head, " [pid {pid}]");
+        }
         let _ = writeln!(out, "{head}");
         if let Some(t) = &l.type_name {
             let _ = writeln!(out, "      type: {t}");

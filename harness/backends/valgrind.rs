@@ -136,15 +136,17 @@ impl Backend for Valgrind {
         }
         let finished = child.finish()?;
 
-        let mut outputs: BTreeMap<u32, LogOutput> = BTreeMap::new();
+        // Every image of every pid, in the order of their image numbers.
+        let mut outputs: BTreeMap<(u32, u32), LogOutput> = BTreeMap::new();
         for entry in std::fs::read_dir(dir.path()).map_err(|e| Error::io(dir.path(), e))? {
             let path = entry.map_err(|e| Error::io(dir.path(), e))?.path();
-            let Some(pid) = log_pid(&path) else { continue };
+            let Some(key) = log_pid(&path) else { continue };
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            outputs.insert(pid, parse_log(&String::from_utf8_lossy(&bytes)));
+            outputs.insert(key, parse_log(&String::from_utf8_lossy(&bytes)));
         }
-        let main_command = match outputs.get(&leader) {
-            Some(main) if main.command.is_some() => main.command.clone().unwrap_or_default(),
+        let main_images: Vec<LogOutput> = outputs.range((leader, 0)..=(leader, u32::MAX)).map(|(_, o)| o.clone()).collect();
+        match main_images.first() {
+            Some(main) if main.command.is_some() => {}
             // valgrind stopped before the program started (bad option, unreadable program).
             Some(main) => {
                 return Err(Error::TargetFailed {
@@ -160,22 +162,32 @@ impl Backend for Valgrind {
                     stderr: finished.stderr_text(),
                 })
             }
-        };
+        }
+        let last_image: BTreeMap<u32, u32> = outputs.keys().map(|&(pid, image)| (pid, image)).collect();
         for (pid, live) in live_checks {
-            if let Some(out) = outputs.get_mut(&pid) {
+            if let Some(out) = last_image.get(&pid).and_then(|&image| outputs.get_mut(&(pid, image))) {
                 out.leaks = live.leaks;
                 out.leak_check = true;
             }
         }
         let several = outputs.len() > 1;
-        for (&pid, out) in &outputs {
-            let end = if out.fatal_signal.is_some() || !running.contains(&pid) && pid == leader {
-                match (pid == leader, finished.exit, &out.fatal_signal) {
-                    (true, process::Exit::Signal(sig), _) => End::Killed { signal: process::signal_name(sig) },
-                    (true, process::Exit::Code(code), None) => End::Exited { code },
-                    (_, _, Some(signal)) => End::Killed { signal: signal.clone() },
-                    (false, _, None) => End::Finished,
+        for (&(pid, image), out) in &outputs {
+            let last = last_image.get(&pid) == Some(&image);
+            let end = if !last {
+                match (&out.exec_into, &out.fatal_signal) {
+                    (_, Some(signal)) => End::Killed { signal: signal.clone() },
+                    (Some(program), None) => End::Exec { program: program.clone() },
+                    // A fork child's image before its exec is a copy of its
+                    // parent's memory: not a process of its own.
+                    (None, None) => End::Exec { program: out.forked_exec.clone().unwrap_or_else(|| "?".into()) },
                 }
+            } else if pid == leader && !running.contains(&pid) {
+                match finished.exit {
+                    process::Exit::Signal(sig) => End::Killed { signal: process::signal_name(sig) },
+                    process::Exit::Code(code) => End::Exited { code },
+                }
+            } else if let Some(signal) = &out.fatal_signal {
+                End::Killed { signal: signal.clone() }
             } else if running.contains(&pid) {
                 End::Running
             } else if out.exit_check {
@@ -184,14 +196,6 @@ impl Backend for Valgrind {
                 // Killed by something else (SIGKILL) before memcheck could check it.
                 End::Killed { signal: "SIGKILL".into() }
             };
-            if !out.leak_check {
-                report.notes.push(format!("pid {pid} ({}) ended before memcheck's leak check", out.program()));
-            }
-            for mut leak in out.leaks.clone() {
-                leak.site = site_of(target, &leak.stack);
-                leak.pid = several.then_some(pid);
-                report.leaks.push(leak);
-            }
             for mut e in out.errors.clone() {
                 e.site = site_of(target, &e.stack);
                 e.pid = several.then_some(pid);
@@ -202,19 +206,40 @@ impl Backend for Valgrind {
                 b.other_site = site_of(target, &b.other_stack);
                 report.bad_frees.push(b);
             }
+            // An image that exec'd unchecked (a fork child's copy of its
+            // parent's memory, or an exec the shim could not see) is not a
+            // process of its own.
+            if !last && out.exec_into.is_none() {
+                if pid == leader {
+                    report.notes.push(format!("pid {pid} exec'd without the shim seeing it: the leaks of its image `{}` were not checked", out.program()));
+                }
+                continue;
+            }
+            if !out.leak_check {
+                report.notes.push(format!("pid {pid} ({}) ended before memcheck's leak check", out.program()));
+            }
+            for mut leak in out.leaks.clone() {
+                leak.site = site_of(target, &leak.stack);
+                leak.pid = several.then_some(pid);
+                report.leaks.push(leak);
+            }
             report.processes.push(Process { pid, parent: out.parent, program: out.program(), end, analysed: out.leak_check });
         }
-        // The program itself first, then its descendants by pid; a program
-        // that simply exited, alone, needs no list.
+        // The program itself first, then its descendants by pid, each pid's
+        // images in order (a stable sort); a program that simply exited,
+        // alone, needs no list.
         report.processes.sort_by_key(|p| (p.pid != leader, p.pid));
         if let [only] = report.processes.as_slice() {
             if matches!(only.end, End::Exited { .. }) && only.analysed {
                 report.processes.clear();
             }
         }
-        let expected = std::iter::once(target.program.display().to_string()).chain(target.args.iter().cloned()).collect::<Vec<_>>().join(" ");
-        if main_command != expected {
-            report.notes.push(format!("pid {leader} replaced its image with exec (now `{main_command}`): memcheck checks the leaks of its last image only"));
+        if EXEC_SHIM.is_none() && main_images.len() == 1 {
+            let expected = std::iter::once(target.program.display().to_string()).chain(target.args.iter().cloned()).collect::<Vec<_>>().join(" ");
+            let command = main_images[0].command.clone().unwrap_or_default();
+            if command != expected {
+                report.notes.push(format!("pid {leader} replaced its image with exec (now `{command}`): memcheck checks the leaks of its last image only"));
+            }
         }
         // A sample must run to its end on its own.
         if target.sample.is_some() {
@@ -236,7 +261,7 @@ impl Backend for Valgrind {
 
 /// The valgrind command line of a run.
 fn memcheck_spec(dir: &Path, target: &Target, config: &RunConfig) -> Spec {
-    Spec::new("valgrind", config.timeout)
+    let spec = Spec::new("valgrind", config.timeout)
         .arg("--tool=memcheck")
         .arg("--leak-check=full")
         .arg("--show-leak-kinds=all")
@@ -255,23 +280,43 @@ fn memcheck_spec(dir: &Path, target: &Target, config: &RunConfig) -> Spec {
         // valgrind's own files stay in the run's directory: the log of each
         // process, and the gdbserver's FIFOs (left behind when valgrind is
         // killed). The program's own TMPDIR is left alone.
-        .arg(format!("--log-file={}", dir.join("valgrind.%p.log").display()))
+        .arg(format!("--log-file={}", dir.join(format!("valgrind.%p.%q{{{IMAGE_VAR}}}.log")).display()))
         .arg(format!("--vgdb-prefix={}", vgdb_prefix(dir).display()))
         .arg(&target.program)
         .args(&target.args)
         .io(config.io)
         // No checkpoint stop, and no network look-ups for debug info.
         .env_remove("LEAKLAB_CHECKPOINT")
-        .env_remove("DEBUGINFOD_URLS")
+        .env_remove("DEBUGINFOD_URLS");
+    match EXEC_SHIM {
+        // The exec shim checks an image before it execs and numbers the
+        // images of a pid (harness/native/vg_exec.c).
+        Some(shim) => {
+            let preload = match std::env::var("LD_PRELOAD") {
+                Ok(theirs) if !theirs.is_empty() => format!("{shim}:{theirs}"),
+                _ => shim.to_string(),
+            };
+            spec.env("LD_PRELOAD", preload).env(IMAGE_VAR, "0")
+        }
+        None => spec.env(IMAGE_VAR, "0"),
+    }
 }
+
+/// The exec shim build.rs compiled, when valgrind's headers were there.
+const EXEC_SHIM: Option<&str> = option_env!("LEAKLAB_VG_EXEC_SO");
+
+/// The image number of a process's log: the shim gives each exec'd image
+/// the next one, so valgrind opens a new log instead of truncating.
+const IMAGE_VAR: &str = "LEAKLAB_VG_IMAGE";
 
 fn vgdb_prefix(dir: &Path) -> PathBuf {
     dir.join("vgdb-pipe")
 }
 
-/// The pid of `DIR/valgrind.PID.log`.
-fn log_pid(path: &Path) -> Option<u32> {
-    path.file_name()?.to_str()?.strip_prefix("valgrind.")?.strip_suffix(".log")?.parse().ok()
+/// The pid and image number of `DIR/valgrind.PID.IMAGE.log`.
+fn log_pid(path: &Path) -> Option<(u32, u32)> {
+    let (pid, image) = path.file_name()?.to_str()?.strip_prefix("valgrind.")?.strip_suffix(".log")?.split_once('.')?;
+    Some((pid.parse().ok()?, image.parse().ok()?))
 }
 
 /// Live (not zombie) processes of this run: valgrind processes whose
@@ -394,6 +439,11 @@ pub struct LogOutput {
     pub leak_check: bool,
     /// Whether it reached its exit (the heap summary was printed).
     pub exit_check: bool,
+    /// The program this image exec'd after memcheck checked it (the shim's
+    /// `leaklab-exec-check`).
+    pub exec_into: Option<String>,
+    /// The program a fork child exec'd without a check of its own.
+    pub forked_exec: Option<String>,
     /// Lines before the preamble: valgrind's own complaints.
     pub unparsed: Vec<String>,
 }
@@ -456,6 +506,24 @@ pub fn parse_log(text: &str) -> LogOutput {
         }
         if let Some(ppid) = line.strip_prefix("Parent PID: ") {
             out.parent = ppid.trim().parse().ok();
+            continue;
+        }
+        // The exec shim's markers (harness/native/vg_exec.c).
+        if let Some(program) = line.strip_prefix("leaklab-exec-check ") {
+            if let Some(b) = current.take() {
+                blocks.push(b);
+            }
+            exit_from = Some(blocks.len());
+            out.exec_into = Some(program.trim().to_string());
+            continue;
+        }
+        if let Some(program) = line.strip_prefix("leaklab-exec ") {
+            out.forked_exec = Some(program.trim().to_string());
+            continue;
+        }
+        if line.starts_with("leaklab-exec-failed") {
+            out.exec_into = None;
+            out.forked_exec = None;
             continue;
         }
         if line.starts_with("HEAP SUMMARY:") {
