@@ -12,6 +12,9 @@
 //! (the ones after `HEAP SUMMARY:`; a `VALGRIND_DO_LEAK_CHECK` mid-run
 //! prints records too, which do not count).
 //!
+//! An exec'd image also gets its own log, and the image before it a leak
+//! check, through the exec shim harness/native/vg_exec.c (LD_PRELOAD).
+//!
 //! A process still running when the program itself has exited (a child it
 //! did not wait for) gets a grace period to end by itself; after that, and
 //! for `--after`, memcheck is asked for a leak check of the live process
@@ -176,10 +179,10 @@ impl Backend for Valgrind {
             let end = if !last {
                 match (&out.exec_into, &out.fatal_signal) {
                     (_, Some(signal)) => End::Killed { signal: signal.clone() },
-                    (Some(program), None) => End::Exec { program: program.clone() },
+                    (Some(program), None) => End::Exec { program: file_name(program) },
                     // A fork child's image before its exec is a copy of its
                     // parent's memory: not a process of its own.
-                    (None, None) => End::Exec { program: out.forked_exec.clone().unwrap_or_else(|| "?".into()) },
+                    (None, None) => End::Exec { program: file_name(out.forked_exec.as_deref().unwrap_or("?")) },
                 }
             } else if pid == leader && !running.contains(&pid) {
                 match finished.exit {
@@ -449,10 +452,10 @@ pub struct LogOutput {
 }
 
 impl LogOutput {
-    /// The image's program: the first word of its command.
+    /// The image's program's file name (the first word of its command).
     #[must_use]
     pub fn program(&self) -> String {
-        self.command.as_deref().and_then(|c| c.split(' ').next()).unwrap_or("?").to_string()
+        file_name(self.command.as_deref().and_then(|c| c.split(' ').next()).unwrap_or("?"))
     }
 }
 
@@ -715,6 +718,10 @@ fn parse_frame(text: &str) -> Frame {
         None => {}
     }
     frame
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
 /// The releasing function as the report names it: `delete[]` rather than
