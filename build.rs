@@ -104,6 +104,7 @@ fn main() {
 
     build_hook(&root, &out, &cc, &cxx);
     build_stop_exec(&root, &cc, &out);
+    build_vg_exec(&root, &cc, &out);
     std::fs::write(out.join("artifacts.rs"), render_artifacts(&out)).expect("write artifacts.rs");
 }
 
@@ -143,6 +144,28 @@ fn render_artifacts(out: &Path) -> String {
     let _ = writeln!(code, "pub(crate) const CONTENT_HASH: &str = \"{hash:016x}\";");
     let _ = writeln!(code, "pub(crate) const OUT_DIR: &str = {:?};", out.to_str().unwrap());
     code
+}
+
+/// The valgrind backend's exec shim (harness/native/vg_exec.c), exposed as
+/// LEAKLAB_VG_EXEC_SO; it needs valgrind's headers, so without them it is
+/// not built and the backend runs without it.
+fn build_vg_exec(root: &Path, cc: &Path, out: &Path) {
+    let src = root.join("harness/native/vg_exec.c");
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-changed=/usr/include/valgrind/memcheck.h");
+    if !Path::new("/usr/include/valgrind/memcheck.h").is_file() {
+        return;
+    }
+    let so = out.join("libleaklab_vg_exec.so");
+    let status = Command::new(cc)
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .expect("run the C compiler for vg_exec");
+    assert!(status.success(), "harness/native/vg_exec.c failed to compile");
+    println!("cargo:rustc-env=LEAKLAB_VG_EXEC_SO={}", so.display());
 }
 
 /// The `hook` backend's LD_PRELOAD shim and the `leaklab bench` program,

@@ -133,6 +133,9 @@ pub fn report(r: &Report, style: Style) -> String {
                 let _ = write!(head, " ({f})");
             }
         }
+        if let Some(pid) = l.pid {
+            let _ = write!(head, " [pid {pid}]");
+        }
         let _ = writeln!(out, "{head}");
         if let Some(t) = &l.type_name {
             let _ = writeln!(out, "      type: {t}");
@@ -170,6 +173,7 @@ pub fn report(r: &Report, style: Style) -> String {
             let _ = writeln!(out, "      {}{}", f.function.as_deref().unwrap_or("??"), style.dim(&loc));
         }
     }
+    errors_and_processes(r, style, &mut out);
     for n in &r.notes {
         let _ = writeln!(out, "  note: {}", escape_unprintable(n, true));
     }
@@ -186,6 +190,36 @@ pub fn report(r: &Report, style: Style) -> String {
         );
     }
     out
+}
+
+/// The memory errors, what suppressions hid, and the processes of a run
+/// that had several or did not simply exit.
+fn errors_and_processes(r: &Report, style: Style, out: &mut String) {
+    use crate::report::End;
+    for e in &r.errors {
+        let at = e.site.as_ref().map(|s| format!(" at {}:{}", s.file, s.line)).unwrap_or_default();
+        let pid = e.pid.map(|p| format!(" [pid {p}]")).unwrap_or_default();
+        let _ = writeln!(out, "  {} {}{at}{pid}: {}", style.red("error"), e.kind, e.what);
+    }
+    for s in &r.suppressed {
+        let _ = writeln!(out, "  suppressed: {} leak{} ({} bytes) by {}", s.leaks, if s.leaks == 1 { "" } else { "s" }, s.bytes, s.rule);
+    }
+    if r.processes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  processes:");
+    for p in &r.processes {
+        let end = match &p.end {
+            End::Exited { code } => format!("exited with status {code}"),
+            End::Killed { signal } => style.red(&format!("killed by {signal}")),
+            End::Exec { program } => format!("exec'd {program}"),
+            End::Running => "still running at the end, killed with the run".to_string(),
+            End::Finished => "ended by itself".to_string(),
+        };
+        let parent = p.parent.map(|q| format!(", parent {q}")).unwrap_or_default();
+        let analysed = if p.analysed { "" } else { " (not analysed)" };
+        let _ = writeln!(out, "    pid {} {}{parent}: {end}{analysed}", p.pid, p.program);
+    }
 }
 
 /// The score of one run against the annotations.

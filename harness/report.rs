@@ -224,6 +224,9 @@ pub enum End {
     /// Still running when the run ended (a child the parent did not wait
     /// for), and then killed with the run.
     Running,
+    /// Ended by itself (exit, `_exit`, return from main) with a status the
+    /// backend does not see (a child of the program, whose parent reaped it).
+    Finished,
 }
 
 /// One process of a run: the program itself, a forked child, an exec'd image.

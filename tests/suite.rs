@@ -23,6 +23,7 @@ mod labs;
 mod repro;
 mod units;
 mod trace;
+mod valgrind_repro;
 
 pub(crate) fn required(backend: &str) -> bool {
     match std::env::var("LEAKLAB_REQUIRE_BACKENDS") {
@@ -153,6 +154,7 @@ fn main() {
     trials.extend(scan_hostile::trials());
     trials.extend(labs::trials());
     trials.extend(trace::trials());
+    trials.extend(valgrind_repro::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

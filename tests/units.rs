@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use leaklab::annotations;
 use leaklab::backend::Matching;
 use leaklab::backends::hook::parse_dump;
-use leaklab::backends::valgrind::parse_xml;
 use leaklab::report::Frame;
 use leaklab::suppressions::{pattern_matches, Suppressions};
 use leaklab::normalize::{normalize, RULES};
@@ -45,15 +44,6 @@ pub fn trials() -> Vec<Trial> {
             let parsed = annotations::parse("valid.c", &text).map_err(|e| e.to_string())?;
             snapshot("annotations_valid", &parsed)
         }),
-        Trial::test("valgrind_xml::lost_tree_direct_and_indirect", || {
-            let out = parse_xml(&read(&data("valgrind/lost_tree.xml"))?).map_err(|e| e.to_string())?;
-            // The definitely-lost root owns 144 indirect bytes; the report keeps the direct 24.
-            let definite: Vec<_> = out.leaks.iter().filter(|l| l.kind == leaklab::report::Kind::Definite).collect();
-            if definite.len() != 1 || definite[0].bytes != 24 || definite[0].blocks != 1 {
-                return Err(format!("expected one definite leak of 24 direct bytes, got {definite:?}").into());
-            }
-            snapshot("valgrind_xml_lost_tree", &out.leaks)
-        }),
         Trial::test("normalize::rules_are_named_and_ordered", || {
             let names: Vec<&str> = RULES.iter().map(|r| r.name).collect();
             // Append-only: a new rule goes at the end, so these stay a prefix.
@@ -72,20 +62,6 @@ pub fn trials() -> Vec<Trial> {
             snapshot("normalize_raw_report", &once)
         }),
     ];
-    for (name, expect) in [
-        ("truncated.xml", "no FINISHED status"),
-        ("not_memcheck.xml", "expected <valgrindoutput>"),
-        ("garbage.xml", "malformed output from valgrind"),
-    ] {
-        t.push(Trial::test(format!("valgrind_xml::rejects_{}", name.trim_end_matches(".xml")), move || {
-            let text = read(&data(&format!("valgrind/{name}")))?;
-            match parse_xml(&text) {
-                Ok(_) => Err(format!("{name} parsed; it must be rejected").into()),
-                Err(e) if e.to_string().contains(expect) => Ok(()),
-                Err(e) => Err(format!("{name}: error `{e}` does not say `{expect}`").into()),
-            }
-        }));
-    }
     for path in sorted_entries(&data("annotations/bad")) {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         t.push(Trial::test(format!("annotations::rejects_{name}"), move || {
