@@ -47,6 +47,11 @@ pub const RULES: &[Rule] = &[
         why: "a forked process often writes its pid (getpid) into what it leaks: in a report of several processes, numbers inside contents become N",
         apply: pids_in_contents,
     },
+    Rule {
+        name: "memory-errors",
+        why: "memory errors get the stack rules of bad frees, their texts the address rule, and a stable order",
+        apply: memory_errors,
+    },
 ];
 
 /// Applies every rule, in order.
@@ -162,24 +167,29 @@ fn stack_key(stack: &[Frame]) -> Vec<(Option<String>, Option<u32>)> {
     stack.iter().map(|f| (f.function.clone(), f.line)).collect()
 }
 
+/// The stack rules (paths, runtime lines, addresses, frames below main) for
+/// the stacks of findings other than leaks.
+fn stack_rules(stack: &mut Vec<Frame>) {
+    for frame in stack.iter_mut() {
+        frame.file = frame.file.as_deref().map(base_name);
+        frame.object = frame.object.as_deref().map(base_name);
+        if frame.object.as_deref().is_some_and(crate::backend::is_runtime_object) {
+            frame.file = None;
+            frame.line = None;
+        }
+        if let Some(func) = &mut frame.function {
+            *func = ADDRESS.replace_all(func, "0x…").into_owned();
+        }
+    }
+    if let Some(i) = stack.iter().position(|f| f.function.as_deref() == Some("main")) {
+        stack.truncate(i + 1);
+    }
+}
+
 fn bad_frees(r: &mut Report) {
     for b in &mut r.bad_frees {
-        for stack in [&mut b.stack, &mut b.other_stack] {
-            for frame in stack.iter_mut() {
-                frame.file = frame.file.as_deref().map(base_name);
-                frame.object = frame.object.as_deref().map(base_name);
-                if frame.object.as_deref().is_some_and(crate::backend::is_runtime_object) {
-                    frame.file = None;
-                    frame.line = None;
-                }
-                if let Some(func) = &mut frame.function {
-                    *func = ADDRESS.replace_all(func, "0x…").into_owned();
-                }
-            }
-            if let Some(i) = stack.iter().position(|f| f.function.as_deref() == Some("main")) {
-                stack.truncate(i + 1);
-            }
-        }
+        stack_rules(&mut b.stack);
+        stack_rules(&mut b.other_stack);
     }
     r.bad_frees.sort_by(|a, b| {
         (a.site.clone(), a.kind, &a.dealloc, &a.api)
@@ -224,4 +234,12 @@ fn pids_in_contents(r: &mut Report) {
             *c = NUMBER.replace_all(c, "N").into_owned();
         }
     }
+}
+
+fn memory_errors(r: &mut Report) {
+    for e in &mut r.errors {
+        stack_rules(&mut e.stack);
+        e.what = ADDRESS.replace_all(&e.what, "0x…").into_owned();
+    }
+    r.errors.sort_by(|a, b| (a.pid, &a.site, &a.kind, &a.what).cmp(&(b.pid, &b.site, &b.kind, &b.what)).then_with(|| stack_key(&a.stack).cmp(&stack_key(&b.stack))));
 }
