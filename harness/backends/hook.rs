@@ -1,12 +1,18 @@
 //! `hook`: an LD_PRELOAD shim (harness/hook/leaklab_hook.c, built by
 //! build.rs) replaces malloc and friends, operator new/delete and
 //! mmap/munmap/mremap, keeps every live block with a frame-pointer stack,
-//! checks every free, and dumps what is outstanding at exit (or on
-//! LEAKLAB_HOOK_SIGNAL) with /proc/self/maps. This module runs the target
-//! with the shim, parses the dumps (one per process: forked children write
-//! their own), symbolizes them, applies suppressions and groups blocks by
-//! stack. It cannot tell a lost block from a reachable one: leaks are
-//! `unclassified`.
+//! and checks every free. The harness stops the process where it is
+//! inspected, copies its memory (`scan::snapshot`), reads the shim's table
+//! out of the copy ([`table`]) and gives every block valgrind's kind by a
+//! conservative mark from the process's roots ([`classify`]); what only the
+//! C/C++ runtime holds is not reported. Where ptrace is not possible, the
+//! shim's dump file (one per process, written at exit or on
+//! LEAKLAB_HOOK_SIGNAL) is the fallback: exact blocks and stacks, but
+//! `unclassified`, with the runtime's known one-time allocations left out
+//! by name (default.supp).
+
+pub mod classify;
+pub mod table;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +21,8 @@ use std::time::Duration;
 use crate::backend::{Availability, Backend, RunConfig, Target};
 use crate::error::Error;
 use crate::process::{self, Spec};
-use crate::report::{BadFree, BadFreeKind, Frame, Kind, Leak, Region, RegionKind, Report, Stats};
+use crate::report::{BadFree, BadFreeKind, Frame, Kind, Leak, Region, RegionKind, Report, Stats, Status, Suppressed};
+use crate::scan;
 use crate::suppressions::Suppressions;
 use crate::symbolize::{MapEntry, Symbolizer};
 
@@ -54,9 +61,19 @@ impl Backend for Hook {
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let mut suppressions = Suppressions::parse("default.supp", DEFAULT_SUPPRESSIONS)?;
+        if crate::backend::is_statically_linked(&target.program) {
+            let mut report = Report::new(&target.name, self.name());
+            report.status = Status::NotAnalysed {
+                reason: format!(
+                    "{} is statically linked: the dynamic loader never runs in it, so LD_PRELOAD cannot put the hook's shim into it and no allocation of it is seen (valgrind, built against its own malloc replacement, has the same limit)",
+                    target.name
+                ),
+            };
+            return Ok(report);
+        }
+        let mut user = Suppressions::default();
         for file in &config.suppressions {
-            suppressions.extend(Suppressions::load(file)?);
+            user.extend(Suppressions::load(file)?);
         }
         let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
         let pattern = dir.path().join("hook.%p.dump");
@@ -68,7 +85,64 @@ impl Backend for Hook {
             .args(&target.args)
             .env("LD_PRELOAD", preload)
             .env("LEAKLAB_HOOK_OUT", &pattern)
-            .env_remove("LEAKLAB_CHECKPOINT");
+            .io(config.io);
+        if target.sample.is_some() && config.after.is_none() && ptrace_allowed() {
+            return self.run_at_checkpoint(target, spec, &user, dir.path());
+        }
+        self.run_with_dumps(target, config, spec.env_remove("LEAKLAB_CHECKPOINT"), &user, dir.path())
+    }
+}
+
+/// Whether this process may ptrace its children (yama's scope 3 forbids it).
+fn ptrace_allowed() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map_or(true, |s| s.trim() != "3")
+}
+
+impl Hook {
+    /// A sample stopped at its checkpoint: snapshot, classify, let it finish.
+    /// Forked children that do not reach it are taken from their exit dumps.
+    fn run_at_checkpoint(&self, target: &Target, spec: Spec, user: &Suppressions, dir: &Path) -> Result<Report, Error> {
+        let mut child = process::Child::spawn(&spec.env("LEAKLAB_CHECKPOINT", "1"))?;
+        child.wait_stop()?;
+        let pid = child.pid();
+        let snap = scan::snapshot::take(pid);
+        child.resume();
+        let snap = snap?;
+        let finished = child.finish()?;
+        let mut report = Report::new(&target.name, self.name());
+        if let Some(failure) = sample_failure(target, &finished) {
+            return Err(failure);
+        }
+        let mut sym = Symbolizer::new(Vec::new());
+        match table::read(pid as u32, "checkpoint", &snap.memory, &snap.maps)? {
+            Ok(table) => {
+                let kinds = classify::classify(&snap, &table, scan::StopPoint::Checkpoint);
+                sym.set_maps(table.dump.maps.clone());
+                merge(&mut report, report_of(&table.dump, Some(&kinds), target, user, &mut sym));
+            }
+            Err(table::Missing::NotLoaded) => {
+                report.status = Status::NotAnalysed { reason: format!("the hook's shim is not loaded in {} (pid {pid})", target.name) };
+            }
+        }
+        // Processes that ended before the parent's checkpoint left dumps.
+        let defaults = default_suppressions()?;
+        for dump in read_dumps(dir, false)?.iter().filter(|d| d.pid != pid as u32) {
+            sym.set_maps(dump.maps.clone());
+            let mut part = report_of(dump, None, target, &with(user, &defaults), &mut sym);
+            part.leaks.iter_mut().for_each(|l| l.pid = Some(dump.pid));
+            merge(&mut report, part);
+        }
+        report.stats = Some(Stats {
+            wall_ms: finished.wall.as_millis() as u64,
+            peak_rss_kib: Some(finished.peak_rss_kib),
+            pause_ms: Some(snap.pause.as_secs_f64() * 1000.0),
+        });
+        Ok(report)
+    }
+
+    /// The fallback where the process cannot be stopped and read: the
+    /// shim's own dumps, unclassified.
+    fn run_with_dumps(&self, target: &Target, config: &RunConfig, spec: Spec, user: &Suppressions, dir: &Path) -> Result<Report, Error> {
         let finished = match config.after {
             // A long-running program: ask for a dump while it runs, then stop it.
             Some(after) => {
@@ -76,13 +150,13 @@ impl Backend for Hook {
                 std::thread::sleep(after);
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(child.pid(), libc::SIGUSR2) };
-                wait_for_signal_dump(dir.path(), child.pid(), Duration::from_secs(10))?;
+                wait_for_signal_dump(dir, child.pid(), Duration::from_secs(10))?;
                 unsafe { libc::killpg(child.pid(), libc::SIGKILL) };
                 child.finish()?
             }
             None => process::run(&spec)?,
         };
-        let dumps = read_dumps(dir.path(), config.after.is_some())?;
+        let dumps = read_dumps(dir, config.after.is_some())?;
         if dumps.is_empty() {
             return Err(Error::TargetFailed {
                 program: target.name.clone(),
@@ -94,28 +168,72 @@ impl Backend for Hook {
         match finished.exit {
             _ if config.after.is_some() => {} // killed on purpose after the live dump
             process::Exit::Signal(sig) => report.notes.push(format!("the program was killed by {}", process::signal_name(sig))),
-            // A sample must succeed, as under the other backends.
-            process::Exit::Code(code) if code != 0 && target.sample.is_some() => {
-                return Err(Error::TargetFailed {
-                    program: target.name.clone(),
-                    how: format!("under the hook exited with status {code}"),
-                    stderr: finished.stderr_text(),
-                })
+            _ => {
+                if let Some(failure) = sample_failure(target, &finished) {
+                    return Err(failure);
+                }
+                if let process::Exit::Code(code) = finished.exit {
+                    if code != 0 {
+                        report.notes.push(format!("the program exited with status {code}"));
+                    }
+                }
             }
-            process::Exit::Code(code) if code != 0 => report.notes.push(format!("the program exited with status {code}")),
-            process::Exit::Code(_) => {}
         }
+        report.notes.push(
+            "kinds are unclassified: the process could not be stopped and read (ptrace), so the hook's dump file was used; the runtime's known one-time allocations are left out by name".into(),
+        );
+        let suppressions = with(user, &default_suppressions()?);
         // One symbolizer for every process: forked children share the modules.
         let mut sym = Symbolizer::new(Vec::new());
+        let several = dumps.len() > 1;
         for dump in &dumps {
             sym.set_maps(dump.maps.clone());
-            let mut part = report_of(dump, target, &suppressions, &mut sym);
-            report.leaks.append(&mut part.leaks);
-            report.bad_frees.append(&mut part.bad_frees);
-            report.notes.append(&mut part.notes);
+            let mut part = report_of(dump, None, target, &suppressions, &mut sym);
+            if several {
+                part.leaks.iter_mut().for_each(|l| l.pid = Some(dump.pid));
+            }
+            merge(&mut report, part);
         }
         report.stats = Some(Stats { wall_ms: finished.wall.as_millis() as u64, peak_rss_kib: Some(finished.peak_rss_kib), pause_ms: None });
         Ok(report)
+    }
+}
+
+/// A sample must succeed, as under the other backends.
+fn sample_failure(target: &Target, finished: &process::Finished) -> Option<Error> {
+    match finished.exit {
+        process::Exit::Code(code) if code != 0 && target.sample.is_some() => Some(Error::TargetFailed {
+            program: target.name.clone(),
+            how: format!("under the hook exited with status {code}"),
+            stderr: finished.stderr_text(),
+        }),
+        _ => None,
+    }
+}
+
+fn default_suppressions() -> Result<Suppressions, Error> {
+    Suppressions::parse("default.supp", DEFAULT_SUPPRESSIONS)
+}
+
+fn with(a: &Suppressions, b: &Suppressions) -> Suppressions {
+    let mut all = a.clone();
+    all.extend(b.clone());
+    all
+}
+
+/// Adds one process's findings to the run's report.
+fn merge(report: &mut Report, mut part: Report) {
+    report.leaks.append(&mut part.leaks);
+    report.bad_frees.append(&mut part.bad_frees);
+    report.notes.append(&mut part.notes);
+    for s in part.suppressed {
+        match report.suppressed.iter_mut().find(|x| x.rule == s.rule) {
+            Some(x) => {
+                x.leaks += s.leaks;
+                x.bytes += s.bytes;
+            }
+            None => report.suppressed.push(s),
+        }
     }
 }
 
@@ -250,6 +368,8 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
         map_lines: 0,
     };
     let mut in_maps = false;
+    let mut in_unloaded = false;
+    let mut unloaded = String::new();
     let mut ended = false;
     for (n, line) in lines {
         if ended {
@@ -257,6 +377,16 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
         }
         if line == "end" {
             ended = true;
+            continue;
+        }
+        if in_maps && line == "unloaded" {
+            in_maps = false;
+            in_unloaded = true;
+            continue;
+        }
+        if in_unloaded {
+            unloaded.push_str(line);
+            unloaded.push('\n');
             continue;
         }
         if in_maps {
@@ -332,34 +462,54 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
     if dump.pid == 0 {
         return Err(malformed(2, "no `pid` line"));
     }
+    let extra = table::unloaded_entries(&unloaded, &dump.maps);
+    dump.maps.extend(extra);
     Ok(dump)
 }
 
-/// Symbolizes a dump and turns it into leaks grouped by stack, suppressed
-/// blocks left out, and bad frees.
+/// Symbolizes a dump and turns it into leaks grouped by kind and stack,
+/// suppressed blocks counted and left out, and bad frees. With `kinds`
+/// (from [`classify`]), each block and mapping has its kind and what only
+/// the runtime holds is left out; without, they are `unclassified`.
 #[must_use]
-pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym: &mut Symbolizer) -> Report {
+pub fn report_of(dump: &Dump, kinds: Option<&classify::Kinds>, target: &Target, suppressions: &Suppressions, sym: &mut Symbolizer) -> Report {
     let mut report = Report::new(&target.name, "hook");
     let mut stacks: BTreeMap<Vec<u64>, Vec<Frame>> = BTreeMap::new();
     let mut symbolize = |pcs: &[u64], sym: &mut Symbolizer| stacks.entry(pcs.to_vec()).or_insert_with(|| clean(sym.stack(pcs))).clone();
+    let mut suppressed: Vec<Suppressed> = Vec::new();
+    let mut count_suppressed = |rule: String, bytes: u64| match suppressed.iter_mut().find(|s| s.rule == rule) {
+        Some(s) => {
+            s.leaks += 1;
+            s.bytes += bytes;
+        }
+        None => suppressed.push(Suppressed { rule, leaks: 1, bytes }),
+    };
 
-    // (api, stack) → (bytes, blocks)
-    let mut groups: Vec<(String, Vec<Frame>, u64, u64)> = Vec::new();
-    for b in &dump.blocks {
+    // (kind, api, stack) → (bytes, blocks)
+    let mut groups: Vec<(Kind, String, Vec<Frame>, u64, u64)> = Vec::new();
+    for (i, b) in dump.blocks.iter().enumerate() {
+        let kind = match kinds {
+            Some(k) => match k.blocks.get(i).copied().flatten() {
+                Some(kind) => kind,
+                None => continue, // the runtime's
+            },
+            None => Kind::Unclassified,
+        };
         let stack = symbolize(&b.pcs, sym);
-        if suppressions.matching(&stack).is_some() {
+        if let Some(rule) = suppressions.matching(&stack) {
+            count_suppressed(format!("leak:{} ({})", rule.pattern, rule.origin), b.size);
             continue;
         }
-        match groups.iter_mut().find(|g| g.0 == b.api && g.1 == stack) {
+        match groups.iter_mut().find(|g| g.0 == kind && g.1 == b.api && g.2 == stack) {
             Some(g) => {
-                g.2 += b.size;
-                g.3 += 1;
+                g.3 += b.size;
+                g.4 += 1;
             }
-            None => groups.push((b.api.clone(), stack, b.size, 1)),
+            None => groups.push((kind, b.api.clone(), stack, b.size, 1)),
         }
     }
-    for (api, stack, bytes, blocks) in groups {
-        let mut leak = Leak::new(Kind::Unclassified, bytes, blocks);
+    for (kind, api, stack, bytes, blocks) in groups {
+        let mut leak = Leak::new(kind, bytes, blocks);
         leak.api = Some(api);
         leak.site = target.site_of(&stack);
         leak.stack = stack;
@@ -367,9 +517,17 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym:
     }
 
     let mut regions: Vec<Leak> = Vec::new();
-    for r in &dump.regions {
+    for (i, r) in dump.regions.iter().enumerate() {
+        let kind = match kinds {
+            Some(k) => match k.regions.get(i).copied().flatten() {
+                Some(kind) => kind,
+                None => continue,
+            },
+            None => Kind::Unclassified,
+        };
         let stack = symbolize(&r.pcs, sym);
-        if suppressions.matching(&stack).is_some() {
+        if let Some(rule) = suppressions.matching(&stack) {
+            count_suppressed(format!("leak:{} ({})", rule.pattern, rule.origin), r.len);
             continue;
         }
         let entry = sym.entry(r.addr);
@@ -379,12 +537,15 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym:
             RegionKind::PrivateFile | RegionKind::SharedFile => entry.and_then(|e| e.file()).map(str::to_string),
             _ => None,
         };
-        if let Some(l) = regions.iter_mut().find(|l| l.stack == stack && l.region.as_ref().is_some_and(|g| g.kind == r.kind && g.flags == flags)) {
+        if let Some(l) = regions
+            .iter_mut()
+            .find(|l| l.kind == kind && l.stack == stack && l.region.as_ref().is_some_and(|g| g.kind == r.kind && g.flags == flags))
+        {
             l.bytes += r.len;
             l.blocks += 1;
             continue;
         }
-        let mut leak = Leak::new(Kind::Unclassified, r.len, 1);
+        let mut leak = Leak::new(kind, r.len, 1);
         leak.api = Some(r.api.clone());
         leak.site = target.site_of(&stack);
         leak.stack = stack;
@@ -392,7 +553,7 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym:
         regions.push(leak);
     }
     report.leaks.extend(regions);
-
+    report.suppressed = suppressed;
     for f in &dump.bad_frees {
         let stack = symbolize(&f.pcs, sym);
         let other_stack = symbolize(&f.other, sym);
