@@ -41,6 +41,18 @@ fn mmapped_chunk(snap: &Snapshot, addr: u64) -> Option<(u64, u64)> {
     (size & IS_MMAPPED != 0 && chunk.checked_sub(pad)? % 4096 == 0 && size & !7 > 0).then(|| (chunk - pad, chunk + (size & !7)))
 }
 
+/// The next chunk's header when it lies inside the block's requested
+/// bytes: glibc's usable size includes the next chunk's first word, and the
+/// allocator's own pointers (main_arena's `top`, a bin) point there.
+fn chunk_boundary(snap: &Snapshot, b: &Block) -> Option<u64> {
+    let size = snap.memory.word(b.addr.checked_sub(8)?)?;
+    if size & IS_MMAPPED != 0 {
+        return None;
+    }
+    let next = (b.addr - 16).checked_add(size & !7)?;
+    (next > b.addr && next < b.end()).then_some(next)
+}
+
 /// Ranges of `r` outside `holes` (sorted).
 fn without(r: (u64, u64), holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -122,6 +134,8 @@ pub fn classify(snap: &Snapshot, table: &Table, stop: StopPoint) -> Kinds {
 
     let view = HeapView { heaps, mmapped, excluded, regions: Some(regions), runtime: vec![table.arena] };
     let rootset = scan::roots(snap, &view, stop);
+    let mut options = reach::MarkOptions { runtime_ignored: blocks.iter().filter_map(|b| chunk_boundary(snap, b)).collect() };
+    options.runtime_ignored.sort_unstable();
     // roots() keeps the regions that lie in a mapping of the snapshot; find
     // each record's place among them.
     let region_slot: Vec<Option<usize>> = region_slot
@@ -131,8 +145,28 @@ pub fn classify(snap: &Snapshot, table: &Table, stop: StopPoint) -> Kinds {
         .collect();
     let vt = vtables::Vtables::new(&snap.maps);
     let vtable_like = |w: u64| vt.vtable_like(w);
-    let marking = reach::mark(&snap.memory, &blocks, &rootset.candidates, &rootset.roots, &vtable_like);
+    let marking = reach::mark_with(&snap.memory, &blocks, &rootset.candidates, &rootset.roots, &vtable_like, &options);
 
+    if std::env::var_os("LEAKLAB_HOOK_DEBUG").is_some() {
+        for (b, c) in blocks.iter().zip(&marking.blocks) {
+            eprintln!("block {:#x} {} {:?}", b.addr, b.size, c);
+        }
+        for r in &rootset.roots.runtime {
+            eprintln!("runtime root {:#x}-{:#x}", r.start, r.end);
+            let mut a = r.start & !7;
+            while a < r.end {
+                if let Some(w) = snap.memory.word(a) {
+                    if let Some((b, c)) = blocks.iter().zip(&marking.blocks).find(|(b, _)| w >= b.addr && w < b.end()) {
+                        eprintln!("   {a:#x} -> {w:#x} (block {:#x} {:?})", b.addr, c);
+                    }
+                }
+                a += 8;
+            }
+        }
+        for r in &rootset.roots.program {
+            eprintln!("program root {:#x}-{:#x}", r.start, r.end);
+        }
+    }
     let kinds = marking
         .blocks
         .iter()
