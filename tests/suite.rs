@@ -16,6 +16,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod compiled;
 mod cli;
+mod hook;
 mod scan;
 mod labs;
 mod repro;
@@ -141,6 +142,7 @@ fn main() {
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
     trials.extend(scan::trials());
+    trials.extend(hook::trials());
     trials.extend(labs::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());

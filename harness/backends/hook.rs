@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::process::{self, Spec};
 use crate::report::{BadFree, BadFreeKind, Frame, Kind, Leak, Region, RegionKind, Report, Stats, Status, Suppressed};
 use crate::scan;
+use crate::trace;
 use crate::suppressions::Suppressions;
 use crate::symbolize::{MapEntry, Symbolizer};
 
@@ -86,11 +87,20 @@ impl Backend for Hook {
             .env("LD_PRELOAD", preload)
             .env("LEAKLAB_HOOK_OUT", &pattern)
             .io(config.io);
-        if target.sample.is_some() && config.after.is_none() && ptrace_allowed() {
-            return self.run_at_checkpoint(target, spec, &user, dir.path());
+        if ptrace_allowed() {
+            return self.run_traced(target, config, spec, &user);
         }
         self.run_with_dumps(target, config, spec.env_remove("LEAKLAB_CHECKPOINT"), &user, dir.path())
     }
+}
+
+/// What one inspection of one process gave: its table and kinds, or why
+/// it has none.
+struct Seen {
+    earlier: u32,
+    classified: Result<(table::Table, classify::Kinds), table::Missing>,
+    pause: Duration,
+    unreadable: u64,
 }
 
 /// Whether this process may ptrace its children (yama's scope 3 forbids it).
@@ -99,43 +109,103 @@ fn ptrace_allowed() -> bool {
 }
 
 impl Hook {
-    /// A sample stopped at its checkpoint: snapshot, classify, let it finish.
-    /// Forked children that do not reach it are taken from their exit dumps.
-    fn run_at_checkpoint(&self, target: &Target, spec: Spec, user: &Suppressions, dir: &Path) -> Result<Report, Error> {
-        let mut child = process::Child::spawn(&spec.env("LEAKLAB_CHECKPOINT", "1"))?;
-        child.wait_stop()?;
-        let pid = child.pid();
-        let snap = scan::snapshot::take(pid);
-        child.resume();
-        let snap = snap?;
-        let finished = child.finish()?;
-        let mut report = Report::new(&target.name, self.name());
+    /// The run under ptrace (harness/trace.rs): every process of it is
+    /// inspected at its last moment (exit, `_exit`, a fatal signal), before
+    /// each exec (the shim asks), at `--after`, or when left running; each
+    /// inspection reads the shim's table out of a snapshot and classifies it.
+    fn run_traced(&self, target: &Target, config: &RunConfig, spec: Spec, user: &Suppressions) -> Result<Report, Error> {
+        let tc = trace::TraceConfig {
+            checkpoint: false,
+            requests: true,
+            after: config.after.map(|a| (a, trace::AfterThen::EndRun)),
+            at_exit: true,
+            left_running: true,
+        };
+        // The table is read out of the process: no dump file at exit.
+        let spec = spec.env("LEAKLAB_HOOK_OUT", "none").env("LEAKLAB_HOOK_SIGNAL", "none").env_remove("LEAKLAB_CHECKPOINT");
+        let run = trace::run_traced(&spec, &tc, &mut |insp| {
+            let snap = insp.snapshot()?;
+            let reason = match insp.moment {
+                trace::Moment::Exit(_) => "exit",
+                trace::Moment::Request => "exec",
+                trace::Moment::After => "after",
+                trace::Moment::LeftRunning => "left-running",
+                trace::Moment::Checkpoint => "checkpoint",
+            };
+            let found = table::read(insp.pid as u32, reason, &snap.memory, &snap.maps)?;
+            let classified = found.map(|t| {
+                let kinds = classify::classify(&snap, &t, scan::StopPoint::Anywhere);
+                (t, kinds)
+            });
+            Ok(Seen { earlier: insp.earlier, classified, pause: snap.pause, unreadable: snap.unreadable_bytes })
+        })?;
+
+        // An image inspected again (an exec that failed, then its exit) is
+        // reported from its last inspection.
+        let mut kept: Vec<(i32, Seen)> = Vec::new();
+        for i in run.inspections {
+            for _ in 0..i.value.earlier {
+                if let Some(at) = kept.iter().rposition(|(pid, _)| *pid == i.pid) {
+                    kept.remove(at);
+                }
+            }
+            kept.push((i.pid, i.value));
+        }
+        let finished = run.finished;
         if let Some(failure) = sample_failure(target, &finished) {
             return Err(failure);
         }
+        let mut report = Report::new(&target.name, self.name());
+        let mut processes = run.processes;
+        let several = processes.len() > 1 || kept.len() > 1;
         let mut sym = Symbolizer::new(Vec::new());
-        match table::read(pid as u32, "checkpoint", &snap.memory, &snap.maps)? {
-            Ok(table) => {
-                let kinds = classify::classify(&snap, &table, scan::StopPoint::Checkpoint);
-                sym.set_maps(table.dump.maps.clone());
-                merge(&mut report, report_of(&table.dump, Some(&kinds), target, user, &mut sym));
+        let mut pause = Duration::ZERO;
+        for (pid, seen) in &kept {
+            pause += seen.pause;
+            if seen.unreadable > 0 {
+                report.notes.push(format!("pid {pid}: {} bytes of writable mappings could not be read", seen.unreadable));
             }
-            Err(table::Missing::NotLoaded) => {
-                report.status = Status::NotAnalysed { reason: format!("the hook's shim is not loaded in {} (pid {pid})", target.name) };
+            match &seen.classified {
+                Ok((table, kinds)) => {
+                    sym.set_maps(table.dump.maps.clone());
+                    let mut part = report_of(&table.dump, Some(kinds), target, user, &mut sym);
+                    if several {
+                        part.leaks.iter_mut().for_each(|l| l.pid = Some(*pid as u32));
+                    }
+                    merge(&mut report, part);
+                }
+                Err(table::Missing::NotLoaded) => {
+                    let program = processes.iter().rev().find(|p| p.pid == *pid as u32).map_or_else(|| target.name.clone(), |p| p.program.clone());
+                    report.notes.push(format!(
+                        "pid {pid} ({program}) was not analysed: the hook's shim is not loaded in it; it was started or exec'd without the LD_PRELOAD leaklab set (a program that clears or edits its environment before exec loses the hook), or it is statically linked"
+                    ));
+                    for p in processes.iter_mut().filter(|p| p.pid == *pid as u32) {
+                        p.analysed = false;
+                    }
+                }
             }
         }
-        // Processes that ended before the parent's checkpoint left dumps.
-        let defaults = default_suppressions()?;
-        for dump in read_dumps(dir, false)?.iter().filter(|d| d.pid != pid as u32) {
-            sym.set_maps(dump.maps.clone());
-            let mut part = report_of(dump, None, target, &with(user, &defaults), &mut sym);
-            part.leaks.iter_mut().for_each(|l| l.pid = Some(dump.pid));
-            merge(&mut report, part);
+        // A process is analysed when an inspection of it found the table.
+        for p in &mut processes {
+            if !kept.iter().any(|(pid, s)| *pid as u32 == p.pid && s.classified.is_ok()) {
+                p.analysed = false;
+            }
+        }
+        match finished.exit {
+            process::Exit::Signal(sig) if config.after.is_none() => {
+                report.notes.push(format!("the program was killed by {}; its leaks are those at that moment", process::signal_name(sig)))
+            }
+            process::Exit::Code(code) if code != 0 => report.notes.push(format!("the program exited with status {code}")),
+            _ => {}
+        }
+        let plain_exit = processes.len() == 1 && processes.iter().all(|p| p.analysed && matches!(p.end, crate::report::End::Exited { .. }));
+        if !plain_exit {
+            report.processes = processes;
         }
         report.stats = Some(Stats {
             wall_ms: finished.wall.as_millis() as u64,
             peak_rss_kib: Some(finished.peak_rss_kib),
-            pause_ms: Some(snap.pause.as_secs_f64() * 1000.0),
+            pause_ms: Some(pause.as_secs_f64() * 1000.0),
         });
         Ok(report)
     }
