@@ -233,6 +233,14 @@ fn describe(report: &Value) -> String {
     serde_json::to_string_pretty(&report["leaks"]).unwrap_or_default()
 }
 
+/// `leaklab run --format json --backend hook -- PROGRAM ARGS`: exit code, the report, stderr.
+fn run_hook(program_and_args: &[&str]) -> Result<(Option<i32>, Value, String), Failed> {
+    let (rc, value, stderr) = repro::run_json("hook", &[], program_and_args)?;
+    // `run` prints the report with its score (null for a user's program).
+    let report = value.get("report").cloned().unwrap_or(value);
+    Ok((rc, report, stderr))
+}
+
 fn user_trial(name: &'static str, check: fn() -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(format!("hook::user::{name}"), move || {
         if let Some(skip) = hook_ready() {
@@ -244,7 +252,7 @@ fn user_trial(name: &'static str, check: fn() -> Result<(), Failed>) -> Trial {
 
 /// printleak.c: greet() leaks its message and prints it; stdout's buffer is the runtime's.
 fn leak_in_a_function_that_prints() -> Result<(), Failed> {
-    let (rc, report, stderr) = repro::run_json("hook", &[], &["printleak"])?;
+    let (rc, report, stderr) = run_hook(&["printleak"])?;
     let l = leaks(&report);
     let ok = l.len() == 1
         && l[0]["kind"] == "definite"
@@ -257,7 +265,7 @@ fn leak_in_a_function_that_prints() -> Result<(), Failed> {
 
 /// crash.c: 64 bytes lost, then SIGSEGV.
 fn crash_after_leaking() -> Result<(), Failed> {
-    let (rc, report, stderr) = repro::run_json("hook", &[], &["crash"])?;
+    let (rc, report, stderr) = run_hook(&["crash"])?;
     let l = leaks(&report);
     let found = l.iter().any(|x| x["kind"] == "definite" && x["bytes"] == 64 && x["site"]["file"] == "crash.c" && x["site"]["line"] == 4);
     let killed = report["processes"].as_array().is_some_and(|p| p.iter().any(|p| p["end"]["how"] == "killed" && p["end"]["signal"] == "SIGSEGV"));
@@ -270,7 +278,7 @@ fn crash_after_leaking() -> Result<(), Failed> {
 
 /// forks.c with `_exit`: child k leaks k+1 blocks, the parent 1: 1,276 blocks from 51 processes.
 fn children_that_exit_without_exit() -> Result<(), Failed> {
-    let (rc, report, stderr) = repro::run_json("hook", &[], &["forks", "50", "_exit"])?;
+    let (rc, report, stderr) = run_hook(&["forks", "50", "_exit"])?;
     let l = leaks(&report);
     let blocks: u64 = l.iter().filter(|x| x["kind"] == "definite").filter_map(|x| x["blocks"].as_u64()).sum();
     let pids: std::collections::BTreeSet<u64> = l.iter().filter_map(|x| x["pid"].as_u64()).collect();
@@ -284,7 +292,7 @@ fn children_that_exit_without_exit() -> Result<(), Failed> {
 
 /// threadsio.cpp: stdio, iostreams, threads (two still blocked at exit), an exception.
 fn threads_and_iostreams_are_clean() -> Result<(), Failed> {
-    let (rc, report, stderr) = repro::run_json("hook", &[], &["threadsio"])?;
+    let (rc, report, stderr) = run_hook(&["threadsio"])?;
     let suppressed = report["suppressed"].as_array().map_or(0, Vec::len);
     if leaks(&report).is_empty() && suppressed == 0 && rc == Some(0) {
         Ok(())
@@ -295,7 +303,7 @@ fn threads_and_iostreams_are_clean() -> Result<(), Failed> {
 
 /// reexec.c `unset`: the second image runs without LD_PRELOAD; the first image's leak is still found.
 fn reexec_without_the_preload_says_so() -> Result<(), Failed> {
-    let (rc, report, stderr) = repro::run_json("hook", &[], &["reexec", "unset"])?;
+    let (rc, report, stderr) = run_hook(&["reexec", "unset"])?;
     let first = leaks(&report).iter().any(|x| x["bytes"] == 111 && x["kind"] == "definite");
     let said = report["notes"].as_array().is_some_and(|n| n.iter().any(|n| n.as_str().is_some_and(|s| s.contains("without the LD_PRELOAD"))));
     let unanalysed = report["processes"].as_array().is_some_and(|p| p.iter().any(|p| p["analysed"] == false));
@@ -308,7 +316,7 @@ fn reexec_without_the_preload_says_so() -> Result<(), Failed> {
 
 /// fds.c `full`: no descriptor is left at exit; reading the stopped process needs none.
 fn full_descriptor_table_at_exit() -> Result<(), Failed> {
-    let (rc, report, stderr) = repro::run_json("hook", &[], &["fds", "full"])?;
+    let (rc, report, stderr) = run_hook(&["fds", "full"])?;
     let l = leaks(&report);
     let six = l.iter().filter(|x| x["kind"] == "definite" && x["site"]["file"] == "fds.c").filter_map(|x| x["blocks"].as_u64()).sum::<u64>();
     if six == 6 && rc == Some(1) {

@@ -179,17 +179,20 @@ impl Hook {
                     report.notes.push(format!(
                         "pid {pid} ({program}) was not analysed: the hook's shim is not loaded in it; it was started or exec'd without the LD_PRELOAD leaklab set (a program that clears or edits its environment before exec loses the hook), or it is statically linked"
                     ));
-                    for p in processes.iter_mut().filter(|p| p.pid == *pid as u32) {
-                        p.analysed = false;
-                    }
                 }
             }
         }
-        // A process is analysed when an inspection of it found the table.
+        // Each image of a pid (before and after its execs), in order, is
+        // analysed when its last inspection found the table.
+        let mut images: BTreeMap<u32, Vec<bool>> = BTreeMap::new();
+        for (pid, seen) in &kept {
+            images.entry(*pid as u32).or_default().push(seen.classified.is_ok());
+        }
+        let mut nth: BTreeMap<u32, usize> = BTreeMap::new();
         for p in &mut processes {
-            if !kept.iter().any(|(pid, s)| *pid as u32 == p.pid && s.classified.is_ok()) {
-                p.analysed = false;
-            }
+            let k = nth.entry(p.pid).or_default();
+            p.analysed = images.get(&p.pid).and_then(|v| v.get(*k)).copied().unwrap_or(false);
+            *k += 1;
         }
         match finished.exit {
             process::Exit::Signal(sig) if config.after.is_none() => {

@@ -1212,9 +1212,20 @@ EXPORT int dlclose(void *handle)
 #define INSPECT_VALUE 0x4c4b4c42 /* "LKLB" */
 static int g_inspect_on_exec;
 
+/* Whether the image has anything to report. One with nothing (a launcher
+ * such as the harness's own stop_exec, which allocates nothing) is not
+ * worth a stop. */
+static int anything_outstanding(void)
+{
+    for (int k = 0; k < NSHARDS; k++)
+        if (__atomic_load_n(&g_shards[k].count, __ATOMIC_RELAXED))
+            return 1;
+    return __atomic_load_n(&g_nregions, __ATOMIC_RELAXED) || __atomic_load_n(&g_nerrors, __ATOMIC_RELAXED);
+}
+
 static void before_exec(void)
 {
-    if (!g_inspect_on_exec)
+    if (!g_inspect_on_exec || !anything_outstanding())
         return;
     siginfo_t info;
     memset(&info, 0, sizeof info);

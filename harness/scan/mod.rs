@@ -311,8 +311,14 @@ pub fn roots(snap: &Snapshot, view: &HeapView, stop: StopPoint) -> RootSet {
             // program's main thread) has the runtime's raise() frames
             // skipped; a helper thread blocked in libc may hold a pointer in
             // a libc frame, so its whole stack from SP counts.
+            // A thread inside a system call (rax still holds the -ENOSYS the
+            // kernel sets on entry: blocked, or in its exit stop) is in a
+            // libc wrapper, which keeps nothing below its stack pointer: the
+            // red zone then holds only dead words of earlier calls.
+            let in_syscall = t.regs.first() == Some(&(-(libc::ENOSYS as i64) as u64));
             let start = match stop {
                 StopPoint::Checkpoint if t.tid == main_tid => stack_scan_start(snap, t, m),
+                _ if in_syscall => t.sp.max(m.start) & !7,
                 _ => t.sp.saturating_sub(RED_ZONE).max(m.start) & !7,
             };
             roots.program.push(Range { start, end: m.end });

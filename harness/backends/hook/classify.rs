@@ -165,6 +165,18 @@ pub fn classify(snap: &Snapshot, table: &Table, stop: StopPoint) -> Kinds {
         }
         for r in &rootset.roots.program {
             eprintln!("program root {:#x}-{:#x}", r.start, r.end);
+            let mut a = r.start & !7;
+            while a < r.end {
+                if let Some(w) = snap.memory.word(a) {
+                    if let Some((b, c)) = blocks.iter().zip(&marking.blocks).find(|(b, _)| w >= b.addr && w < b.end()) {
+                        eprintln!("   {a:#x} -> {w:#x} (block {:#x} {:?})", b.addr, c);
+                    }
+                }
+                a += 8;
+            }
+        }
+        for t in &snap.threads {
+            eprintln!("thread {} sp {:#x} regs {:x?}", t.tid, t.sp, t.regs);
         }
     }
     let kinds = marking
