@@ -21,6 +21,7 @@ pub mod score;
 pub mod settings;
 pub mod setup;
 pub mod symbols;
+pub mod trace;
 pub mod suppressions;
 pub mod symbolize;
 pub mod watch;

@@ -42,6 +42,11 @@ pub const RULES: &[Rule] = &[
         why: "the pids of a run's processes change from run to run: each becomes its rank in the order the processes are listed (1 for the program itself)",
         apply: process_ordinals,
     },
+    Rule {
+        name: "pids-in-contents",
+        why: "a forked process often writes its pid (getpid) into what it leaks: in a report of several processes, numbers inside contents become N",
+        apply: pids_in_contents,
+    },
 ];
 
 /// Applies every rule, in order.
@@ -206,4 +211,17 @@ fn process_ordinals(r: &mut Report) {
     // leaks of one process keep the order of the `sort` rule).
     r.processes.sort_by_key(|p| p.pid);
     r.leaks.sort_by_key(|l| l.pid);
+}
+
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9]{2,}").unwrap());
+
+fn pids_in_contents(r: &mut Report) {
+    if r.processes.len() < 2 {
+        return;
+    }
+    for l in &mut r.leaks {
+        if let Some(c) = &mut l.content {
+            *c = NUMBER.replace_all(c, "N").into_owned();
+        }
+    }
 }

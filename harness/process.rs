@@ -343,6 +343,22 @@ impl Child {
         })
     }
 
+    /// For a caller that reaped the child itself (a tracer's wait loop,
+    /// harness/trace.rs): records how it ended, so that dropping it kills
+    /// nothing, and collects its output.
+    pub fn reaped(mut self, exit: Exit, peak_rss_kib: u64, cpu: Duration) -> Finished {
+        self.exit = Some((exit, peak_rss_kib, cpu));
+        forget_group(self.pid);
+        Finished {
+            exit,
+            stdout: read_all(&mut self.stdout),
+            stderr: read_all(&mut self.stderr),
+            wall: self.started.elapsed(),
+            peak_rss_kib,
+            cpu,
+        }
+    }
+
     /// Sends `sig` to the child's process group.
     pub fn signal(&self, sig: i32) {
         if self.exit.is_none() {

@@ -21,6 +21,7 @@ mod scan;
 mod labs;
 mod repro;
 mod units;
+mod trace;
 
 pub(crate) fn required(backend: &str) -> bool {
     match std::env::var("LEAKLAB_REQUIRE_BACKENDS") {
@@ -144,6 +145,7 @@ fn main() {
     trials.extend(scan::trials());
     trials.extend(hook::trials());
     trials.extend(labs::trials());
+    trials.extend(trace::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

@@ -4,13 +4,12 @@
 //! walked in the copy and conservatively marked from the roots. Reports have
 //! no stacks: leaks are grouped by size, content and C++ type.
 
-use std::time::{Duration, Instant};
-
 use crate::backend::{Availability, Backend, Matching, RunConfig, Target};
 use crate::error::Error;
-use crate::process::{Child, Spec};
-use crate::report::{Report, Stats};
+use crate::process::Spec;
+use crate::report::{End, Report, Stats, Status};
 use crate::scan;
+use crate::trace::{self, AfterThen, Inspection, Moment, TraceConfig, TracedRun};
 
 pub struct Ptrace;
 
@@ -73,80 +72,147 @@ impl Backend for Ptrace {
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let mut spec = Spec::new(&target.program, config.timeout).args(&target.args);
-        if config.after.is_none() {
-            spec = spec.env("LEAKLAB_CHECKPOINT", "1");
-        } else {
-            spec = spec.env_remove("LEAKLAB_CHECKPOINT");
-        }
-        let mut child = Child::spawn(&spec)?;
-        match config.after {
-            None => child.wait_stop().map_err(|e| match e {
-                // A program of the user's rarely has a checkpoint: say how to scan it.
-                Error::TargetFailed { program, how, stderr } if target.sample.is_none() => Error::TargetFailed {
-                    program,
-                    how: format!("{how}; a program without leaklab_checkpoint() is scanned while it runs with `--after SECONDS`"),
-                    stderr,
-                },
-                other => other,
-            })?,
-            Some(after) => wait_running(&mut child, after, &target.name)?,
-        }
-        // The child stays stopped (checkpoint) or is stopped by the scan;
-        // either way it runs on once the scan has let it go.
-        let started = Instant::now();
-        let stop = if config.after.is_none() { scan::StopPoint::Checkpoint } else { scan::StopPoint::Anywhere };
-        let scanned = scan::scan_pid(child.pid(), stop);
-        let (snap, analysis, wall, peak_rss_kib) = match config.after {
-            None => {
-                child.resume();
-                let (snap, analysis) = scanned?;
-                let finished = child.finish()?;
-                (snap, analysis, finished.wall, finished.peak_rss_kib)
-            }
-            Some(after) => {
-                // A program scanned while it runs may run forever (a server,
-                // `args: 0`): once scanned it is killed with its group.
-                let rss = peak_rss(child.pid());
-                drop(child);
-                let (snap, analysis) = scanned?;
-                (snap, analysis, after + started.elapsed(), rss)
-            }
+        let mut spec = Spec::new(&target.program, config.timeout).args(&target.args).io(config.io);
+        // Without `--after`, a process that calls leaklab_checkpoint() is
+        // scanned there; every process is scanned at its end otherwise.
+        spec = if config.after.is_none() { spec.env("LEAKLAB_CHECKPOINT", "1") } else { spec.env_remove("LEAKLAB_CHECKPOINT") };
+        let trace_config = TraceConfig {
+            checkpoint: config.after.is_none(),
+            requests: false,
+            // A program scanned while it runs may run forever (a server,
+            // `args: 0`): once scanned it is killed with the run.
+            after: config.after.map(|d| (d, AfterThen::EndRun)),
+            at_exit: true,
+            left_running: true,
         };
-        let mut report = Report::new(&target.name, self.name());
-        report.leaks = analysis.leaks;
-        report.notes = analysis.walk.warnings.clone();
+        let mut inspect = |insp: &Inspection| -> Result<Option<Scanned>, Error> {
+            // An image scanned at its checkpoint has told what it leaks there:
+            // the sample chose that moment.
+            if insp.earlier > 0 && matches!(insp.moment, Moment::Exit(_) | Moment::LeftRunning) {
+                return Ok(None);
+            }
+            let stop = match insp.moment {
+                Moment::Checkpoint => scan::StopPoint::Checkpoint,
+                // At exit the stacks are read from their stack pointers: what
+                // lies below is dead, what is above is live (the frames of
+                // exit() and its callers, or of the crashing code).
+                _ => scan::StopPoint::Anywhere,
+            };
+            Ok(Some(match insp.snapshot() {
+                Ok(mut snap) => {
+                    if matches!(insp.moment, Moment::Exit(_)) {
+                        forget_exit_arguments(&mut snap);
+                    }
+                    let analysis = scan::analyse(&snap, stop);
+                    Scanned { pid: insp.pid, moment: insp.moment, snap: Some(snap), analysis: Some(analysis), error: None }
+                }
+                Err(e) => Scanned { pid: insp.pid, moment: insp.moment, snap: None, analysis: None, error: Some(e.to_string()) },
+            }))
+        };
+        let run = trace::run_traced(&spec, &trace_config, &mut inspect)?;
+        Ok(report(&target.name, self.name(), config, run))
+    }
+}
+
+/// One scan of one process.
+struct Scanned {
+    pid: i32,
+    moment: Moment,
+    snap: Option<scan::snapshot::Snapshot>,
+    analysis: Option<scan::Analysis>,
+    error: Option<String>,
+}
+
+/// The report of a traced run: every process's leaks, with its pid when the
+/// run had several.
+fn report(name: &str, backend: &str, config: &RunConfig, run: TracedRun<Option<Scanned>>) -> Report {
+    let mut report = Report::new(name, backend);
+    let scans: Vec<Scanned> = run.inspections.into_iter().filter_map(|i| i.value).collect();
+    let several = run.processes.len() > 1;
+    let mut analysed = std::collections::HashSet::new();
+    let mut pause = 0.0f64;
+    for s in &scans {
+        let (Some(snap), Some(analysis)) = (&s.snap, &s.analysis) else {
+            report.notes.push(format!("pid {} could not be scanned: {}", s.pid, s.error.as_deref().unwrap_or("unknown error")));
+            continue;
+        };
+        // Stopped while it runs, with no heap found and nothing lost: it had
+        // not started allocating (`--after 0` stops it at its first
+        // instruction), or its allocator is not glibc's. Not "clean".
+        let running = matches!(s.moment, Moment::After | Moment::LeftRunning);
+        if running && analysis.walk.main_arena.is_none() && analysis.walk.blocks.is_empty() && analysis.leaks.is_empty() {
+            report.notes.push(format!("pid {}: glibc's heap was not found, so it was not analysed", s.pid));
+            continue;
+        }
+        analysed.insert((s.pid, moment_rank(s.moment)));
+        pause = pause.max(snap.pause.as_secs_f64() * 1000.0);
+        for w in &analysis.walk.warnings {
+            report.notes.push(if several { format!("pid {}: {w}", s.pid) } else { w.clone() });
+        }
         if snap.unreadable_bytes > 0 {
-            report.notes.push(format!("{} bytes of writable mappings could not be read", snap.unreadable_bytes));
+            report.notes.push(format!("{} bytes of writable mappings of pid {} could not be read", snap.unreadable_bytes, s.pid));
         }
-        report.stats = Some(Stats {
-            wall_ms: wall.as_millis() as u64,
-            peak_rss_kib: Some(peak_rss_kib),
-            pause_ms: Some(snap.pause.as_secs_f64() * 1000.0),
-        });
-        Ok(report)
+        for leak in &analysis.leaks {
+            let mut leak = leak.clone();
+            if several {
+                leak.pid = Some(s.pid as u32);
+            }
+            report.leaks.push(leak);
+        }
+    }
+    let mut processes = run.processes;
+    for p in &mut processes {
+        // A scan that failed or found no heap did not analyse the process.
+        let failed = scans.iter().any(|s| s.pid as u32 == p.pid && !analysed.contains(&(s.pid, moment_rank(s.moment))));
+        p.analysed &= !failed;
+        if let End::Killed { signal } = &p.end {
+            report.notes.push(format!("pid {} ({}) was killed by {signal}", p.pid, p.program));
+        }
+    }
+    if let Some(after) = config.after {
+        if scans.iter().any(|s| matches!(s.moment, Moment::Exit(_))) && !scans.iter().any(|s| s.moment == Moment::After) {
+            report.notes.push(format!("the program ended before the scan at {:.1} s: it was scanned at its exit", after.as_secs_f64()));
+        }
+    }
+    let main_simple = processes.len() == 1 && matches!(processes[0].end, End::Exited { .. });
+    if analysed.is_empty() {
+        report.status = Status::NotAnalysed { reason: "no process of the run could be scanned".into() };
+    }
+    if !main_simple || processes.iter().any(|p| !p.analysed) {
+        report.processes = processes;
+    }
+    report.stats = Some(Stats { wall_ms: run.finished.wall.as_millis() as u64, peak_rss_kib: Some(run.finished.peak_rss_kib), pause_ms: Some(pause) });
+    report
+}
+
+fn moment_rank(m: Moment) -> u8 {
+    match m {
+        Moment::Checkpoint => 0,
+        Moment::Request => 1,
+        Moment::After => 2,
+        Moment::Exit(_) => 3,
+        Moment::LeftRunning => 4,
     }
 }
 
-/// Lets a program without a checkpoint run for `after`; an exit before is an error.
-fn wait_running(child: &mut Child, after: Duration, name: &str) -> Result<(), Error> {
-    let until = Instant::now() + after;
-    while Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10).min(until - Instant::now()));
-        let state = std::fs::read_to_string(format!("/proc/{}/stat", child.pid())).unwrap_or_default();
-        // The state is the field after the parenthesised command name.
-        let zombie = state.rsplit_once(')').is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']));
-        if zombie {
-            return Err(Error::TargetFailed { program: name.to_string(), how: format!("exited before the scan at {:.1} s", after.as_secs_f64()), stderr: String::new() });
+/// A thread stopped in the exit or exit_group syscall never runs again: its
+/// caller-saved registers hold only that syscall's arguments (a status),
+/// not pointers, though they may keep stale copies of one (glibc's memset
+/// leaves its destination in a scratch register). Callee-saved registers,
+/// the stack pointer and the stack stay roots: the callers of exit() are
+/// live, as valgrind and LeakSanitizer count them.
+fn forget_exit_arguments(snap: &mut scan::snapshot::Snapshot) {
+    // Indices in Thread::regs: rax, rcx, rdx, rsi, rdi, r8, r9, r10, r11.
+    const SCRATCH: [usize; 9] = [0, 2, 3, 4, 5, 8, 9, 10, 11];
+    for t in &mut snap.threads {
+        let in_exit = nix::sys::ptrace::getregs(nix::unistd::Pid::from_raw(t.tid))
+            .is_ok_and(|r| r.orig_rax as i64 == libc::SYS_exit || r.orig_rax as i64 == libc::SYS_exit_group);
+        if in_exit {
+            for i in SCRATCH {
+                if let Some(r) = t.regs.get_mut(i) {
+                    *r = 0;
+                }
+            }
         }
     }
-    Ok(())
-}
-
-/// VmHWM of a live process, in KiB (0 when unknown).
-fn peak_rss(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())))
-        .unwrap_or(0)
 }

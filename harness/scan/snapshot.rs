@@ -320,3 +320,48 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
         unreadable_bytes: unreadable,
     })
 }
+
+/// Copies a process whose threads `tids` are already stopped by the calling
+/// thread, its tracer (harness/trace.rs): nothing is attached, stopped or
+/// resumed here. Maps and memory are read through the first thread listed,
+/// so a process whose leader has exited (its /proc/PID/maps is empty) is
+/// still copied whole.
+pub fn take_stopped(pid: i32, tids: &[i32]) -> Result<Snapshot, Error> {
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for &tid in tids {
+        match ptrace::getregs(Pid::from_raw(tid)) {
+            Ok(r) => threads.push(Thread {
+                tid,
+                sp: r.rsp,
+                fs_base: r.fs_base,
+                regs: vec![
+                    r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
+                    r.r15, r.rip, r.fs_base, r.gs_base,
+                ],
+            }),
+            // Killed meanwhile (the run's deadline): nothing left to read of it.
+            Err(Errno::ESRCH) => continue,
+            Err(e) => return Err(Error::Inspect { pid, message: format!("reading the registers of thread {tid}: {e}") }),
+        }
+    }
+    let Some(via) = threads.first().map(|t| t.tid) else {
+        return Err(Error::Inspect { pid, message: "none of its threads is left to read".into() });
+    };
+    let stopped = started.elapsed();
+    let map_list = maps::read(via)?;
+    let mapped = started.elapsed();
+    let mut segments: Vec<Segment> =
+        map_list.iter().filter(|m| wanted(m)).map(|m| Segment { start: m.start, data: prefaulted(m.len() as usize) }).collect();
+    let unreadable = copy_parallel(via, &mut segments);
+    let copied = started.elapsed();
+    Ok(Snapshot {
+        pid,
+        threads,
+        maps: map_list,
+        memory: Memory::new(segments),
+        pause: copied,
+        pause_phases: [stopped, mapped - stopped, copied - mapped],
+        unreadable_bytes: unreadable,
+    })
+}
