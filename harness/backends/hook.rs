@@ -135,6 +135,19 @@ impl Hook {
             let found = table::read(insp.pid as u32, reason, &snap.memory, &snap.maps)?;
             let classified = found.map(|t| {
                 let kinds = classify::classify(&snap, &t, scan::StopPoint::Anywhere);
+                // For measuring the cost (the closing note's 1 GiB heap).
+                if std::env::var_os("LEAKLAB_HOOK_TIMING").is_some() {
+                    let bytes: u64 = t.dump.blocks.iter().map(|b| b.size).sum();
+                    eprintln!(
+                        "hook: pid {}: {} blocks ({} MiB) classified in {:.0} ms, {} MiB scanned; snapshot pause {:.0} ms",
+                        insp.pid,
+                        t.dump.blocks.len(),
+                        bytes >> 20,
+                        kinds.elapsed.as_secs_f64() * 1000.0,
+                        kinds.scanned >> 20,
+                        snap.pause.as_secs_f64() * 1000.0
+                    );
+                }
                 (t, kinds)
             });
             Ok(Seen { earlier: insp.earlier, classified, pause: snap.pause, unreadable: snap.unreadable_bytes })
