@@ -17,6 +17,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 mod compiled;
 mod cli;
 mod cli_repro;
+mod hook;
 mod scan;
 mod scan_hostile;
 mod labs;
@@ -152,6 +153,7 @@ fn main() {
     trials.extend(cli_repro::trials());
     trials.extend(scan::trials());
     trials.extend(scan_hostile::trials());
+    trials.extend(hook::trials());
     trials.extend(labs::trials());
     trials.extend(trace::trials());
     trials.extend(valgrind_repro::trials());

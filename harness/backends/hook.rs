@@ -1,12 +1,18 @@
 //! `hook`: an LD_PRELOAD shim (harness/hook/leaklab_hook.c, built by
 //! build.rs) replaces malloc and friends, operator new/delete and
 //! mmap/munmap/mremap, keeps every live block with a frame-pointer stack,
-//! checks every free, and dumps what is outstanding at exit (or on
-//! LEAKLAB_HOOK_SIGNAL) with /proc/self/maps. This module runs the target
-//! with the shim, parses the dumps (one per process: forked children write
-//! their own), symbolizes them, applies suppressions and groups blocks by
-//! stack. It cannot tell a lost block from a reachable one: leaks are
-//! `unclassified`.
+//! and checks every free. The harness stops the process where it is
+//! inspected, copies its memory (`scan::snapshot`), reads the shim's table
+//! out of the copy ([`table`]) and gives every block valgrind's kind by a
+//! conservative mark from the process's roots ([`classify`]); what only the
+//! C/C++ runtime holds is not reported. Where ptrace is not possible, the
+//! shim's dump file (one per process, written at exit or on
+//! LEAKLAB_HOOK_SIGNAL) is the fallback: exact blocks and stacks, but
+//! `unclassified`, with the runtime's known one-time allocations left out
+//! by name (default.supp).
+
+pub mod classify;
+pub mod table;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +21,9 @@ use std::time::Duration;
 use crate::backend::{Availability, Backend, RunConfig, Target};
 use crate::error::Error;
 use crate::process::{self, Spec};
-use crate::report::{BadFree, BadFreeKind, Frame, Kind, Leak, Region, RegionKind, Report, Stats};
+use crate::report::{BadFree, BadFreeKind, Frame, Kind, Leak, Region, RegionKind, Report, Stats, Status, Suppressed};
+use crate::scan;
+use crate::trace;
 use crate::suppressions::Suppressions;
 use crate::symbolize::{MapEntry, Symbolizer};
 
@@ -61,9 +69,19 @@ impl Backend for Hook {
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let mut suppressions = Suppressions::parse("default.supp", DEFAULT_SUPPRESSIONS)?;
+        if crate::backend::is_statically_linked(&target.program) {
+            let mut report = Report::new(&target.name, self.name());
+            report.status = Status::NotAnalysed {
+                reason: format!(
+                    "{} is statically linked: the dynamic loader never runs in it, so LD_PRELOAD cannot put the hook's shim into it and no allocation of it is seen (valgrind, built against its own malloc replacement, has the same limit)",
+                    target.name
+                ),
+            };
+            return Ok(report);
+        }
+        let mut user = Suppressions::default();
         for file in &config.suppressions {
-            suppressions.extend(Suppressions::load(file)?);
+            user.extend(Suppressions::load(file)?);
         }
         let dir = crate::process::scratch()?;
         let pattern = dir.path().join("hook.%p.dump");
@@ -75,7 +93,149 @@ impl Backend for Hook {
             .args(&target.args)
             .env("LD_PRELOAD", preload)
             .env("LEAKLAB_HOOK_OUT", &pattern)
-            .env_remove("LEAKLAB_CHECKPOINT");
+            .io(config.io);
+        if ptrace_allowed() {
+            return self.run_traced(target, config, spec, &user);
+        }
+        self.run_with_dumps(target, config, spec.env_remove("LEAKLAB_CHECKPOINT"), &user, dir.path())
+    }
+}
+
+/// What one inspection of one process gave: its table and kinds, or why
+/// it has none.
+struct Seen {
+    earlier: u32,
+    classified: Result<(table::Table, classify::Kinds), table::Missing>,
+    pause: Duration,
+    unreadable: u64,
+}
+
+/// Whether this process may ptrace its children (yama's scope 3 forbids it).
+fn ptrace_allowed() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map_or(true, |s| s.trim() != "3")
+}
+
+impl Hook {
+    /// The run under ptrace (harness/trace.rs): every process of it is
+    /// inspected at its last moment (exit, `_exit`, a fatal signal), before
+    /// each exec (the shim asks), at `--after`, or when left running; each
+    /// inspection reads the shim's table out of a snapshot and classifies it.
+    fn run_traced(&self, target: &Target, config: &RunConfig, spec: Spec, user: &Suppressions) -> Result<Report, Error> {
+        let tc = trace::TraceConfig {
+            checkpoint: false,
+            requests: true,
+            after: config.after.map(|a| (a, trace::AfterThen::EndRun)),
+            at_exit: true,
+            left_running: true,
+        };
+        // The table is read out of the process: no dump file at exit.
+        let spec = spec.env("LEAKLAB_HOOK_OUT", "none").env("LEAKLAB_HOOK_SIGNAL", "none").env_remove("LEAKLAB_CHECKPOINT");
+        let run = trace::run_traced(&spec, &tc, &mut |insp| {
+            let snap = insp.snapshot()?;
+            let reason = match insp.moment {
+                trace::Moment::Exit(_) => "exit",
+                trace::Moment::Request => "exec",
+                trace::Moment::After => "after",
+                trace::Moment::LeftRunning => "left-running",
+                trace::Moment::Checkpoint => "checkpoint",
+            };
+            let found = table::read(insp.pid as u32, reason, &snap.memory, &snap.maps)?;
+            let classified = found.map(|t| {
+                let kinds = classify::classify(&snap, &t, scan::StopPoint::Anywhere);
+                // For measuring the cost (the closing note's 1 GiB heap).
+                if std::env::var_os("LEAKLAB_HOOK_TIMING").is_some() {
+                    let bytes: u64 = t.dump.blocks.iter().map(|b| b.size).sum();
+                    eprintln!(
+                        "hook: pid {}: {} blocks ({} MiB) classified in {:.0} ms, {} MiB scanned; snapshot pause {:.0} ms",
+                        insp.pid,
+                        t.dump.blocks.len(),
+                        bytes >> 20,
+                        kinds.elapsed.as_secs_f64() * 1000.0,
+                        kinds.scanned >> 20,
+                        snap.pause.as_secs_f64() * 1000.0
+                    );
+                }
+                (t, kinds)
+            });
+            Ok(Seen { earlier: insp.earlier, classified, pause: snap.pause, unreadable: snap.unreadable_bytes })
+        })?;
+
+        // An image inspected again (an exec that failed, then its exit) is
+        // reported from its last inspection.
+        let mut kept: Vec<(i32, Seen)> = Vec::new();
+        for i in run.inspections {
+            for _ in 0..i.value.earlier {
+                if let Some(at) = kept.iter().rposition(|(pid, _)| *pid == i.pid) {
+                    kept.remove(at);
+                }
+            }
+            kept.push((i.pid, i.value));
+        }
+        let finished = run.finished;
+        if let Some(failure) = sample_failure(target, &finished) {
+            return Err(failure);
+        }
+        let mut report = Report::new(&target.name, self.name());
+        let mut processes = run.processes;
+        let several = processes.len() > 1 || kept.len() > 1;
+        let mut sym = Symbolizer::new(Vec::new());
+        let mut pause = Duration::ZERO;
+        for (pid, seen) in &kept {
+            pause += seen.pause;
+            if seen.unreadable > 0 {
+                report.notes.push(format!("pid {pid}: {} bytes of writable mappings could not be read", seen.unreadable));
+            }
+            match &seen.classified {
+                Ok((table, kinds)) => {
+                    sym.set_maps(table.dump.maps.clone());
+                    let mut part = report_of(&table.dump, Some(kinds), target, user, &mut sym);
+                    if several {
+                        part.leaks.iter_mut().for_each(|l| l.pid = Some(*pid as u32));
+                    }
+                    merge(&mut report, part);
+                }
+                Err(table::Missing::NotLoaded) => {
+                    let program = processes.iter().rev().find(|p| p.pid == *pid as u32).map_or_else(|| target.name.clone(), |p| p.program.clone());
+                    report.notes.push(format!(
+                        "pid {pid} ({program}) was not analysed: the hook's shim is not loaded in it; it was started or exec'd without the LD_PRELOAD leaklab set (a program that clears or edits its environment before exec loses the hook), or it is statically linked"
+                    ));
+                }
+            }
+        }
+        // Each image of a pid (before and after its execs), in order, is
+        // analysed when its last inspection found the table.
+        let mut images: BTreeMap<u32, Vec<bool>> = BTreeMap::new();
+        for (pid, seen) in &kept {
+            images.entry(*pid as u32).or_default().push(seen.classified.is_ok());
+        }
+        let mut nth: BTreeMap<u32, usize> = BTreeMap::new();
+        for p in &mut processes {
+            let k = nth.entry(p.pid).or_default();
+            p.analysed = images.get(&p.pid).and_then(|v| v.get(*k)).copied().unwrap_or(false);
+            *k += 1;
+        }
+        match finished.exit {
+            process::Exit::Signal(sig) if config.after.is_none() => {
+                report.notes.push(format!("the program was killed by {}; its leaks are those at that moment", process::signal_name(sig)))
+            }
+            process::Exit::Code(code) if code != 0 => report.notes.push(format!("the program exited with status {code}")),
+            _ => {}
+        }
+        let plain_exit = processes.len() == 1 && processes.iter().all(|p| p.analysed && matches!(p.end, crate::report::End::Exited { .. }));
+        if !plain_exit {
+            report.processes = processes;
+        }
+        report.stats = Some(Stats {
+            wall_ms: finished.wall.as_millis() as u64,
+            peak_rss_kib: Some(finished.peak_rss_kib),
+            pause_ms: Some(pause.as_secs_f64() * 1000.0),
+        });
+        Ok(report)
+    }
+
+    /// The fallback where the process cannot be stopped and read: the
+    /// shim's own dumps, unclassified.
+    fn run_with_dumps(&self, target: &Target, config: &RunConfig, spec: Spec, user: &Suppressions, dir: &Path) -> Result<Report, Error> {
         let finished = match config.after {
             // A long-running program: ask for a dump while it runs, then stop it.
             Some(after) => {
@@ -83,13 +243,13 @@ impl Backend for Hook {
                 std::thread::sleep(after);
                 // SAFETY: signalling our own child.
                 unsafe { libc::kill(child.pid(), libc::SIGUSR2) };
-                wait_for_signal_dump(dir.path(), child.pid(), Duration::from_secs(10))?;
+                wait_for_signal_dump(dir, child.pid(), Duration::from_secs(10))?;
                 unsafe { libc::killpg(child.pid(), libc::SIGKILL) };
                 child.finish()?
             }
             None => process::run(&spec)?,
         };
-        let dumps = read_dumps(dir.path(), config.after.is_some())?;
+        let dumps = read_dumps(dir, config.after.is_some())?;
         if dumps.is_empty() {
             return Err(Error::TargetFailed {
                 program: target.name.clone(),
@@ -101,28 +261,72 @@ impl Backend for Hook {
         match finished.exit {
             _ if config.after.is_some() => {} // killed on purpose after the live dump
             process::Exit::Signal(sig) => report.notes.push(format!("the program was killed by {}", process::signal_name(sig))),
-            // A sample must succeed, as under the other backends.
-            process::Exit::Code(code) if code != 0 && target.sample.is_some() => {
-                return Err(Error::TargetFailed {
-                    program: target.name.clone(),
-                    how: format!("under the hook exited with status {code}"),
-                    stderr: finished.stderr_text(),
-                })
+            _ => {
+                if let Some(failure) = sample_failure(target, &finished) {
+                    return Err(failure);
+                }
+                if let process::Exit::Code(code) = finished.exit {
+                    if code != 0 {
+                        report.notes.push(format!("the program exited with status {code}"));
+                    }
+                }
             }
-            process::Exit::Code(code) if code != 0 => report.notes.push(format!("the program exited with status {code}")),
-            process::Exit::Code(_) => {}
         }
+        report.notes.push(
+            "kinds are unclassified: the process could not be stopped and read (ptrace), so the hook's dump file was used; the runtime's known one-time allocations are left out by name".into(),
+        );
+        let suppressions = with(user, &default_suppressions()?);
         // One symbolizer for every process: forked children share the modules.
         let mut sym = Symbolizer::new(Vec::new());
+        let several = dumps.len() > 1;
         for dump in &dumps {
             sym.set_maps(dump.maps.clone());
-            let mut part = report_of(dump, target, &suppressions, &mut sym);
-            report.leaks.append(&mut part.leaks);
-            report.bad_frees.append(&mut part.bad_frees);
-            report.notes.append(&mut part.notes);
+            let mut part = report_of(dump, None, target, &suppressions, &mut sym);
+            if several {
+                part.leaks.iter_mut().for_each(|l| l.pid = Some(dump.pid));
+            }
+            merge(&mut report, part);
         }
         report.stats = Some(Stats { wall_ms: finished.wall.as_millis() as u64, peak_rss_kib: Some(finished.peak_rss_kib), pause_ms: None });
         Ok(report)
+    }
+}
+
+/// A sample must succeed, as under the other backends.
+fn sample_failure(target: &Target, finished: &process::Finished) -> Option<Error> {
+    match finished.exit {
+        process::Exit::Code(code) if code != 0 && target.sample.is_some() => Some(Error::TargetFailed {
+            program: target.name.clone(),
+            how: format!("under the hook exited with status {code}"),
+            stderr: finished.stderr_text(),
+        }),
+        _ => None,
+    }
+}
+
+fn default_suppressions() -> Result<Suppressions, Error> {
+    Suppressions::parse("default.supp", DEFAULT_SUPPRESSIONS)
+}
+
+fn with(a: &Suppressions, b: &Suppressions) -> Suppressions {
+    let mut all = a.clone();
+    all.extend(b.clone());
+    all
+}
+
+/// Adds one process's findings to the run's report.
+fn merge(report: &mut Report, mut part: Report) {
+    report.leaks.append(&mut part.leaks);
+    report.bad_frees.append(&mut part.bad_frees);
+    report.notes.append(&mut part.notes);
+    for s in part.suppressed {
+        match report.suppressed.iter_mut().find(|x| x.rule == s.rule) {
+            Some(x) => {
+                x.leaks += s.leaks;
+                x.bytes += s.bytes;
+            }
+            None => report.suppressed.push(s),
+        }
     }
 }
 
@@ -257,6 +461,8 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
         map_lines: 0,
     };
     let mut in_maps = false;
+    let mut in_unloaded = false;
+    let mut unloaded = String::new();
     let mut ended = false;
     for (n, line) in lines {
         if ended {
@@ -264,6 +470,16 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
         }
         if line == "end" {
             ended = true;
+            continue;
+        }
+        if in_maps && line == "unloaded" {
+            in_maps = false;
+            in_unloaded = true;
+            continue;
+        }
+        if in_unloaded {
+            unloaded.push_str(line);
+            unloaded.push('\n');
             continue;
         }
         if in_maps {
@@ -339,34 +555,54 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
     if dump.pid == 0 {
         return Err(malformed(2, "no `pid` line"));
     }
+    let extra = table::unloaded_entries(&unloaded, &dump.maps);
+    dump.maps.extend(extra);
     Ok(dump)
 }
 
-/// Symbolizes a dump and turns it into leaks grouped by stack, suppressed
-/// blocks left out, and bad frees.
+/// Symbolizes a dump and turns it into leaks grouped by kind and stack,
+/// suppressed blocks counted and left out, and bad frees. With `kinds`
+/// (from [`classify`]), each block and mapping has its kind and what only
+/// the runtime holds is left out; without, they are `unclassified`.
 #[must_use]
-pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym: &mut Symbolizer) -> Report {
+pub fn report_of(dump: &Dump, kinds: Option<&classify::Kinds>, target: &Target, suppressions: &Suppressions, sym: &mut Symbolizer) -> Report {
     let mut report = Report::new(&target.name, "hook");
     let mut stacks: BTreeMap<Vec<u64>, Vec<Frame>> = BTreeMap::new();
     let mut symbolize = |pcs: &[u64], sym: &mut Symbolizer| stacks.entry(pcs.to_vec()).or_insert_with(|| clean(sym.stack(pcs))).clone();
+    let mut suppressed: Vec<Suppressed> = Vec::new();
+    let mut count_suppressed = |rule: String, bytes: u64| match suppressed.iter_mut().find(|s| s.rule == rule) {
+        Some(s) => {
+            s.leaks += 1;
+            s.bytes += bytes;
+        }
+        None => suppressed.push(Suppressed { rule, leaks: 1, bytes }),
+    };
 
-    // (api, stack) → (bytes, blocks)
-    let mut groups: Vec<(String, Vec<Frame>, u64, u64)> = Vec::new();
-    for b in &dump.blocks {
+    // (kind, api, stack) → (bytes, blocks)
+    let mut groups: Vec<(Kind, String, Vec<Frame>, u64, u64)> = Vec::new();
+    for (i, b) in dump.blocks.iter().enumerate() {
+        let kind = match kinds {
+            Some(k) => match k.blocks.get(i).copied().flatten() {
+                Some(kind) => kind,
+                None => continue, // the runtime's
+            },
+            None => Kind::Unclassified,
+        };
         let stack = symbolize(&b.pcs, sym);
-        if suppressions.matching(&stack).is_some() {
+        if let Some(rule) = suppressions.matching(&stack) {
+            count_suppressed(format!("leak:{} ({})", rule.pattern, rule.origin), b.size);
             continue;
         }
-        match groups.iter_mut().find(|g| g.0 == b.api && g.1 == stack) {
+        match groups.iter_mut().find(|g| g.0 == kind && g.1 == b.api && g.2 == stack) {
             Some(g) => {
-                g.2 += b.size;
-                g.3 += 1;
+                g.3 += b.size;
+                g.4 += 1;
             }
-            None => groups.push((b.api.clone(), stack, b.size, 1)),
+            None => groups.push((kind, b.api.clone(), stack, b.size, 1)),
         }
     }
-    for (api, stack, bytes, blocks) in groups {
-        let mut leak = Leak::new(Kind::Unclassified, bytes, blocks);
+    for (kind, api, stack, bytes, blocks) in groups {
+        let mut leak = Leak::new(kind, bytes, blocks);
         leak.api = Some(api);
         leak.site = target.site_of(&stack);
         leak.stack = stack;
@@ -374,9 +610,17 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym:
     }
 
     let mut regions: Vec<Leak> = Vec::new();
-    for r in &dump.regions {
+    for (i, r) in dump.regions.iter().enumerate() {
+        let kind = match kinds {
+            Some(k) => match k.regions.get(i).copied().flatten() {
+                Some(kind) => kind,
+                None => continue,
+            },
+            None => Kind::Unclassified,
+        };
         let stack = symbolize(&r.pcs, sym);
-        if suppressions.matching(&stack).is_some() {
+        if let Some(rule) = suppressions.matching(&stack) {
+            count_suppressed(format!("leak:{} ({})", rule.pattern, rule.origin), r.len);
             continue;
         }
         let entry = sym.entry(r.addr);
@@ -386,12 +630,15 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym:
             RegionKind::PrivateFile | RegionKind::SharedFile => entry.and_then(|e| e.file()).map(str::to_string),
             _ => None,
         };
-        if let Some(l) = regions.iter_mut().find(|l| l.stack == stack && l.region.as_ref().is_some_and(|g| g.kind == r.kind && g.flags == flags)) {
+        if let Some(l) = regions
+            .iter_mut()
+            .find(|l| l.kind == kind && l.stack == stack && l.region.as_ref().is_some_and(|g| g.kind == r.kind && g.flags == flags))
+        {
             l.bytes += r.len;
             l.blocks += 1;
             continue;
         }
-        let mut leak = Leak::new(Kind::Unclassified, r.len, 1);
+        let mut leak = Leak::new(kind, r.len, 1);
         leak.api = Some(r.api.clone());
         leak.site = target.site_of(&stack);
         leak.stack = stack;
@@ -399,7 +646,7 @@ pub fn report_of(dump: &Dump, target: &Target, suppressions: &Suppressions, sym:
         regions.push(leak);
     }
     report.leaks.extend(regions);
-
+    report.suppressed = suppressed;
     for f in &dump.bad_frees {
         let stack = symbolize(&f.pcs, sym);
         let other_stack = symbolize(&f.other, sym);

@@ -52,6 +52,8 @@
 #define MAX_ERRORS 4096
 #define MAX_REGIONS 16384
 #define MAX_RANGES 256
+#define MAX_OWN 4096
+#define UNLOADED_BYTES (256u << 10)
 
 /* ---- allocation APIs ------------------------------------------------- */
 
@@ -121,6 +123,7 @@ static int g_dump_signal = SIGUSR2;
 static char g_out_pattern[1024];
 static volatile sig_atomic_t g_dump_pending;
 static unsigned g_signal_dumps;
+static int g_no_exit_dump;
 
 /* ---- per-thread state ------------------------------------------------ */
 
@@ -144,17 +147,6 @@ static uint32_t tid(void)
 
 /* ---- raw memory and locks -------------------------------------------- */
 
-static void *raw_map(size_t len)
-{
-    long r = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return (r < 0 && r > -4096) ? NULL : (void *)r;
-}
-
-static void raw_unmap(void *p, size_t len)
-{
-    syscall(SYS_munmap, p, len);
-}
-
 typedef struct { volatile int v; } spinlock;
 
 static inline __attribute__((always_inline)) void lock(spinlock *l)
@@ -172,6 +164,40 @@ static inline __attribute__((always_inline)) void lock(spinlock *l)
 static inline __attribute__((always_inline)) void unlock(spinlock *l)
 {
     __atomic_store_n(&l->v, 0, __ATOMIC_RELEASE);
+}
+
+/* Every mapping the shim makes for itself, published in the table so that
+ * the harness neither takes its bookkeeping for roots nor for mmap leaks. */
+struct own_range { uintptr_t start, end; };
+static struct own_range g_own[MAX_OWN];
+static uint64_t g_nown, g_own_dropped;
+static spinlock g_own_lock; /* innermost: taken under the shard and stack locks */
+
+static void *raw_map(size_t len)
+{
+    long r = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r < 0 && r > -4096)
+        return NULL;
+    lock(&g_own_lock);
+    if (g_nown < MAX_OWN)
+        g_own[g_nown++] = (struct own_range){(uintptr_t)r, (uintptr_t)r + len};
+    else
+        g_own_dropped++;
+    unlock(&g_own_lock);
+    return (void *)r;
+}
+
+static void raw_unmap(void *p, size_t len)
+{
+    lock(&g_own_lock);
+    for (uint64_t i = 0; i < g_nown; i++) {
+        if (g_own[i].start == (uintptr_t)p) {
+            g_own[i] = g_own[--g_nown];
+            break;
+        }
+    }
+    unlock(&g_own_lock);
+    syscall(SYS_munmap, p, len);
 }
 
 /* ---- the start-up arena (dlsym allocates before malloc is resolved) --- */
@@ -1113,6 +1139,241 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
     return p;
 }
 
+/* ---- modules unloaded by dlclose --------------------------------------------
+ * A block allocated by a library that is dlclose()d before exit has return
+ * addresses into a module that is no longer mapped. Before each dlclose the
+ * shim copies that module's lines of /proc/self/maps here, so that the
+ * harness can symbolize with the modules as they were when the block was
+ * made. Text in the format of /proc/PID/maps, appended; full: dropped. */
+
+static char *g_unloaded;
+static uint64_t g_unloaded_len, g_unloaded_dropped;
+static spinlock g_unloaded_lock;
+static int (*real_dlclose)(void *);
+
+static void note_module_maps(const char *path)
+{
+    size_t plen = strlen(path);
+    if (plen == 0)
+        return;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    lock(&g_unloaded_lock);
+    if (!g_unloaded)
+        g_unloaded = raw_map(UNLOADED_BYTES);
+    char buf[4096], line[4096 + 256];
+    size_t ll = 0;
+    ssize_t r;
+    while (g_unloaded && ((r = read(fd, buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))) {
+        for (ssize_t i = 0; i < r; i++) {
+            if (ll < sizeof line)
+                line[ll++] = buf[i];
+            if (buf[i] != '\n')
+                continue;
+            /* A line of the module: its path is the line's last field. */
+            if (ll > plen + 1 && ll <= sizeof line && memcmp(line + ll - 1 - plen, path, plen) == 0 && line[ll - 2 - plen] == ' ') {
+                if (g_unloaded_len + ll <= UNLOADED_BYTES) {
+                    memcpy(g_unloaded + g_unloaded_len, line, ll);
+                    g_unloaded_len += ll;
+                } else {
+                    g_unloaded_dropped++;
+                }
+            }
+            ll = 0;
+        }
+    }
+    unlock(&g_unloaded_lock);
+    close(fd);
+}
+
+EXPORT int dlclose(void *handle)
+{
+    if (!real_dlclose)
+        real_dlclose = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+    if (!real_dlclose)
+        return -1;
+    struct link_map *lm = NULL;
+    if (!t_guard && dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name) {
+        GUARD;
+        note_module_maps(lm->l_name);
+    }
+    return real_dlclose(handle);
+}
+
+/* ---- exec: ask to be inspected before the image goes ------------------------
+ * After a successful execve the old image's memory is gone, and with it its
+ * leaks. When the harness traces the run it sets LEAKLAB_INSPECT_ON_SIGSTOP
+ * (harness/trace.rs): the shim then queues itself a SIGSTOP carrying
+ * INSPECT_VALUE just before each exec, which the tracer takes as a request
+ * to inspect the process, suppresses, and lets the exec go on. glibc's exec
+ * functions call its internal execve, so each one is interposed. */
+
+#define INSPECT_VALUE 0x4c4b4c42 /* "LKLB" */
+static int g_inspect_on_exec;
+
+/* Whether the image has anything to report. One with nothing (a launcher
+ * such as the harness's own stop_exec, which allocates nothing) is not
+ * worth a stop. */
+static int anything_outstanding(void)
+{
+    for (int k = 0; k < NSHARDS; k++)
+        if (__atomic_load_n(&g_shards[k].count, __ATOMIC_RELAXED))
+            return 1;
+    return __atomic_load_n(&g_nregions, __ATOMIC_RELAXED) || __atomic_load_n(&g_nerrors, __ATOMIC_RELAXED);
+}
+
+static void before_exec(void)
+{
+    if (!g_inspect_on_exec || !anything_outstanding())
+        return;
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    info.si_signo = SIGSTOP;
+    info.si_code = SI_QUEUE;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    info.si_value.sival_int = INSPECT_VALUE;
+    /* To this thread: the stop is taken on the syscall's return, before the exec. */
+    syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid), SIGSTOP, &info);
+}
+
+#define REAL(type, name) ((type)dlsym(RTLD_NEXT, name))
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execv_fn)(const char *, char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    before_exec();
+    return REAL(execve_fn, "execve")(path, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+    before_exec();
+    return REAL(execv_fn, "execv")(path, argv);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+    before_exec();
+    return REAL(execv_fn, "execvp")(file, argv);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    before_exec();
+    return REAL(execve_fn, "execvpe")(file, argv, envp);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    before_exec();
+    return REAL(fexecve_fn, "fexecve")(fd, argv, envp);
+}
+
+/* The list forms, collected into an argument vector on the stack (as
+ * glibc does; bounded by the stack the caller has). */
+#define COLLECT_ARGS(arg0, ap, argv)                          \
+    size_t argc_ = 1;                                         \
+    va_start(ap, arg0);                                       \
+    while (va_arg(ap, const char *))                          \
+        argc_++;                                              \
+    va_end(ap);                                               \
+    const char *argv[argc_ + 1];                              \
+    argv[0] = arg0;                                           \
+    va_start(ap, arg0);                                       \
+    for (size_t i_ = 1; i_ <= argc_; i_++)                    \
+        argv[i_] = va_arg(ap, const char *);
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    COLLECT_ARGS(arg, ap, argv);
+    va_end(ap);
+    before_exec();
+    return REAL(execv_fn, "execv")(path, (char *const *)argv);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    COLLECT_ARGS(arg, ap, argv);
+    va_end(ap);
+    before_exec();
+    return REAL(execv_fn, "execvp")(file, (char *const *)argv);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    COLLECT_ARGS(arg, ap, argv);
+    char *const *envp = va_arg(ap, char *const *);
+    va_end(ap);
+    before_exec();
+    return REAL(execve_fn, "execve")(path, (char *const *)argv, envp);
+}
+
+/* ---- the published table ------------------------------------------------------
+ * The harness stops the process (at exit, at the checkpoint, or live) and
+ * reads the shim's tables out of a copy of its memory, starting from this
+ * descriptor, found by its dynamic symbol. Version 1's layout is documented
+ * in harness/hook/README.md; every size is in the descriptor so that a
+ * reader can check it knows this layout. It lives in .data (not .rodata)
+ * so that a copy of the writable mappings holds it. */
+
+struct leaklab_hook_table {
+    char magic[8];                  /* "LLHOOKT\0" */
+    uint32_t version, size;         /* 1, sizeof this struct */
+    uint32_t nshards, shard_stride; /* g_shards[nshards], each shard_stride bytes */
+    uint32_t shard_slots_at, shard_cap_at; /* offsets of `slots` and `cap` in a shard */
+    uint32_t block_size, stack_header;     /* a block record; a stack's header before its pcs */
+    uint32_t region_size, bad_free_size;
+    uint32_t max_frames, pid;      /* the pid that last wrote `pid` (set at start and in fork children) */
+    uintptr_t shards;
+    uintptr_t regions, nregions;   /* addresses of g_regions (a pointer) and g_nregions */
+    uintptr_t errors, nerrors;
+    uintptr_t own, nown;           /* the shim's own mappings: own_range[nown] */
+    uintptr_t arena_start, arena_end; /* dlsym's start-up allocations: the runtime's */
+    uintptr_t unloaded, unloaded_len; /* addresses of g_unloaded (a pointer) and its length */
+    uintptr_t dropped_stacks, dropped_regions, dropped_errors; /* addresses of the counters */
+};
+
+_Static_assert(sizeof(struct block) == 32, "block record of the table ABI");
+_Static_assert(sizeof(struct region) == 40 + 8 * MAX_FRAMES, "region record of the table ABI");
+_Static_assert(sizeof(struct bad_free) == 24 + 16 * MAX_FRAMES, "bad free record of the table ABI");
+_Static_assert(sizeof(struct stack) == 16, "stack header of the table ABI");
+
+EXPORT struct leaklab_hook_table leaklab_hook_table = {
+    .magic = "LLHOOKT",
+    .version = 1,
+    .size = sizeof(struct leaklab_hook_table),
+    .nshards = NSHARDS,
+    .shard_stride = sizeof(struct shard),
+    .shard_slots_at = offsetof(struct shard, slots),
+    .shard_cap_at = offsetof(struct shard, cap),
+    .block_size = sizeof(struct block),
+    .stack_header = sizeof(struct stack),
+    .region_size = sizeof(struct region),
+    .bad_free_size = sizeof(struct bad_free),
+    .max_frames = MAX_FRAMES,
+    .shards = (uintptr_t)g_shards,
+    .regions = (uintptr_t)&g_regions,
+    .nregions = (uintptr_t)&g_nregions,
+    .errors = (uintptr_t)&g_errors,
+    .nerrors = (uintptr_t)&g_nerrors,
+    .own = (uintptr_t)g_own,
+    .nown = (uintptr_t)&g_nown,
+    .arena_start = (uintptr_t)g_arena,
+    .arena_end = (uintptr_t)(g_arena + sizeof g_arena),
+    .unloaded = (uintptr_t)&g_unloaded,
+    .unloaded_len = (uintptr_t)&g_unloaded_len,
+    .dropped_stacks = (uintptr_t)&g_stacks_dropped,
+    .dropped_regions = (uintptr_t)&g_regions_dropped,
+    .dropped_errors = (uintptr_t)&g_errors_dropped,
+};
+
 /* ---- the dump ----------------------------------------------------------------- */
 
 struct out {
@@ -1325,6 +1586,12 @@ static void dump(const char *why)
                 out_bytes(o, chunk, (size_t)r);
         close(mfd);
     }
+    lock(&g_unloaded_lock);
+    if (g_unloaded_len) {
+        out_str(o, "unloaded\n");
+        out_bytes(o, g_unloaded, g_unloaded_len);
+    }
+    unlock(&g_unloaded_lock);
     out_str(o, "end\n");
     out_flush(o);
     close(o->fd);
@@ -1359,10 +1626,16 @@ static void fork_prepare(void)
         lock(&g_shards[k].lock);
     lock(&g_regions_lock);
     lock(&g_errors_lock);
+    lock(&g_stack_lock);
+    lock(&g_unloaded_lock);
+    lock(&g_own_lock);
 }
 
 static void fork_parent(void)
 {
+    unlock(&g_own_lock);
+    unlock(&g_unloaded_lock);
+    unlock(&g_stack_lock);
     unlock(&g_errors_lock);
     unlock(&g_regions_lock);
     for (int k = NSHARDS - 1; k >= 0; k--)
@@ -1374,6 +1647,7 @@ static void fork_child(void)
 {
     fork_parent();
     t_tid = 0; /* the child's only thread has a new id */
+    leaklab_hook_table.pid = (uint32_t)getpid();
 }
 
 /* ---- life cycle -------------------------------------------------------------------- */
@@ -1397,9 +1671,13 @@ __attribute__((constructor(101))) static void hook_init(void)
 {
     GUARD;
     ready();
+    leaklab_hook_table.pid = (uint32_t)getpid();
     const char *out = getenv("LEAKLAB_HOOK_OUT");
     if (out && strlen(out) < sizeof g_out_pattern)
         strcpy(g_out_pattern, out);
+    g_inspect_on_exec = getenv("LEAKLAB_INSPECT_ON_SIGSTOP") != NULL;
+    /* `none`: the harness reads the table out of the stopped process. */
+    g_no_exit_dump = out && !strcmp(out, "none");
     const char *sig = getenv("LEAKLAB_HOOK_SIGNAL");
     g_dump_signal = sig ? parse_signal(sig) : SIGUSR2;
     dl_iterate_phdr(add_object, NULL);
@@ -1421,5 +1699,6 @@ __attribute__((destructor(101))) static void hook_fini(void)
 {
     if (cxx_freeres)
         cxx_freeres();
-    dump("exit");
+    if (!g_no_exit_dump)
+        dump("exit");
 }

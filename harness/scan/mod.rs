@@ -94,14 +94,14 @@ fn find_tcb(snap: &Snapshot, m: &Mapping) -> Option<u64> {
     })
 }
 
-fn roles(snap: &Snapshot, walk: &Walk) -> Vec<Role> {
+fn roles(snap: &Snapshot, view: &HeapView) -> Vec<Role> {
     let maps = &snap.maps;
     let mut roles = Vec::with_capacity(maps.len());
     for (i, m) in maps.iter().enumerate() {
         let overlaps = |r: &(u64, u64)| m.start < r.1 && r.0 < m.end;
         let role = if let Some(path) = m.file().filter(|p| is_module_path(maps, p)) {
             Role::Module { runtime: is_runtime_object(path) }
-        } else if m.pseudo() == Some("[heap]") || walk.arena_heaps.iter().any(overlaps) {
+        } else if m.pseudo() == Some("[heap]") || view.heaps.iter().any(overlaps) {
             Role::Heap
         } else if m.pseudo() == Some("[stack]") || snap.threads.iter().any(|t| m.contains(t.sp)) {
             Role::Stack
@@ -110,7 +110,7 @@ fn roles(snap: &Snapshot, walk: &Walk) -> Vec<Role> {
         } else if i > 0 && m.path.is_none() && maps[i - 1].end == m.start && matches!(roles[i - 1], Role::Module { .. }) && m.writable() {
             // The .bss past a module's last file page.
             roles[i - 1]
-        } else if walk.mmapped.iter().any(overlaps) {
+        } else if view.mmapped.iter().any(overlaps) {
             Role::MmappedChunks
         } else if let Some(tp) = snap.threads.iter().map(|t| t.fs_base).find(|&tp| m.contains(tp)) {
             Role::Tls { from: tls_start(snap, m, tp) }
@@ -213,6 +213,143 @@ pub enum StopPoint {
     Anywhere,
 }
 
+/// What the roots computation must know of the allocator and of the tool
+/// that found the blocks: the glibc walk fills it from the heap's shape, the
+/// hook from its exact table.
+#[derive(Debug, Clone, Default)]
+pub struct HeapView {
+    /// Where the allocator's blocks live besides `[heap]` (glibc's arena
+    /// heaps): not roots.
+    pub heaps: Vec<(u64, u64)>,
+    /// Blocks that are mappings of their own (glibc's mmapped chunks): not
+    /// roots; the rest of the mapping that holds them is one.
+    pub mmapped: Vec<(u64, u64)>,
+    /// Removed from every root range, sorted: the allocator's metadata, the
+    /// tool's own bookkeeping.
+    pub excluded: Vec<(u64, u64)>,
+    /// The program's own mappings, when known exactly (the hook records each
+    /// mmap), sorted and disjoint: these are the candidate mmap leaks, and a
+    /// mapping of no known role is the runtime's (ld.so's, libc's). `None`:
+    /// every mapping of no known role is a candidate.
+    pub regions: Option<Vec<(u64, u64)>>,
+    /// More roots of the runtime (the hook's start-up arena, which holds dlsym's data).
+    pub runtime: Vec<(u64, u64)>,
+}
+
+/// The roots of a marking and the candidate mmap leaks.
+#[derive(Debug, Clone, Default)]
+pub struct RootSet {
+    pub roots: Roots,
+    /// Candidate regions (sorted, disjoint) and their mappings, for the report.
+    pub candidates: Vec<(u64, u64)>,
+    pub candidate_maps: Vec<Mapping>,
+}
+
+/// Bytes of glibc's thread descriptor (struct pthread) at the thread
+/// pointer: libthread_db's `_thread_db_sizeof_pthread` of the libc leaklab
+/// runs with, which is the target's on this machine (2,368 on glibc 2.36).
+fn tcb_bytes() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        // SAFETY: dlsym with a NUL-terminated name; the symbol, when present,
+        // is a const unsigned int in libc's read-only data.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_sizeof_pthread".as_ptr()) };
+        if p.is_null() { 2368 } else { u64::from(unsafe { *(p as *const u32) }) }
+    })
+}
+
+/// The roots of a snapshot: data and bss of every module (the C/C++
+/// runtime's first), every live thread's registers and stack, static TLS,
+/// each live thread's descriptor (the runtime's: it holds the thread's DTV,
+/// through which the dynamic TLS blocks are reached), the descriptors of
+/// cached dead threads; and the candidate mmap leaks.
+#[must_use]
+pub fn roots(snap: &Snapshot, view: &HeapView, stop: StopPoint) -> RootSet {
+    let maps = &snap.maps;
+    let roles = roles(snap, view);
+    let mut roots = Roots::default();
+    let mut candidates: Vec<(u64, u64)> = Vec::new();
+    let mut candidate_maps: Vec<Mapping> = Vec::new();
+    let exact = view.regions.as_deref();
+    for (m, role) in maps.iter().zip(&roles) {
+        match role {
+            Role::Module { runtime } if m.writable() => {
+                let r = Range { start: m.start, end: m.end };
+                if *runtime { roots.runtime.push(r) } else { roots.program.push(r) }
+            }
+            Role::MmappedChunks => roots.program.extend(minus(m.start, m.end, &view.mmapped)),
+            Role::DeadStack { tcb } => roots.runtime.push(Range { start: *tcb, end: m.end }),
+            Role::Tls { from } => {
+                roots.program.push(Range { start: *from, end: m.end });
+                if *from > m.start {
+                    match exact {
+                        Some(_) => roots.runtime.push(Range { start: m.start, end: *from }),
+                        None => {
+                            candidates.push((m.start, *from));
+                            candidate_maps.push(Mapping { start: m.start, end: *from, ..m.clone() });
+                        }
+                    }
+                }
+            }
+            Role::Candidate => match exact {
+                Some(_) => roots.runtime.push(Range { start: m.start, end: m.end }),
+                None => {
+                    candidates.push((m.start, m.end));
+                    candidate_maps.push(m.clone());
+                }
+            },
+            _ => {}
+        }
+    }
+    if let Some(regions) = exact {
+        for &(start, end) in regions {
+            let Some(m) = maps.iter().find(|m| m.contains(start)) else { continue };
+            candidates.push((start, end));
+            candidate_maps.push(Mapping { start, end: end.min(m.end).max(start), ..m.clone() });
+        }
+    }
+    for r in &view.runtime {
+        roots.runtime.push(Range { start: r.0, end: r.1 });
+    }
+    let main_tid = snap.pid;
+    for t in &snap.threads {
+        roots.registers.extend(&t.regs);
+        if let Some(m) = maps.iter().find(|m| m.contains(t.sp)) {
+            // Only the thread that stopped itself at the checkpoint (the
+            // program's main thread) has the runtime's raise() frames
+            // skipped; a helper thread blocked in libc may hold a pointer in
+            // a libc frame, so its whole stack from SP counts.
+            // A thread inside a system call (rax still holds the -ENOSYS the
+            // kernel sets on entry: blocked, or in its exit stop) is in a
+            // libc wrapper, which keeps nothing below its stack pointer: the
+            // red zone then holds only dead words of earlier calls.
+            let in_syscall = t.regs.first() == Some(&(-(libc::ENOSYS as i64) as u64));
+            let start = match stop {
+                StopPoint::Checkpoint if t.tid == main_tid => stack_scan_start(snap, t, m),
+                _ if in_syscall => t.sp.max(m.start) & !7,
+                _ => t.sp.saturating_sub(RED_ZONE).max(m.start) & !7,
+            };
+            roots.program.push(Range { start, end: m.end });
+        }
+        if let Some(m) = maps.iter().find(|m| m.contains(t.fs_base)) {
+            roots.runtime.push(Range { start: t.fs_base, end: (t.fs_base + tcb_bytes()).min(m.end) });
+        }
+    }
+    // Neither the allocator's own data nor the tool's is a root; nor is a
+    // candidate region (it is scanned once something reaches it).
+    let mut excluded = view.excluded.clone();
+    excluded.extend(candidates.iter().copied());
+    excluded.sort_unstable();
+    for list in [&mut roots.runtime, &mut roots.program] {
+        *list = list.iter().flat_map(|r| minus(r.start, r.end, &excluded)).collect();
+    }
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by_key(|&i| candidates[i]);
+    let candidates: Vec<(u64, u64)> = order.iter().map(|&i| candidates[i]).collect();
+    let candidate_maps = order.iter().map(|&i| candidate_maps[i].clone()).collect();
+    RootSet { roots, candidates, candidate_maps }
+}
+
 /// Analyses a snapshot: walks the heap, marks, groups.
 #[must_use]
 pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
@@ -247,49 +384,16 @@ pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
     };
     let walk = glibc::walk(&snap.memory, &layout);
     let walked = started.elapsed();
-    let roles = roles(snap, &walk);
-
-    let mut roots = Roots::default();
-    let mut candidates: Vec<(u64, u64)> = Vec::new();
-    let mut candidate_maps: Vec<Mapping> = Vec::new();
-    for (m, role) in maps.iter().zip(&roles) {
-        match role {
-            Role::Module { runtime } if m.writable() => {
-                let r = Range { start: m.start, end: m.end };
-                if *runtime { roots.runtime.push(r) } else { roots.program.push(r) }
-            }
-            Role::MmappedChunks => roots.program.extend(minus(m.start, m.end, &walk.mmapped)),
-            Role::DeadStack { tcb } => roots.runtime.push(Range { start: *tcb, end: m.end }),
-            Role::Tls { from } => {
-                roots.program.push(Range { start: *from, end: m.end });
-                if *from > m.start {
-                    candidates.push((m.start, *from));
-                    candidate_maps.push(Mapping { start: m.start, end: *from, ..m.clone() });
-                }
-            }
-            Role::Candidate => {
-                candidates.push((m.start, m.end));
-                candidate_maps.push(m.clone());
-            }
-            _ => {}
-        }
-    }
-    for t in &snap.threads {
-        roots.registers.extend(&t.regs);
-        if let Some(m) = maps.iter().find(|m| m.contains(t.sp)) {
-            let start = match stop {
-                StopPoint::Checkpoint => stack_scan_start(snap, t, m),
-                StopPoint::Anywhere => t.sp.saturating_sub(RED_ZONE).max(m.start) & !7,
-            };
-            roots.program.push(Range { start, end: m.end });
-        }
-    }
-    // The allocator's own data (main_arena, heap headers, tcaches) is not a root.
     let mut metadata = walk.metadata.clone();
     metadata.sort_unstable();
-    for list in [&mut roots.runtime, &mut roots.program] {
-        *list = list.iter().flat_map(|r| minus(r.start, r.end, &metadata)).collect();
-    }
+    let view = HeapView {
+        heaps: walk.arena_heaps.clone(),
+        mmapped: walk.mmapped.clone(),
+        excluded: metadata,
+        regions: None,
+        runtime: Vec::new(),
+    };
+    let RootSet { roots, candidates, candidate_maps } = roots(snap, &view, stop);
     let vt = vtables::Vtables::new(maps);
     let vtable_like = |w: u64| vt.vtable_like(w);
     let marking = reach::mark(&snap.memory, &walk.blocks, &candidates, &roots, &vtable_like);

@@ -53,6 +53,18 @@ pub struct Roots {
     pub registers: Vec<u64>,
 }
 
+/// Knobs of a marking beyond its roots.
+#[derive(Debug, Clone, Default)]
+pub struct MarkOptions {
+    /// Addresses (sorted) that the runtime's own pointers may hold without
+    /// holding a block: the allocator's chunk headers that lie inside the
+    /// block before them (glibc's usable size overlaps the next chunk's
+    /// first word, and main_arena's `top` or a bin points there). Ignored
+    /// while marking from the runtime's roots. Empty for the glibc walk,
+    /// whose blocks end before the next header.
+    pub runtime_ignored: Vec<u64>,
+}
+
 /// The outcome.
 #[derive(Debug, Clone)]
 pub struct Marking {
@@ -160,6 +172,7 @@ struct Marker<'a> {
     stack: Vec<(u32, bool)>,
     region_stack: Vec<usize>,
     runtime_phase: bool,
+    runtime_ignored: &'a [u64],
     scanned: u64,
     /// The lowest block or region address, and the width of the span up to the highest end.
     lo: u64,
@@ -192,6 +205,9 @@ impl Marker<'_> {
 
     #[inline]
     fn visit(&mut self, value: u64, from_reachable: bool) {
+        if self.runtime_phase && !self.runtime_ignored.is_empty() && self.runtime_ignored.binary_search(&value).is_ok() {
+            return;
+        }
         if let Some(k) = self.index.find(value) {
             let b = &self.blocks[k];
             let start = value == b.addr || self.heuristic_start(b, value);
@@ -272,6 +288,19 @@ impl Marker<'_> {
 /// disjoint, not overlapping blocks) are the candidate mmap leaks.
 #[must_use]
 pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Roots, vtable_like: &dyn Fn(u64) -> bool) -> Marking {
+    mark_with(mem, blocks, regions, roots, vtable_like, &MarkOptions::default())
+}
+
+/// [`mark`] with options.
+#[must_use]
+pub fn mark_with(
+    mem: &Memory,
+    blocks: &[Block],
+    regions: &[(u64, u64)],
+    roots: &Roots,
+    vtable_like: &dyn Fn(u64) -> bool,
+    options: &MarkOptions,
+) -> Marking {
     let lo = blocks.first().map_or(u64::MAX, |b| b.addr).min(regions.first().map_or(u64::MAX, |r| r.0));
     let hi = blocks.last().map_or(0, Block::end).max(regions.last().map_or(0, |r| r.1));
     let mut m = Marker {
@@ -287,6 +316,7 @@ pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Root
         stack: Vec::new(),
         region_stack: Vec::new(),
         runtime_phase: true,
+        runtime_ignored: &options.runtime_ignored,
         scanned: 0,
         lo,
         width: hi.saturating_sub(lo),
