@@ -18,6 +18,7 @@ mod compiled;
 mod cli;
 mod scan;
 mod labs;
+mod lsan_bcc;
 mod repro;
 mod units;
 
@@ -142,6 +143,7 @@ fn main() {
     trials.extend(cli::trials());
     trials.extend(scan::trials());
     trials.extend(labs::trials());
+    trials.extend(lsan_bcc::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();
