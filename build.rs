@@ -105,6 +105,45 @@ fn main() {
     build_hook(&root, &out, &cc, &cxx);
     build_stop_exec(&root, &cc, &out);
     build_lsan_preload(&root, &cc, &out);
+    std::fs::write(out.join("artifacts.rs"), render_artifacts(&out)).expect("write artifacts.rs");
+}
+
+/// Every file the library runs from OUT_DIR (samples, shim, stop_exec, the
+/// bench program, the lsan probe, the debug_new objects), embedded with
+/// `include_bytes!` so an installed binary can unpack them when its OUT_DIR
+/// is gone (harness/artifacts.rs), and a hash of their contents (FNV-1a),
+/// which names the unpacked copy.
+fn render_artifacts(out: &Path) -> String {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, files);
+            } else if p.extension().is_none_or(|x| x != "rs") {
+                files.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(out, &mut files);
+    files.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut code = String::from("/// (path relative to OUT_DIR, contents, executable)\npub(crate) static EMBEDDED: &[(&str, &[u8], bool)] = &[\n");
+    for f in &files {
+        use std::os::unix::fs::PermissionsExt;
+        let rel = f.strip_prefix(out).unwrap().to_str().unwrap();
+        let data = std::fs::read(f).expect("read a built artifact");
+        for b in rel.bytes().chain(data.iter().copied()) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let exec = std::fs::metadata(f).map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+        let _ = writeln!(code, "    ({rel:?}, include_bytes!({:?}), {exec}),", f.to_str().unwrap());
+    }
+    code.push_str("];\n");
+    let _ = writeln!(code, "pub(crate) const CONTENT_HASH: &str = \"{hash:016x}\";");
+    let _ = writeln!(code, "pub(crate) const OUT_DIR: &str = {:?};", out.to_str().unwrap());
+    code
 }
 
 /// The `hook` backend's LD_PRELOAD shim and the `leaklab bench` program,

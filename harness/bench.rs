@@ -53,7 +53,8 @@ fn native(program: &Path, args: &[String], _scratch: &Path, timeout: Duration) -
 }
 
 fn hook(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
-    let shim = crate::backends::hook::SHIM;
+    let shim = crate::backends::hook::shim();
+    let shim = shim.as_str();
     if !Path::new(shim).is_file() {
         return Err(Missing { reason: format!("the shim {shim} is missing"), fix: "cargo build".into() });
     }
@@ -179,7 +180,7 @@ pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Res
             return Err(Error::Usage(format!("no bench contender `{name}`; known: {}", known.join(", "))));
         }
     }
-    let program = PathBuf::from(ALLOC_STORM);
+    let program = crate::artifacts::resolve(ALLOC_STORM)?;
     let args = vec![config.threads.to_string(), config.steps.to_string()];
     let mut rows = Vec::new();
     // Native always runs: it is what the ratios divide by.
@@ -201,7 +202,7 @@ pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Res
         };
         for run in 0..config.runs {
             progress(c.name, run + 1, config.runs);
-            let scratch = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+            let scratch = crate::process::scratch()?;
             let spec = match (c.wrap)(&program, &args, scratch.path(), config.timeout) {
                 Ok(spec) => spec.env_remove("LEAKLAB_CHECKPOINT"),
                 Err(m) => {

@@ -188,7 +188,8 @@ fn heap_dump_of_strdup_loop() -> Result<String, Error> {
     let dumped = crate::scan::dump::heap_of(child.pid());
     child.resume();
     child.finish()?;
-    let (start, bytes) = dumped?;
+    let dump = dumped?;
+    let (start, bytes) = (dump.start(), dump.bytes);
     // The strings live past glibc's first chunks (the tcache and stdio buffers).
     let first = bytes.windows(11).position(|w| w == b"test_memory").unwrap_or(0) & !0xf;
     let from = first.saturating_sub(64);

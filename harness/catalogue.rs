@@ -77,12 +77,15 @@ impl SampleInfo {
     }
 
     /// The executable of a build variant ("plain", or one a backend added).
+    /// (Unpacked from the binary when its build directory is gone: crate::artifacts.)
     pub fn executable(&self, variant: &str) -> Result<&'static Path, Error> {
-        self.builds
+        let built = self
+            .builds
             .iter()
             .find(|(v, _)| *v == variant)
-            .map(|(_, p)| Path::new(*p))
-            .ok_or_else(|| Error::Usage(format!("sample `{}` has no `{variant}` build", self.name)))
+            .map(|(_, p)| *p)
+            .ok_or_else(|| Error::Usage(format!("sample `{}` has no `{variant}` build", self.name)))?;
+        crate::artifacts::resolve_static(built)
     }
 
     /// Absolute paths of the source files.

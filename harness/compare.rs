@@ -30,7 +30,8 @@ pub struct CompareConfig {
 pub struct Outcome {
     /// The normalized report.
     pub report: Report,
-    /// None when the run failed.
+    /// None when the backend was skipped. A run that failed or could not
+    /// analyse is scored as having found nothing: its annotations are misses.
     pub score: Option<Score>,
     pub wall_ms: u64,
 }
@@ -39,7 +40,7 @@ impl Outcome {
     /// The run worked and agrees with the annotations (explained notes included).
     #[must_use]
     pub fn agrees(&self) -> bool {
-        self.score.as_ref().is_some_and(Score::passed)
+        self.report.status == Status::Ok && self.score.as_ref().is_some_and(Score::passed)
     }
 }
 
@@ -61,6 +62,15 @@ pub struct BackendSummary {
     pub disagreeing_samples: u32,
     /// Median wall time of one sample run, in ms.
     pub median_wall_ms: u64,
+}
+
+impl BackendSummary {
+    /// Of the annotated leaks found (bad frees have no kind), how many were
+    /// reported with the annotated kind, out of how many.
+    #[must_use]
+    pub fn kind_agreement(&self) -> (u32, u32) {
+        self.by_class.iter().filter(|(c, _)| **c != Class::BadFree).fold((0, 0), |(a, f), (_, t)| (a + t.kind_agreed, f + t.found))
+    }
 }
 
 /// The whole comparison.
@@ -156,17 +166,16 @@ impl Comparison {
             let mine: Vec<&Outcome> = outcomes.iter().filter(|o| &o.report.backend == b).collect();
             let mut s = BackendSummary { runs: mine.len() as u32, ..BackendSummary::default() };
             for o in &mine {
-                match &o.score {
-                    Some(sc) => {
-                        for (class, t) in sc.tallies() {
-                            s.by_class.entry(class).or_default().add(t);
-                            s.total.add(t);
-                        }
-                        if !sc.passed() {
-                            s.disagreeing_samples += 1;
-                        }
+                if let Some(sc) = &o.score {
+                    for (class, t) in sc.tallies() {
+                        s.by_class.entry(class).or_default().add(t);
+                        s.total.add(t);
                     }
-                    None => s.failed_runs += 1,
+                }
+                if o.report.status != Status::Ok {
+                    s.failed_runs += 1;
+                } else if !o.agrees() {
+                    s.disagreeing_samples += 1;
                 }
             }
             let mut walls: Vec<u64> = mine.iter().map(|o| o.wall_ms).collect();
@@ -191,6 +200,14 @@ pub fn run_one(b: &dyn Backend, sample: &'static SampleInfo, expected: &crate::a
     };
     let wall_ms = report.stats.as_ref().map_or(0, |s| s.wall_ms);
     let report = normalize(report);
-    let score = matches!(report.status, Status::Ok).then(|| score(&report, expected, b.matching()));
+    let score = match &report.status {
+        Status::Ok => Some(score(&report, expected, b.matching())),
+        // Nothing was found, whatever the report lists: every annotation is a miss.
+        Status::Failed { .. } | Status::NotAnalysed { .. } => {
+            let nothing = Report { leaks: Vec::new(), bad_frees: Vec::new(), ..report.clone() };
+            Some(score(&nothing, expected, b.matching()))
+        }
+        Status::Skipped { .. } => None,
+    };
     Outcome { report, score, wall_ms }
 }

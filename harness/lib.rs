@@ -3,12 +3,14 @@
 //! ARCHITECTURE.md has the map.
 
 pub mod annotations;
+pub mod artifacts;
 pub mod backend;
 pub mod bench;
 pub mod backends;
 pub mod book;
 pub mod catalogue;
 pub mod compare;
+pub mod contain;
 pub mod error;
 pub mod labs;
 pub mod maps;

@@ -9,13 +9,26 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use leaklab::backend::{self, RunConfig, Target};
+use leaklab::process::ProgramIo;
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
-use leaklab::report::{Kind, Outcome, Status};
+use leaklab::report::{Outcome, Status};
 use leaklab::{bench, book, catalogue, normalize, scan, score, setup, Error};
 
+/// The documented exit codes (report::Outcome).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  clean: no leaks, no memory errors (a sample: the report agrees with its annotations)
+  1  leaks found
+  2  usage or harness error
+  3  backend unavailable here (the message says how to fix it)
+  4  memory errors found (invalid access, bad free, ...) or the program crashed
+  5  not analysed: the run happened but its memory could not be analysed
+  6  a sample's report disagrees with its annotations
+130  interrupted (SIGINT, SIGTERM or SIGHUP): every process of the run was killed";
+
 #[derive(Parser)]
-#[command(name = "leaklab", version, about = "Leaky C/C++ programs, run under every leak detector and scored")]
+#[command(name = "leaklab", version, about = "Leaky C/C++ programs, run under every leak detector and scored", after_help = EXIT_CODES)]
 struct Cli {
     /// Colour the output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
@@ -76,7 +89,12 @@ enum Command {
         /// For a program without a checkpoint: inspect it after this many seconds (attaching backends).
         #[arg(long)]
         after: Option<f64>,
-        /// A program and its arguments, instead of a sample.
+        /// Capture the program's stdin, stdout and stderr instead of passing them
+        /// through (stdin from /dev/null; only the end of stderr is kept, for errors).
+        #[arg(long)]
+        capture: bool,
+        /// A program and its arguments, instead of a sample: a path, a name
+        /// found in PATH or in the current directory, or a sample's name.
         #[arg(last = true)]
         program: Vec<String>,
     },
@@ -126,6 +144,20 @@ enum Command {
         format: Format,
     },
     /// Scan a running process for leaks (ptrace: stop, copy, let go, analyse the copy).
+    ///
+    /// Exit status: 0 no leaks, 1 leaks, 2 the process cannot be inspected
+    /// (the message says why: no rights, already traced, a zombie, a kernel
+    /// thread), 5 not analysed (the heap could not be walked: not glibc's
+    /// malloc, statically linked, a corrupt heap; the notes say what was seen).
+    ///
+    /// The scan stops every thread with ptrace (PTRACE_SEIZE and
+    /// PTRACE_INTERRUPT) while it copies the memory: milliseconds for a
+    /// small heap, about a second for a few hundred MB on a busy machine.
+    /// Signals that arrive meanwhile are delivered when it lets go. The interrupt makes a thread blocked in
+    /// epoll_wait, epoll_pwait, sigtimedwait or sigwaitinfo return EINTR
+    /// (the kernel does not restart them after a stop): a program that is
+    /// scanned must retry those on EINTR, as it must for any signal. read,
+    /// nanosleep, futex, poll and the like are restarted.
     Scan {
         #[arg(long)]
         pid: i32,
@@ -133,6 +165,10 @@ enum Command {
         format: Format,
     },
     /// Write a running process's raw [heap] to a file and show it as hex with its strings marked.
+    ///
+    /// A heap split by mprotect into several maps lines is written whole:
+    /// every piece in address order, one after the other, read-only and
+    /// inaccessible pieces included; the view names each piece and its offset.
     Dump {
         #[arg(long)]
         pid: i32,
@@ -177,7 +213,8 @@ enum Command {
         plot: std::path::PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
-        /// A program and its arguments to start and watch.
+        /// A program and its arguments to start and watch (a path, a name in
+        /// PATH or in the current directory, or a sample's name).
         #[arg(last = true)]
         program: Vec<String>,
     },
@@ -196,15 +233,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // No child outlives the harness: on Ctrl-C, kill every supervised group.
+    // Nobody left behind: orphans of a run come back to leaklab, and a
+    // watchdog cleans up if leaklab itself is killed. Forks: still one thread here.
+    if let Err(e) = leaklab::contain::supervise() {
+        eprintln!("leaklab: {}", render::escape_unprintable(&e.to_string(), true));
+        return ExitCode::from(2);
+    }
+    // On SIGINT, SIGTERM and SIGHUP: kill every run, remove every scratch directory, exit.
     let _ = ctrlc::set_handler(|| {
         // A watch ends on Ctrl-C with its summary and plot; it kills its program itself.
         if leaklab::watch::ACTIVE.load(std::sync::atomic::Ordering::SeqCst) {
             leaklab::watch::STOP.store(true, std::sync::atomic::Ordering::SeqCst);
             return;
         }
-        leaklab::process::kill_all();
-        std::process::exit(130);
+        leaklab::contain::interrupted(130);
     });
     let style = Style {
         color: match cli.color {
@@ -213,13 +255,67 @@ fn main() -> ExitCode {
             ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         },
     };
-    match dispatch(cli.command, style) {
+    let result = dispatch(cli.command, style);
+    if leaklab::contain::is_interrupted() {
+        // The signal handler is cleaning up and exits with the signal's code.
+        leaklab::contain::interrupted(130);
+    }
+    leaklab::contain::stop_watchdog();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = e.downcast_ref::<Error>().map_or(2, Error::exit_code);
-            eprintln!("leaklab: {e:#}");
+            eprintln!("leaklab: {}", render::escape_unprintable(&error_text(&e), true));
             ExitCode::from(code as u8)
         }
+    }
+}
+
+/// An error and its causes, each cause said once: a cause whose text the
+/// message already contains (an io error that the message quotes) is not
+/// repeated after it.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+/// The program of `-- PROGRAM ARGS`: a path as given; a bare name from PATH,
+/// else from the current directory (as valgrind finds it), else the
+/// catalogue's sample of that name, saying so on stderr.
+fn user_program(program: &str, args: &[String]) -> anyhow::Result<Target> {
+    if program.contains('/') || which::which(program).is_ok() {
+        return Ok(Target::program(program, args)?);
+    }
+    let here = format!("./{program}");
+    if Path::new(&here).is_file() {
+        return Ok(Target::program(&here, args)?);
+    }
+    match catalogue::find(program) {
+        Ok(sample) => {
+            let exe = sample.executable("plain")?;
+            eprintln!(
+                "leaklab: `{}` is not in the current directory nor in PATH; running the catalogue's sample: {}",
+                render::escape_unprintable(program, false),
+                render::escape_unprintable(&exe.display().to_string(), false)
+            );
+            let mut t = Target::program(&exe.to_string_lossy(), args)?;
+            t.name = sample.name.to_string();
+            Ok(t)
+        }
+        Err(_) => Err(Error::Usage(format!(
+            "`{}` is not a file, not found in PATH, and not a sample of the catalogue (`leaklab list`)",
+            render::escape_unprintable(program, false)
+        ))
+        .into()),
     }
 }
 
@@ -232,7 +328,14 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
         Command::List { format } => {
             let samples = catalogue::samples();
             match format {
-                Format::Human => print!("{}", render::catalogue(samples, style)),
+                Format::Human => {
+                    print!("{}", render::catalogue(samples, style));
+                    let dir = leaklab::artifacts::samples_dir()?;
+                    println!(
+                        "\nbuilt samples: {}/plain/NAME (run one as a program by name: `leaklab run -- NAME`, `leaklab watch -- NAME 0`)",
+                        dir.display()
+                    );
+                }
                 Format::Json => {
                     let list: Vec<_> = samples
                         .iter()
@@ -243,6 +346,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                                 "language": s.language,
                                 "sources": s.sources,
                                 "args": s.args(),
+                                "executable": s.executable("plain")?,
                                 "expectations": s.expectations()?,
                             }))
                         })
@@ -252,17 +356,23 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Run { sample, backend: name, format, raw, timeout, suppressions, after, program } => {
+        Command::Run { sample, backend: name, format, raw, timeout, suppressions, after, capture, program } => {
             let b = backend::by_name(&name)?;
             let target = match (&sample, program.split_first()) {
                 (Some(s), None) => Target::sample(catalogue::find(s)?)?,
-                (None, Some((prog, args))) => Target::program(prog, args)?,
+                (None, Some((prog, args))) => user_program(prog, args)?,
                 (Some(_), Some(_)) => return Err(Error::Usage("give a sample or `-- PROGRAM ARGS`, not both".into()).into()),
                 (None, None) => return Err(Error::Usage("give a sample (`leaklab list`) or `-- PROGRAM ARGS`".into()).into()),
             };
             let after = after.map(|a| Duration::try_from_secs_f64(a).context("--after must be a number of seconds")).transpose()?;
-            let config = RunConfig { timeout: seconds(timeout)?, suppressions, after, ..RunConfig::default() };
+            // A user's program talks to the user (DESIGN.md, Conventions); a
+            // catalogue sample is captured, as in the suite.
+            let io = if target.sample.is_none() && !capture { ProgramIo::Inherit } else { ProgramIo::Capture };
+            let config = RunConfig { timeout: seconds(timeout)?, suppressions, after, io };
             let report = backend::execute(b.as_ref(), &target, &config);
+            if leaklab::contain::is_interrupted() {
+                leaklab::contain::interrupted(130);
+            }
             let shown = if raw { report.clone() } else { normalize::normalize(report.clone()) };
             let scored = match target.sample {
                 Some(s) if report.status == Status::Ok => Some(score::score(&shown, &s.expectations()?, b.matching())),
@@ -270,11 +380,19 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             };
             if let Status::Failed { error } = &report.status {
                 // Failures are diagnostics: stderr, and the JSON report for machines.
-                eprintln!("leaklab: {} on {}: {error}", report.backend, report.sample);
+                eprintln!("leaklab: {} on {}: {}", report.backend, render::escape_unprintable(&report.sample, false), render::escape_unprintable(error, true));
                 if format == Format::Json {
                     println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "report": shown }))?);
                 }
                 return Ok(2);
+            }
+            if let Status::Skipped { reason, fix } = &report.status {
+                // Said once: on stderr for a person, in the JSON for a machine.
+                if format == Format::Json {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "report": shown, "score": null }))?);
+                    return Ok(Outcome::Unavailable.code());
+                }
+                return Err(Error::Unavailable { backend: name, reason: reason.clone(), fix: fix.clone() }.into());
             }
             match format {
                 Format::Human => {
@@ -289,10 +407,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
             }
             match &report.status {
-                Status::Skipped { reason, fix } => {
-                    Err(Error::Unavailable { backend: name, reason: reason.clone(), fix: fix.clone() }.into())
-                }
-                Status::Failed { .. } => unreachable!("handled above"),
+                Status::Skipped { .. } | Status::Failed { .. } => unreachable!("handled above"),
                 Status::Ok | Status::NotAnalysed { .. } => Ok(match scored {
                     Some(s) if !s.passed() => Outcome::Disagrees.code(),
                     Some(_) => Outcome::Clean.code(),
@@ -393,7 +508,13 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             let (snap, analysis) = scan::scan_pid(pid, scan::StopPoint::Anywhere)?;
             let mut report = leaklab::report::Report::new(&scan::process_name(pid), "ptrace");
             report.leaks = analysis.leaks;
-            report.notes = analysis.walk.warnings;
+            report.notes = analysis.notes;
+            if snap.unreadable_bytes > 0 {
+                report.notes.push(format!("{} bytes of the process's memory could not be read (zeros in the copy)", snap.unreadable_bytes));
+            }
+            if let Some(reason) = analysis.not_analysed {
+                report.status = Status::NotAnalysed { reason };
+            }
             report.stats = Some(leaklab::report::Stats { pause_ms: Some(snap.pause.as_secs_f64() * 1000.0), ..Default::default() });
             match format {
                 Format::Human => {
@@ -409,14 +530,21 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
-            Ok(u8::from(report.leaks.iter().any(|l| l.kind != Kind::Reachable)))
+            Ok(report.outcome().code())
         }
         Command::Dump { pid, out, lines } => {
-            let (start, bytes) = scan::dump::heap_of(pid)?;
+            let dump = scan::dump::heap_of(pid)?;
             let out = out.unwrap_or_else(|| format!("heap-{pid}.bin").into());
-            scan::dump::write(&out, &bytes)?;
-            print!("{}", scan::dump::hex_view(start, &bytes, lines));
-            eprintln!("wrote {} bytes of [heap] at {start:#x} to {}", bytes.len(), out.display());
+            scan::dump::write(&out, &dump.bytes)?;
+            print!("{}", scan::dump::pieces_view(&dump, lines));
+            let pieces = match dump.pieces.len() {
+                1 => String::new(),
+                n => format!(" ({n} pieces, in address order)"),
+            };
+            eprintln!("wrote {} bytes of [heap] at {:#x}{pieces} to {}", dump.bytes.len(), dump.start(), out.display());
+            if dump.unreadable > 0 {
+                eprintln!("leaklab: {} bytes could not be read and are zeros in the file", dump.unreadable);
+            }
             Ok(0)
         }
         Command::Book { action } => {
@@ -444,7 +572,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             let subject = match (pid, program.split_first()) {
                 (Some(pid), None) => leaklab::watch::Subject::Pid(pid),
                 (None, Some((prog, args))) => {
-                    let t = Target::program(prog, args)?;
+                    let t = user_program(prog, args)?;
                     leaklab::watch::Subject::Program { program: t.program, args: t.args }
                 }
                 _ => return Err(Error::Usage("give `--pid N` or `-- PROGRAM ARGS` (one of them)".into()).into()),

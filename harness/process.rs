@@ -4,6 +4,12 @@
 //!
 //! std's `Child` cannot report a child's peak RSS, nor a stop (SIGSTOP at the
 //! checkpoint); this module waits with wait4(2) and a pidfd instead.
+//!
+//! Beyond its process group, each child is contained by `contain`: a cgroup
+//! of its own where leaklab may make one, and a marker in its environment,
+//! so that a `setsid()` daemon it starts is killed with it too. Captured
+//! output goes to anonymous files and is read back bounded: the head of
+//! stdout, the tail of stderr.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -15,14 +21,20 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use crate::contain::{scratch, Scratch};
+use crate::contain::Containment;
 use crate::error::Error;
+
+/// At most this much of a captured stdout is read back (tools' reports are
+/// far smaller; a target's stdout is never needed whole).
+pub const STDOUT_LIMIT: u64 = 16 << 20;
+/// The tail of a captured stderr that is read back: the last words an
+/// error shows.
+pub const STDERR_TAIL: u64 = 64 << 10;
 
 /// Process groups of the children alive right now, for [`kill_all`].
 /// siginfo_t.si_code of a stopped child (asm-generic/siginfo.h); libc lacks it on Linux.
 const CLD_STOPPED: i32 = 5;
-
-/// The stopper build.rs compiles for [`Spec::stop_before_exec`].
-const STOP_EXEC: &str = concat!(env!("OUT_DIR"), "/stop_exec");
 
 static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
@@ -47,7 +59,10 @@ pub enum ProgramIo {
     #[default]
     Capture,
     /// The harness's own stdin, stdout and stderr, as under valgrind: a
-    /// user's program talks to the user. Nothing of it is captured.
+    /// user's program talks to the user. Nothing of it is captured. When
+    /// stdin is a terminal, the child's group is made its foreground group
+    /// for the run (so the program may read it, and Ctrl-C goes to the
+    /// program, as when run directly), and handed back to leaklab after.
     Inherit,
 }
 
@@ -151,7 +166,8 @@ pub enum Event {
     Stopped(i32),
 }
 
-/// A finished child: how it ended and what it wrote.
+/// A finished child: how it ended and what it wrote (when captured: the
+/// first [`STDOUT_LIMIT`] bytes of stdout, the last [`STDERR_TAIL`] of stderr).
 #[derive(Debug)]
 pub struct Finished {
     pub exit: Exit,
@@ -185,10 +201,14 @@ pub struct Child {
     label: String,
     timeout: Duration,
     exit: Option<(Exit, u64, Duration)>,
+    contain: Containment,
+    /// The terminal whose foreground group the child has, to take back.
+    terminal: Option<i32>,
 }
 
 impl Child {
-    /// Starts `spec` with stdin from /dev/null and stdout/stderr to anonymous files.
+    /// Starts `spec` with stdin from /dev/null and stdout/stderr to
+    /// anonymous files (`Capture`), or with leaklab's own (`Inherit`).
     pub fn spawn(spec: &Spec) -> Result<Child, Error> {
         let label = spec.label();
         let stdout = tempfile::tempfile().map_err(|e| Error::Os(format!("tempfile: {e}")))?;
@@ -197,7 +217,7 @@ impl Child {
         // the exec is the job of a tiny C stopper that execs the program after
         // SIGCONT (harness/native/stop_exec.c); the pid stays the program's.
         let mut cmd = if spec.stop_before_exec {
-            let mut c = Command::new(STOP_EXEC);
+            let mut c = Command::new(crate::artifacts::stop_exec()?);
             c.arg(&spec.program);
             c
         } else {
@@ -220,11 +240,30 @@ impl Child {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
-        // SAFETY: prctl and getppid are async-signal-safe.
+        let contain = Containment::new()?;
+        let (marker, value) = contain.env();
+        cmd.env(marker, value);
+        let procs_fd = contain.procs_fd();
+        // The terminal is handed to the program only when it is leaklab's
+        // foreground terminal (not when leaklab itself runs in the background).
+        let terminal = (spec.io == ProgramIo::Inherit && is_foreground(0)).then_some(0);
+        // SAFETY: prctl, write, signal and tcsetpgrp are async-signal-safe.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 // If the harness dies, so does the child (its group is killed on the orderly paths).
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(fd) = procs_fd {
+                    // Enter the run's cgroup before exec: nothing the program starts can leave it.
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(tty) = terminal {
+                    // A background group calling tcsetpgrp gets SIGTTOU unless it ignores it.
+                    let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                    libc::tcsetpgrp(tty, libc::getpid());
+                    libc::signal(libc::SIGTTOU, old);
+                }
                 Ok(())
             });
         }
@@ -247,7 +286,7 @@ impl Child {
         // SAFETY: fd is a fresh descriptor we own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let now = Instant::now();
-        Ok(Child { pid, pidfd, stdout, stderr, started: now, deadline: now + spec.timeout, label, timeout: spec.timeout, exit: None })
+        Ok(Child { pid, pidfd, stdout, stderr, started: now, deadline: now + spec.timeout, label, timeout: spec.timeout, exit: None, contain, terminal })
     }
 
     #[must_use]
@@ -281,12 +320,15 @@ impl Child {
                     unsafe { libc::wait4(self.pid, &mut status, libc::WUNTRACED | libc::WNOHANG, &mut usage) };
                     return Ok(Event::Stopped(libc::WSTOPSIG(status)));
                 }
-                // The leader is gone; anything it left in its group goes too.
+                // The leader is gone; anything it left in its group, its
+                // cgroup or with its marker goes too.
                 unsafe {
                     libc::killpg(self.pid, libc::SIGKILL);
                     libc::killpg(self.pid, libc::SIGCONT);
-                    libc::wait4(self.pid, &mut status, 0, &mut usage);
                 }
+                self.contain.kill_rest(self.pid);
+                self.take_terminal_back();
+                unsafe { libc::wait4(self.pid, &mut status, 0, &mut usage) };
                 let exit = if libc::WIFSIGNALED(status) { Exit::Signal(libc::WTERMSIG(status)) } else { Exit::Code(libc::WEXITSTATUS(status)) };
                 let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
                 self.exit = Some((exit, usage.ru_maxrss.max(0) as u64, tv(usage.ru_utime) + tv(usage.ru_stime)));
@@ -335,8 +377,8 @@ impl Child {
         let (exit, rss, cpu) = self.exit.expect("exited");
         Ok(Finished {
             exit,
-            stdout: read_all(&mut self.stdout),
-            stderr: read_all(&mut self.stderr),
+            stdout: read_head(&mut self.stdout, STDOUT_LIMIT),
+            stderr: read_tail(&mut self.stderr, STDERR_TAIL),
             wall: self.started.elapsed(),
             peak_rss_kib: rss,
             cpu,
@@ -351,13 +393,17 @@ impl Child {
         }
     }
 
-    /// What the child has written to stdout so far, while it runs. Reads
-    /// with pread, so the file offset the child writes at is left alone.
+    /// What the child has written to stdout so far (at most
+    /// [`STDOUT_LIMIT`] bytes), while it runs. Reads with pread, so the file
+    /// offset the child writes at is left alone.
     pub fn stdout_so_far(&self) -> Vec<u8> {
         use std::os::unix::fs::FileExt;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 65536];
         loop {
+            if buf.len() as u64 >= STDOUT_LIMIT {
+                return buf;
+            }
             match self.stdout.read_at(&mut chunk, buf.len() as u64) {
                 Ok(0) | Err(_) => return buf,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -377,7 +423,19 @@ impl Child {
     }
 
     fn read_stderr(&mut self) -> String {
-        String::from_utf8_lossy(&read_all(&mut self.stderr)).into_owned()
+        String::from_utf8_lossy(&read_tail(&mut self.stderr, STDERR_TAIL)).into_owned()
+    }
+
+    /// Makes leaklab's group the terminal's foreground group again.
+    fn take_terminal_back(&mut self) {
+        if let Some(tty) = self.terminal.take() {
+            // SAFETY: tcsetpgrp with SIGTTOU ignored for the call (leaklab is in the background now).
+            unsafe {
+                let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                libc::tcsetpgrp(tty, libc::getpgrp());
+                libc::signal(libc::SIGTTOU, old);
+            }
+        }
     }
 
     /// Kills the whole group and reaps the child.
@@ -390,6 +448,8 @@ impl Child {
             libc::killpg(self.pid, libc::SIGKILL);
             libc::killpg(self.pid, libc::SIGCONT);
         }
+        self.contain.kill_rest(self.pid);
+        self.take_terminal_back();
         let status = reap_blocking(self.pid);
         self.exit = Some((status, 0, Duration::ZERO));
         forget_group(self.pid);
@@ -425,12 +485,36 @@ fn forget_group(pid: i32) {
     LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|&p| p != pid);
 }
 
-fn read_all(f: &mut File) -> Vec<u8> {
+/// The first `limit` bytes of a capture file.
+fn read_head(f: &mut File, limit: u64) -> Vec<u8> {
     let mut buf = Vec::new();
     if f.seek(SeekFrom::Start(0)).is_ok() {
-        let _ = f.read_to_end(&mut buf);
+        let _ = f.take(limit).read_to_end(&mut buf);
     }
     buf
+}
+
+/// The last `limit` bytes of a capture file, from the start of a line when
+/// the cut falls inside one.
+fn read_tail(f: &mut File, limit: u64) -> Vec<u8> {
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(limit);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = f.take(limit).read_to_end(&mut buf);
+    }
+    if start > 0 {
+        if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            buf.drain(..=nl);
+        }
+    }
+    buf
+}
+
+/// Whether `fd` is a terminal whose foreground group is leaklab's.
+fn is_foreground(fd: i32) -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp only read.
+    unsafe { libc::isatty(fd) == 1 && libc::tcgetpgrp(fd) == libc::getpgrp() }
 }
 
 /// SIGSEGV, SIGABRT, ... for messages.

@@ -37,6 +37,29 @@ impl Style {
     }
 }
 
+/// A text with its unprintable characters shown escaped (`\x1b`, `\u{feff}`):
+/// control bytes from a program's name or output never reach the terminal
+/// raw, where ESC sequences would clear or recolour it. Newlines and tabs
+/// are kept when `keep_lines`, else escaped too (one-line items such as a
+/// program's name).
+#[must_use]
+pub fn escape_unprintable(text: &str, keep_lines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if keep_lines && (c == '\n' || c == '\t') {
+            out.push(c);
+        } else if c.is_control() && (c as u32) < 0x100 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else if invisible {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One line per sample: name, title, annotated leaks.
 #[must_use]
 pub fn catalogue(samples: &[SampleInfo], style: Style) -> String {
@@ -67,7 +90,7 @@ pub fn catalogue(samples: &[SampleInfo], style: Style) -> String {
 #[must_use]
 pub fn report(r: &Report, style: Style) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{} on {}", style.bold(&r.backend), style.bold(&r.sample));
+    let _ = writeln!(out, "{} on {}", style.bold(&r.backend), style.bold(&escape_unprintable(&r.sample, false)));
     match &r.status {
         Status::Ok => {}
         Status::Skipped { reason, fix } => {
@@ -75,14 +98,14 @@ pub fn report(r: &Report, style: Style) -> String {
             return out;
         }
         Status::Failed { error } => {
-            let _ = writeln!(out, "  {}: {error}", style.red("failed"));
+            let _ = writeln!(out, "  {}: {}", style.red("failed"), escape_unprintable(error, true));
             return out;
         }
         // What was seen is still shown (notes, processes), but never "no leaks found".
         Status::NotAnalysed { reason } => {
-            let _ = writeln!(out, "  {}: {reason}", style.red("not analysed"));
+            let _ = writeln!(out, "  {}: {}", style.red("not analysed"), escape_unprintable(reason, true));
             for n in &r.notes {
-                let _ = writeln!(out, "  note: {n}");
+                let _ = writeln!(out, "  note: {}", escape_unprintable(n, true));
             }
             return out;
         }
@@ -148,7 +171,7 @@ pub fn report(r: &Report, style: Style) -> String {
         }
     }
     for n in &r.notes {
-        let _ = writeln!(out, "  note: {n}");
+        let _ = writeln!(out, "  note: {}", escape_unprintable(n, true));
     }
     if let Some(s) = &r.stats {
         let _ = writeln!(
@@ -233,8 +256,8 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
 
     let mut matrix = Table::new();
     let mut header = vec![Cell::new("backend")];
-    header.extend(classes.iter().map(|cl| Cell::new(format!("{}\nfound/missed/false", cl.as_str()))));
-    header.extend(["recall", "precision", "runs"].map(Cell::new));
+    header.extend(classes.iter().map(|cl| Cell::new(cl.as_str())));
+    header.extend(["recall", "precision", "kind\nagreed", "runs"].map(Cell::new));
     if view.timings {
         header.push(Cell::new("median\nms/run"));
     }
@@ -248,6 +271,11 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         }
         row.push(Cell::new(pct(s.total.recall())).set_alignment(CellAlignment::Right));
         row.push(Cell::new(pct(s.total.precision())).set_alignment(CellAlignment::Right));
+        // Of the annotations found, those reported with their kind: a
+        // backend without kinds scores 0 here, whatever it found.
+        let (agreed, found) = s.kind_agreement();
+        let kinds = format!("{agreed}/{found}");
+        row.push(Cell::new(kinds).set_alignment(CellAlignment::Right));
         let runs = if s.failed_runs > 0 { format!("{} ({} failed)", s.runs, s.failed_runs) } else { s.runs.to_string() };
         row.push(Cell::new(runs).set_alignment(CellAlignment::Right));
         if view.timings {
@@ -255,7 +283,11 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         }
         matrix.add_row(row);
     }
-    let _ = writeln!(out, "{}\n{matrix}", style.bold("Accuracy by leak class (annotations found / missed / false reports)"));
+    let _ = writeln!(
+        out,
+        "{}\n{matrix}",
+        style.bold("Accuracy by leak class: annotations found/missed/false reports; kind agreed: found with the annotated kind")
+    );
 
     if !view.per_sample {
         return out;
@@ -269,12 +301,11 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         for b in &c.backends {
             let cell = match c.outcome(b, sample) {
                 None => "n/a".to_string(),
-                Some(o) => match &o.score {
-                    None => match &o.report.status {
-                        Status::Failed { .. } => "run failed".to_string(),
-                        _ => "skipped".to_string(),
-                    },
-                    Some(s) => {
+                Some(o) => match (&o.score, &o.report.status) {
+                    (None, _) => "skipped".to_string(),
+                    (Some(_), Status::Failed { .. }) => "✗ run failed".to_string(),
+                    (Some(_), Status::NotAnalysed { .. }) => "✗ not analysed".to_string(),
+                    (Some(s), _) => {
                         let total = s.found.len() + s.missed.len();
                         let mark = if s.passed() { "✓" } else { "✗" };
                         let mut cell = format!("{mark} {}/{total}", s.found.len());
@@ -300,13 +331,16 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
         let _ = writeln!(out, "\n{}", style.bold("Disagreements"));
         for o in failures {
             match (&o.score, &o.report.status) {
+                (_, Status::Failed { error }) => {
+                    let _ = writeln!(out, "  {}::{}: run failed: {error}", o.report.backend, o.report.sample);
+                }
+                (_, Status::NotAnalysed { reason }) => {
+                    let _ = writeln!(out, "  {}::{}: not analysed: {reason}", o.report.backend, o.report.sample);
+                }
                 (Some(s), _) => {
                     for p in s.problems() {
                         let _ = writeln!(out, "  {}::{}: {p}", o.report.backend, o.report.sample);
                     }
-                }
-                (None, Status::Failed { error }) => {
-                    let _ = writeln!(out, "  {}::{}: run failed: {error}", o.report.backend, o.report.sample);
                 }
                 _ => {}
             }

@@ -77,6 +77,9 @@ pub struct Found {
     /// Matched together with the other annotations of its line (a backend
     /// that does not classify): the figures are the line's totals.
     pub pooled: bool,
+    /// The backend gave the annotated kind. A finding without a kind
+    /// (`unclassified`, a growth) never agrees on one.
+    pub kind_agrees: bool,
 }
 
 /// An annotation the backend did not find.
@@ -137,6 +140,8 @@ pub struct Tally {
     pub found: u32,
     pub missed: u32,
     pub false_reports: u32,
+    /// Of `found`: those reported with the annotated kind.
+    pub kind_agreed: u32,
 }
 
 impl Tally {
@@ -144,6 +149,13 @@ impl Tally {
         self.found += other.found;
         self.missed += other.missed;
         self.false_reports += other.false_reports;
+        self.kind_agreed += other.kind_agreed;
+    }
+
+    /// kind_agreed / found; None when nothing was found.
+    #[must_use]
+    pub fn kind_agreement(&self) -> Option<f64> {
+        (self.found > 0).then(|| f64::from(self.kind_agreed) / f64::from(self.found))
     }
 
     /// found / (found + missed); None when nothing was expected.
@@ -167,7 +179,9 @@ impl Score {
     pub fn tallies(&self) -> BTreeMap<Class, Tally> {
         let mut t: BTreeMap<Class, Tally> = BTreeMap::new();
         for f in &self.found {
-            t.entry(Class::of_expected(&f.expected)).or_default().found += 1;
+            let e = t.entry(Class::of_expected(&f.expected)).or_default();
+            e.found += 1;
+            e.kind_agreed += u32::from(f.kind_agrees);
         }
         for m in &self.missed {
             t.entry(Class::of_expected(&m.expected)).or_default().missed += 1;
@@ -314,7 +328,7 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
                     }
                 }
                 if any {
-                    found.push(Found { expected: e.clone(), bytes, blocks, exact: bytes == e.bytes() && blocks == e.count, pooled: false });
+                    found.push(Found { expected: e.clone(), bytes, blocks, exact: bytes == e.bytes() && blocks == e.count, pooled: false, kind_agrees: true });
                 } else {
                     missed.push(e.clone());
                 }
@@ -341,7 +355,7 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
                             expected.leaks.iter().filter(|x| x.at == e.at && x.region.is_some() == e.region.is_some()).collect();
                         let want_bytes: u64 = group.iter().map(|x| x.bytes()).sum();
                         let want_blocks: u64 = group.iter().map(|x| x.count).sum();
-                        found.push(Found { expected: e, bytes, blocks, exact: bytes == want_bytes && blocks == want_blocks, pooled: true });
+                        found.push(Found { expected: e, bytes, blocks, exact: bytes == want_bytes && blocks == want_blocks, pooled: true, kind_agrees: false });
                     }
                     None => still_missed.push(e),
                 }
@@ -364,11 +378,13 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
                 let mut bytes = 0;
                 let mut blocks = 0;
                 let mut any = false;
+                let mut kind_agrees = true;
                 for (i, l) in report.leaks.iter().enumerate() {
                     if used[i] || !shape_matches(e, l) {
                         continue;
                     }
                     any = true;
+                    kind_agrees &= l.kind == e.kind;
                     used[i] = true;
                     bytes += l.bytes;
                     blocks += shape_blocks(e, l);
@@ -376,7 +392,7 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
                 if any {
                     // Figures are exact when the count agrees and every block has
                     // the annotated size as the backend can see it (shape_matches).
-                    found.push(Found { expected: e.clone(), bytes, blocks, exact: blocks == e.count, pooled: false });
+                    found.push(Found { expected: e.clone(), bytes, blocks, exact: blocks == e.count, pooled: false, kind_agrees });
                 } else {
                     missed.push(e.clone());
                 }
@@ -408,7 +424,8 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
                     bytes += report.leaks[i].bytes;
                     blocks += report.leaks[i].blocks;
                 }
-                found.push(Found { expected: e.clone(), bytes, blocks, exact: true, pooled: false });
+                // A growing class of mappings says nothing about the kind.
+                found.push(Found { expected: e.clone(), bytes, blocks, exact: true, pooled: false, kind_agrees: false });
             }
             for (i, l) in report.leaks.iter().enumerate() {
                 if !used[i] {

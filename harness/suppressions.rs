@@ -27,6 +27,8 @@ impl Suppressions {
     /// Parses the text of one file; `name` is used in errors and origins.
     pub fn parse(name: &str, text: &str) -> Result<Suppressions, Error> {
         let mut rules = Vec::new();
+        // A byte-order mark that an editor put at the start is not part of the first rule.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -34,10 +36,10 @@ impl Suppressions {
             }
             let err = |message: String| Error::Annotation { file: name.to_string(), line: i as u32 + 1, message };
             let Some((kind, pattern)) = line.split_once(':') else {
-                return Err(err(format!("expected `leak:PATTERN`, found `{line}`")));
+                return Err(err(format!("expected `leak:PATTERN`, found `{}`", crate::render::escape_unprintable(line, false))));
             };
             if kind.trim() != "leak" {
-                return Err(err(format!("unsupported suppression type `{}` (only `leak:` is)", kind.trim())));
+                return Err(err(format!("unsupported suppression type `{}` (only `leak:` is)", crate::render::escape_unprintable(kind.trim(), false))));
             }
             let pattern = pattern.trim();
             if pattern.is_empty() {

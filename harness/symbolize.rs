@@ -108,7 +108,7 @@ impl Symbolizer {
             }
         }
         if out.is_empty() || out.iter().all(|f| f.function.is_none()) {
-            let function = module.symbol(probe).map(|s| addr2line::demangle_auto(s.into(), None).into_owned());
+            let function = module.symbol(probe).map(demangle);
             match out.first_mut() {
                 Some(first) => first.function = function,
                 None => out.push(Frame { function, file: None, line: None, object }),
@@ -211,4 +211,18 @@ fn separate_debug_file(obj: &object::File, path: &Path, root: &Path) -> Option<P
         }
     }
     None
+}
+
+/// A symbol's name as a person reads it: only an Itanium C++ mangling
+/// (`_Z...`) is demangled. Any other name is a C (or assembly) name and is
+/// kept: a demangler reading `a` or `b` as a mangled *type* would turn the
+/// C function `a` into "signed char" and `b` into "bool".
+#[must_use]
+pub fn demangle(name: &str) -> String {
+    if name.starts_with("_Z") {
+        if let Some(text) = cpp_demangle::Symbol::new(name.as_bytes()).ok().and_then(|s| s.demangle().ok()) {
+            return text;
+        }
+    }
+    name.to_string()
 }

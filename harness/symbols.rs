@@ -178,7 +178,7 @@ type Plan<'a> = (String, Vec<&'a (String, PathBuf)>, Vec<String>);
 
 /// Compiles, reads, links and runs a demo; see the module documentation.
 pub fn inspect(sample: &'static SampleInfo) -> Result<Demo, Error> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+    let dir = crate::process::scratch()?;
     let compiler = compilers(sample.language);
     let base = sample_flags(sample);
     let sources: Vec<(String, PathBuf)> =

@@ -105,7 +105,10 @@ pub fn trials() -> Vec<Trial> {
             if out.status.code() != Some(1) {
                 return Err(format!("exit {:?}, expected 1: {}", out.status.code(), String::from_utf8_lossy(&out.stderr)).into());
             }
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            // The program's own output comes first; the report is the last JSON document.
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let json = stdout.rfind("\n{").map_or(&stdout[..], |i| &stdout[i + 1..]);
+            let v: serde_json::Value = serde_json::from_str(json.trim()).map_err(|e| e.to_string())?;
             let leak = &v["report"]["leaks"][0];
             if leak["bytes"] != 36 || leak["blocks"] != 3 || leak["site"]["file"] != "strdup_loop.c" || !v["score"].is_null() {
                 return Err(format!("unexpected report: {v}").into());

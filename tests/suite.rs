@@ -16,7 +16,9 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod compiled;
 mod cli;
+mod cli_repro;
 mod scan;
+mod scan_hostile;
 mod labs;
 mod lsan_bcc;
 mod repro;
@@ -55,8 +57,13 @@ fn backend_trials() -> Vec<Trial> {
                 let backend = backend::by_name(name).map_err(|e| e.to_string())?;
                 let expected = sample.expectations().map_err(|e| e.to_string())?;
                 let outcome = run_one(backend.as_ref(), sample, &expected, &RunConfig::default());
-                if let Status::Failed { error } = &outcome.report.status {
-                    return Err(format!("the run failed: {error}").into());
+                match &outcome.report.status {
+                    Status::Failed { error } => return Err(format!("the run failed: {error}").into()),
+                    Status::NotAnalysed { reason } => return Err(format!("the run was not analysed: {reason}").into()),
+                    _ => {}
+                }
+                if let Status::NotAnalysed { reason } = &outcome.report.status {
+                    return Err(format!("the run was not analysed: {reason}").into());
                 }
                 let snapshot = format!("{name}__{}", sample.name);
                 let mut settings = insta::Settings::clone_current();
@@ -141,7 +148,9 @@ fn main() {
     trials.push(book_trial());
     trials.push(book_includes_trial());
     trials.extend(cli::trials());
+    trials.extend(cli_repro::trials());
     trials.extend(scan::trials());
+    trials.extend(scan_hostile::trials());
     trials.extend(labs::trials());
     trials.extend(lsan_bcc::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));

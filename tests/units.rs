@@ -253,8 +253,11 @@ fn score_case(dir: &Path) -> Result<(), Failed> {
     let problems = s.problems();
     let mut want_problems = Vec::new();
     let mut want_tally = std::collections::BTreeMap::new();
+    let mut want_kinds = None;
     for line in read(&dir.join("expected.txt"))?.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        if let Some(rest) = line.strip_prefix("tally ") {
+        if let Some(rest) = line.strip_prefix("kinds ") {
+            want_kinds = Some(rest.to_string());
+        } else if let Some(rest) = line.strip_prefix("tally ") {
             let (class, figures) = rest.split_once(' ').ok_or("bad tally line")?;
             want_tally.insert(class.to_string(), figures.to_string());
         } else if line != "agrees" {
@@ -271,6 +274,12 @@ fn score_case(dir: &Path) -> Result<(), Failed> {
         .collect();
     if got_tally != want_tally {
         return Err(format!("tallies {got_tally:?}, expected {want_tally:?}").into());
+    }
+    if let Some(want) = want_kinds {
+        let (agreed, found) = s.tallies().values().fold((0, 0), |(a, f), t| (a + t.kind_agreed, f + t.found));
+        if format!("{agreed}/{found}") != want {
+            return Err(format!("kinds agreed {agreed}/{found}, expected {want}").into());
+        }
     }
     Ok(())
 }

@@ -669,7 +669,7 @@ fn bcc_function(symbol: &str) -> Option<String> {
 }
 
 fn demangle(name: &str) -> String {
-    addr2line::demangle_auto(std::borrow::Cow::Borrowed(name), None).into_owned()
+    crate::symbolize::demangle(name)
 }
 
 /// The report's word for an allocator: `new`, `new[]`, `malloc`, `mmap`...

@@ -47,7 +47,7 @@ impl Backend for DebugNew {
             ));
         };
         let program = sample.executable("debug-new")?;
-        let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+        let dir = crate::process::scratch()?;
         let spec = Spec::new(program, config.timeout)
             .args(&target.args)
             .env(OUT_VAR, dir.path().join("debug_new"))

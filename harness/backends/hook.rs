@@ -22,6 +22,12 @@ use crate::symbolize::{MapEntry, Symbolizer};
 /// The shim build.rs compiled.
 pub const SHIM: &str = env!("LEAKLAB_HOOK_SO");
 
+/// The shim's usable path (unpacked from the binary when OUT_DIR is gone).
+#[must_use]
+pub fn shim() -> String {
+    crate::artifacts::resolve(SHIM).map_or_else(|_| SHIM.to_string(), |p| p.display().to_string())
+}
+
 /// The runtime's own one-time allocations, in LeakSanitizer's format.
 pub const DEFAULT_SUPPRESSIONS: &str = include_str!("../hook/default.supp");
 
@@ -37,10 +43,11 @@ impl Backend for Hook {
     }
 
     fn availability(&self) -> Availability {
-        if Path::new(SHIM).is_file() {
+        let shim = shim();
+        if Path::new(&shim).is_file() {
             Availability::Ready
         } else {
-            Availability::Unavailable { reason: format!("the shim {SHIM} is missing"), fix: "cargo build".into() }
+            Availability::Unavailable { reason: format!("the shim {shim} is missing"), fix: "cargo build --release".into() }
         }
     }
 
@@ -58,13 +65,13 @@ impl Backend for Hook {
         for file in &config.suppressions {
             suppressions.extend(Suppressions::load(file)?);
         }
-        let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+        let dir = crate::process::scratch()?;
         let pattern = dir.path().join("hook.%p.dump");
         let preload = match std::env::var("LD_PRELOAD") {
-            Ok(existing) if !existing.is_empty() => format!("{SHIM}:{existing}"),
-            _ => SHIM.to_string(),
+            Ok(existing) if !existing.is_empty() => format!("{}:{existing}", shim()),
+            _ => shim(),
         };
-        let spec = Spec::new(&target.program, config.timeout)
+        let spec = Spec::new(&target.program, config.timeout).io(config.io)
             .args(&target.args)
             .env("LD_PRELOAD", preload)
             .env("LEAKLAB_HOOK_OUT", &pattern)

@@ -45,8 +45,11 @@ use crate::suppressions::Suppressions;
 
 pub struct Lsan;
 
-/// The preload built from harness/native/lsan_preload.c.
-const PRELOAD: &str = env!("LEAKLAB_LSAN_PRELOAD");
+/// The preload built from harness/native/lsan_preload.c (the unpacked copy
+/// for an installed binary).
+fn preload_library() -> Result<PathBuf, Error> {
+    crate::artifacts::resolve(env!("LEAKLAB_LSAN_PRELOAD"))
+}
 
 /// Runtime options. `exitcode=0`: the program keeps its own exit status
 /// (the logs say what LSan found). `fast_unwind_on_malloc=0`: the
@@ -91,7 +94,7 @@ fn liblsan() -> Option<PathBuf> {
 /// The probe build.rs made: it leaks one block, so a working LSan must stop
 /// the world, scan and report it.
 fn probe_program() -> &'static Path {
-    Path::new(env!("LEAKLAB_LSAN_PROBE"))
+    crate::artifacts::resolve_static(env!("LEAKLAB_LSAN_PROBE")).unwrap_or(Path::new(env!("LEAKLAB_LSAN_PROBE")))
 }
 
 /// Whether LSan can stop the world here, found once per process by running the probe.
@@ -301,7 +304,7 @@ fn unescape(text: &str) -> String {
 
 /// Runs a program with LSan active (and the preload); reads every process's log and events.
 fn run_lsan(target: &Target, config: &RunConfig, runtime: Option<&Path>, suppressions: &Suppressions) -> Result<LsanRun, Error> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+    let dir = crate::process::scratch()?;
     // LSan appends `.PID` to log_path, and the preload to its event files.
     let log_path = dir.path().join("lsan");
     let procs_path = dir.path().join("proc");
@@ -312,7 +315,7 @@ fn run_lsan(target: &Target, config: &RunConfig, runtime: Option<&Path>, suppres
         std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
     }
     let mut preload: Vec<String> = runtime.map(|r| r.display().to_string()).into_iter().collect();
-    preload.push(PRELOAD.to_string());
+    preload.push(preload_library()?.display().to_string());
     if let Ok(existing) = std::env::var("LD_PRELOAD") {
         preload.extend(existing.split([':', ' ']).filter(|s| !s.is_empty()).map(str::to_string));
     }
@@ -393,6 +396,8 @@ impl LsanRun {
         let several = self.processes.len() > 1;
         let mut listed = Vec::new();
         let mut simple = !several;
+        // (program, why) of each process LSan never checked; said once per kind, without pids.
+        let mut unchecked: Vec<(String, String)> = Vec::new();
         for (&pid, files) in &self.processes {
             let log = files.log.clone().unwrap_or_default();
             for mut leak in log.leaks {
@@ -428,15 +433,26 @@ impl LsanRun {
             for p in self.images(target, pid, files) {
                 if !p.analysed {
                     let why = if stopped_by_lsan && matches!(p.end, End::Exited { .. }) {
-                        "LeakSanitizer stopped it with the error above, before any leak check".to_string()
+                        "stopped by LeakSanitizer's own error, before any leak check".to_string()
                     } else {
                         why_unchecked(&p.end)
                     };
-                    report.notes.push(format!("process {} ({}) was not checked by LeakSanitizer: {why}", p.pid, p.program));
+                    unchecked.push((p.program.clone(), why));
                 }
                 simple &= p.analysed && matches!(p.end, End::Exited { .. });
                 listed.push(p);
             }
+        }
+        let mut said: Vec<&(String, String)> = Vec::new();
+        for entry in &unchecked {
+            if said.contains(&entry) {
+                continue;
+            }
+            said.push(entry);
+            let n = unchecked.iter().filter(|e| *e == entry).count();
+            let (program, why) = entry;
+            let who = if n == 1 { format!("a process of {program} was") } else { format!("{n} processes of {program} were") };
+            report.notes.push(format!("{who} not checked by LeakSanitizer: {why}"));
         }
         if !simple {
             report.processes = listed;
@@ -519,10 +535,10 @@ impl LsanRun {
 /// Why LSan never looked at a process that ended this way.
 fn why_unchecked(end: &End) -> String {
     match end {
-        End::Exec { program } => format!("it exec'd {program} (LSan checks only in exit())"),
-        End::Killed { signal } => format!("it was killed by {signal} before exit()"),
-        End::Exited { code } => format!("it ended (status {code}) without LSan's check"),
-        End::Running => "it had not called exit() when the run ended (it left through _exit(), or was still running and was killed)".into(),
+        End::Exec { program } => format!("exec'd {program} (LSan checks only in exit())"),
+        End::Killed { signal } => format!("killed by {signal} before exit()"),
+        End::Exited { code } => format!("ended (status {code}) without LSan's check"),
+        End::Running => "no exit() was seen (left through _exit(), or still running when the run ended, then killed)".into(),
     }
 }
 

@@ -72,8 +72,13 @@ impl Backend for Ptrace {
         Matching::ByShape
     }
 
+    fn debian_packages(&self) -> &'static [&'static str] {
+        // Allocators other than glibc's, for the trials of a scan that must say it could not walk their heap.
+        &["libjemalloc2", "libtcmalloc-minimal4"]
+    }
+
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let mut spec = Spec::new(&target.program, config.timeout).args(&target.args);
+        let mut spec = Spec::new(&target.program, config.timeout).io(config.io).args(&target.args);
         if config.after.is_none() {
             spec = spec.env("LEAKLAB_CHECKPOINT", "1");
         } else {
@@ -115,7 +120,10 @@ impl Backend for Ptrace {
         };
         let mut report = Report::new(&target.name, self.name());
         report.leaks = analysis.leaks;
-        report.notes = analysis.walk.warnings.clone();
+        report.notes = analysis.notes;
+        if let Some(reason) = analysis.not_analysed {
+            report.status = crate::report::Status::NotAnalysed { reason };
+        }
         if snap.unreadable_bytes > 0 {
             report.notes.push(format!("{} bytes of writable mappings could not be read", snap.unreadable_bytes));
         }

@@ -40,9 +40,9 @@ impl Backend for Valgrind {
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+        let dir = crate::process::scratch()?;
         let xml_pattern = dir.path().join("memcheck.%p.xml");
-        let spec = Spec::new("valgrind", config.timeout)
+        let spec = Spec::new("valgrind", config.timeout).io(config.io)
             .arg("--tool=memcheck")
             .arg("--leak-check=full")
             .arg("--show-leak-kinds=all")

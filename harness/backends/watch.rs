@@ -88,7 +88,7 @@ impl Backend for Watch {
         // A second of start-up: on a loaded machine the loader and a sample's
         // first passes (its allocator settling) may take longer than the default.
         let options = Options { interval: INTERVAL, duration: Some(window), warmup: Duration::from_secs(1) };
-        let spec = Spec::new(&target.program, config.timeout.max(window + options.warmup + Duration::from_secs(10)))
+        let spec = Spec::new(&target.program, config.timeout.max(window + options.warmup + Duration::from_secs(10))).io(config.io)
             .args(&args)
             .env_remove("LEAKLAB_CHECKPOINT");
         let child = Child::spawn(&spec)?;

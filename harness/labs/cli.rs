@@ -101,8 +101,9 @@ pub fn run(command: LabCommand, style: Style) -> Result<u8, Error> {
             if results.iter().any(|r| r.unavailable.is_none() && !r.complete) {
                 return Ok(1);
             }
+            // The reason and fix are in the output above (human or JSON): said once, exit 3.
             if let Some(u) = results.iter().find_map(|r| r.unavailable.as_ref()) {
-                return Err(Error::Unavailable { backend: u.backend.clone(), reason: u.reason.clone(), fix: u.fix.clone() });
+                return Ok(Error::Unavailable { backend: u.backend.clone(), reason: u.reason.clone(), fix: u.fix.clone() }.exit_code() as u8);
             }
             Ok(0)
         }

@@ -57,7 +57,7 @@ pub fn run(config: &ScanBench) -> Result<ScanBenchResult, Error> {
     if config.runs == 0 || config.heap_mib == 0 {
         return Err(Error::Usage("--runs and the heap size must be positive".into()));
     }
-    let dir = tempfile::tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+    let dir = crate::process::scratch()?;
     let src = dir.path().join("bench_target.c");
     let exe = dir.path().join("bench_target");
     std::fs::write(&src, TARGET_SOURCE).map_err(|e| Error::io(&src, e))?;

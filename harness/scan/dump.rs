@@ -1,29 +1,94 @@
 //! `leaklab dump --pid N`: the raw [heap] of a process, written to a file as
 //! the source article's program does, and shown as a hex view with the
-//! printable strings marked.
+//! printable strings marked. An `mprotect` inside the heap splits it into
+//! several maps lines (pieces); every piece is written, in address order.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::snapshot;
+use super::snapshot::{self, Selection};
 use crate::error::Error;
 
-/// The [heap] of a process, copied while it is stopped: (start address, bytes).
-pub fn heap_of(pid: i32) -> Result<(u64, Vec<u8>), Error> {
-    let snap = snapshot::take(pid)?;
-    let heap = snap
-        .maps
-        .iter()
-        .find(|m| m.pseudo() == Some("[heap]"))
-        .ok_or_else(|| Error::Inspect { pid, message: "it has no [heap] mapping (it never grew its brk heap)".into() })?;
-    let bytes = snap.memory.bytes(heap.start, heap.len()).ok_or_else(|| Error::Inspect { pid, message: "its [heap] could not be copied".into() })?;
-    Ok((heap.start, bytes.to_vec()))
+/// One maps line of `[heap]`, and where its bytes are in the dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub start: u64,
+    pub end: u64,
+    /// Its protection, as /proc/PID/maps prints it (`r--p`).
+    pub perms: String,
+    /// Where its bytes begin in [`HeapDump::bytes`] (and in the file).
+    pub offset: u64,
+}
+
+/// The `[heap]` of a process: its pieces in address order, their bytes one
+/// after the other.
+#[derive(Debug, Clone)]
+pub struct HeapDump {
+    pub pieces: Vec<Piece>,
+    pub bytes: Vec<u8>,
+    /// Bytes no read could get (zeros in the dump).
+    pub unreadable: u64,
+}
+
+impl HeapDump {
+    /// The address of the heap's first byte.
+    #[must_use]
+    pub fn start(&self) -> u64 {
+        self.pieces.first().map_or(0, |p| p.start)
+    }
+}
+
+/// The [heap] of a process, copied while it is stopped: every piece, and
+/// only the heap (read-only and inaccessible pieces included).
+pub fn heap_of(pid: i32) -> Result<HeapDump, Error> {
+    let snap = snapshot::take_selected(pid, Selection::Heap)?;
+    let mut pieces = Vec::new();
+    let mut bytes = Vec::new();
+    for m in snap.maps.iter().filter(|m| m.pseudo() == Some("[heap]")) {
+        let data = snap.memory.bytes(m.start, m.len()).ok_or_else(|| Error::Inspect { pid, message: format!("its [heap] piece at {:#x} could not be copied", m.start) })?;
+        pieces.push(Piece { start: m.start, end: m.end, perms: m.perms.clone(), offset: bytes.len() as u64 });
+        bytes.extend_from_slice(data);
+    }
+    if pieces.is_empty() {
+        return Err(Error::Inspect { pid, message: "it has no [heap] mapping (it never grew its brk heap; an allocator other than glibc's may use mmap only)".into() });
+    }
+    Ok(HeapDump { pieces, bytes, unreadable: snap.unreadable_bytes })
 }
 
 /// Writes the heap to `out`.
 pub fn write(out: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::fs::write(out, bytes).map_err(|e| Error::io(out, e))
 }
+
+/// The hex view of every piece, each under a line that says which piece it
+/// is, its addresses and protection, and where it starts in the file;
+/// `max_lines` bounds the hex lines of all pieces together.
+#[must_use]
+pub fn pieces_view(dump: &HeapDump, max_lines: usize) -> String {
+    let mut out = String::new();
+    let mut left = max_lines;
+    let n = dump.pieces.len();
+    for (i, p) in dump.pieces.iter().enumerate() {
+        if n > 1 {
+            let _ = writeln!(
+                out,
+                "[heap] piece {} of {n}: {:#x}-{:#x} {} ({} bytes, at offset {:#x} of the file)",
+                i + 1,
+                p.start,
+                p.end,
+                p.perms,
+                p.end - p.start,
+                p.offset
+            );
+        }
+        let from = p.offset as usize;
+        let view = hex_view(p.start, &dump.bytes[from..from + (p.end - p.start) as usize], left);
+        left = left.saturating_sub(view.lines().filter(|l| l.len() > 12 && l.as_bytes()[0].is_ascii_hexdigit()).count());
+        out.push_str(&view);
+    }
+    out
+}
+
 
 /// A hex view: 16 bytes a line, address, hex, and ASCII where runs of 4 or
 /// more printable bytes (strings) are shown and marked with `«»` in the

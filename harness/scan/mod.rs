@@ -12,13 +12,14 @@ pub use crate::maps;
 pub mod memory;
 pub mod reach;
 pub mod snapshot;
+pub mod verdict;
 pub mod vtables;
 
 use std::time::{Duration, Instant};
 
 use crate::backend::is_runtime_object;
 use crate::error::Error;
-use crate::report::{Leak, RegionKind};
+use crate::report::{Kind, Leak, RegionKind};
 use glibc::{Layout, Walk};
 use group::LostMapping;
 use maps::Mapping;
@@ -45,6 +46,13 @@ pub struct Analysis {
     /// CPU time of the analysis (one thread): on a busy machine, the honest
     /// measure of its cost.
     pub cpu: Duration,
+    /// Why the heap could not be analysed ([`verdict`]); `leaks` is then
+    /// empty (a partial list would read as the whole answer) and `notes` say
+    /// what could still be seen. A report shows it as `Status::NotAnalysed`.
+    pub not_analysed: Option<String>,
+    /// What the report should say besides the leaks: the walk's warnings,
+    /// threads that were skipped, what a heap not analysed still showed.
+    pub notes: Vec<String>,
 }
 
 /// What each mapping is, for roots and for mmap leaks.
@@ -228,7 +236,7 @@ pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
         v
     };
     let layout = Layout {
-        heap: maps.iter().find(|m| m.pseudo() == Some("[heap]")).map(|m| (m.start, m.end)),
+        heap: heap_span(maps),
         libc_data,
         anon: maps
             .iter()
@@ -302,6 +310,7 @@ pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
         .collect();
     leaks.extend(group::group_regions(&lost));
     let block_bytes = walk.blocks.iter().map(|b| b.size).sum();
+    let (not_analysed, notes) = verdict_and_notes(snap, &walk, &mut leaks);
     let elapsed = started.elapsed();
     Analysis {
         leaks,
@@ -312,7 +321,54 @@ pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
         elapsed,
         phases: [walked, marked - walked, elapsed - marked],
         cpu: thread_cpu_time().saturating_sub(cpu_started),
+        not_analysed,
+        notes,
     }
+}
+
+/// The `[heap]` as one range: an `mprotect` inside it splits it into
+/// several maps lines, while malloc's chunks run on across them (the
+/// snapshot copies every piece).
+fn heap_span(maps: &[Mapping]) -> Option<(u64, u64)> {
+    let mut pieces = maps.iter().filter(|m| m.pseudo() == Some("[heap]"));
+    let first = pieces.next()?;
+    let mut end = first.end;
+    for m in pieces {
+        // A hole (part of the heap unmapped) ends the walkable range there.
+        if m.start != end {
+            break;
+        }
+        end = m.end;
+    }
+    Some((first.start, end))
+}
+
+/// Whether the heap could be analysed, and the report's notes. When it
+/// could not, the leaks found are withdrawn into a note: they are only
+/// what the part walked showed.
+fn verdict_and_notes(snap: &Snapshot, walk: &Walk, leaks: &mut Vec<Leak>) -> (Option<String>, Vec<String>) {
+    // A stopped walk is told by the verdict itself.
+    let mut notes = walk.warnings.clone();
+    if !snap.threads.iter().any(|t| t.tid == snap.pid) {
+        notes.push(format!(
+            "the main thread (pid {}) has exited (pthread_exit in main); {} other thread{} scanned",
+            snap.pid,
+            snap.threads.len(),
+            if snap.threads.len() == 1 { " was" } else { "s were" }
+        ));
+    }
+    let Some(reason) = verdict::not_analysed(snap, walk) else { return (None, notes) };
+    if !leaks.is_empty() || !walk.blocks.is_empty() {
+        let bytes: u64 = leaks.iter().filter(|l| l.kind != Kind::Reachable).map(|l| l.bytes).sum();
+        let blocks: u64 = leaks.iter().filter(|l| l.kind != Kind::Reachable).map(|l| l.blocks).sum();
+        notes.push(format!(
+            "what could still be seen: {} blocks in use ({} bytes); {blocks} blocks or mappings ({bytes} bytes) unreachable from the roots, a list left out as it cannot be complete",
+            walk.blocks.len(),
+            walk.blocks.iter().map(|b| b.size).sum::<u64>()
+        ));
+        leaks.clear();
+    }
+    (Some(reason), notes)
 }
 
 /// Snapshot and analysis of a running process.

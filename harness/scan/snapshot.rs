@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::ptrace;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::maps::{self, Mapping};
@@ -54,17 +53,91 @@ pub struct Snapshot {
 fn attach_error(pid: i32, errno: Errno) -> Error {
     let message = match errno {
         Errno::ESRCH => "the process does not exist (or exited)".to_string(),
-        Errno::EPERM => {
-            let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok().map(|s| s.trim().to_string());
-            let yama = match scope.as_deref() {
-                Some("0") | None => String::new(),
-                Some(s) => format!("; kernel.yama.ptrace_scope is {s} (0 allows attaching to your own processes: `sysctl kernel.yama.ptrace_scope=0`)"),
-            };
-            format!("ptrace is not permitted: run as the process's owner or as root (CAP_SYS_PTRACE){yama}")
-        }
+        // EPERM has several causes besides missing rights: name the real one.
+        Errno::EPERM => match why_not_attachable(pid) {
+            Some(why) => why,
+            None => {
+                let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok().map(|s| s.trim().to_string());
+                let yama = match scope.as_deref() {
+                    Some("0") | None => String::new(),
+                    Some(s) => format!("; kernel.yama.ptrace_scope is {s} (0 allows attaching to your own processes: `sysctl kernel.yama.ptrace_scope=0`)"),
+                };
+                format!("ptrace is not permitted: run as the process's owner or as root (CAP_SYS_PTRACE){yama}")
+            }
+        },
         other => format!("ptrace failed: {other}"),
     };
     Error::Inspect { pid, message }
+}
+
+/// What /proc says about one task (a process, or one thread of it).
+#[derive(Debug, Clone, Default)]
+struct TaskInfo {
+    /// The state letter of /proc/PID/stat: R, S, D, T, t, Z, X, ...
+    state: char,
+    kernel_thread: bool,
+    tracer: i32,
+}
+
+impl TaskInfo {
+    fn dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// PF_KTHREAD in the flags field of /proc/PID/stat (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// /proc/PID/task/TID/{stat,status}; None when the task is gone.
+fn task_info(pid: i32, tid: i32) -> Option<TaskInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // The command name is in parentheses and may itself hold spaces or ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // After the name: state(0) ppid pgrp session tty_nr tpgid flags(6).
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    let tracer = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("TracerPid:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0);
+    Some(TaskInfo { state, kernel_thread: flags & PF_KTHREAD != 0, tracer })
+}
+
+/// The command name of a process or thread, for messages.
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| "gone".to_string(), |s| s.trim().to_string())
+}
+
+fn traced_by(tracer: i32) -> String {
+    format!(
+        "it is already traced by pid {tracer} ({}): a process has one tracer at a time; end or detach that tracer (strace, gdb) and scan again",
+        comm(tracer)
+    )
+}
+
+/// Why the process cannot be attached to, when /proc shows a reason other
+/// than missing rights: a kernel thread, a zombie, another tracer.
+fn why_not_attachable(pid: i32) -> Option<String> {
+    let leader = task_info(pid, pid)?;
+    if leader.kernel_thread {
+        return Some("it is a kernel thread: it has no user memory to scan".into());
+    }
+    let live: Vec<TaskInfo> = task_ids(pid).ok()?.into_iter().filter_map(|t| task_info(pid, t)).filter(|t| !t.dead()).collect();
+    if live.is_empty() {
+        return Some("it is a zombie: it has exited and its parent has not reaped it yet, so its memory is gone".into());
+    }
+    // TracerPid names the tracing thread; one of ours is not "another tracer".
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    live.iter().map(|t| t.tracer).find(|&t| t != 0 && tgid(t) != Some(me)).map(traced_by)
+}
+
+/// The process a thread id belongs to.
+fn tgid(tid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok()))
 }
 
 /// Fails clearly when the pid is not a process we could scan.
@@ -78,19 +151,51 @@ pub fn check_pid(pid: i32) -> Result<(), Error> {
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(Error::Inspect { pid, message: "no such process".into() });
     }
+    // A thread id is in /proc too (hidden from listings): scan its process.
+    if let Some(tgid) = tgid(pid).filter(|&tgid| tgid != pid) {
+        return Err(Error::Usage(format!("{pid} is a thread of process {tgid}: scan `--pid {tgid}`")));
+    }
+    if let Some(why) = why_not_attachable(pid) {
+        return Err(Error::Inspect { pid, message: why });
+    }
     Ok(())
+}
+
+/// One thread we hold stopped, and the signal it was about to receive when
+/// it stopped (a signal-delivery-stop): the detach delivers it, so no
+/// signal sent to the target while it was attached is lost.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    tid: i32,
+    signal: i32,
 }
 
 /// The threads we hold stopped; detached (and so resumed) when dropped.
 struct Attached {
-    tids: Vec<i32>,
+    held: Vec<Held>,
+    /// The main thread had exited (a zombie leader): it was skipped.
+    leader_exited: bool,
+}
+
+impl Attached {
+    fn holds(&self, tid: i32) -> bool {
+        self.held.iter().any(|h| h.tid == tid)
+    }
+    fn release(&mut self, tid: i32) {
+        self.held.retain(|h| h.tid != tid);
+    }
+    fn tids(&self) -> Vec<i32> {
+        self.held.iter().map(|h| h.tid).collect()
+    }
 }
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        for &tid in &self.tids {
-            // A thread that exited meanwhile gives ESRCH: nothing to undo.
-            let _ = ptrace::detach(Pid::from_raw(tid), None);
+        for h in &self.held {
+            // Raw ptrace: nix's Signal cannot hold a realtime signal. A thread
+            // that exited meanwhile gives ESRCH: nothing to undo.
+            // SAFETY: PTRACE_DETACH takes no pointers; data is the signal to deliver.
+            unsafe { libc::ptrace(libc::PTRACE_DETACH, h.tid, std::ptr::null_mut::<libc::c_void>(), h.signal as libc::c_long) };
         }
     }
 }
@@ -106,16 +211,58 @@ fn task_ids(pid: i32) -> Result<Vec<i32>, Error> {
     Ok(tids)
 }
 
+/// How a seized thread's first wait ended.
+enum Stop {
+    /// In a ptrace-stop; `signal` is the signal of a signal-delivery-stop
+    /// (to be delivered on detach), 0 for the interrupt's or a group-stop.
+    Stopped { signal: i32 },
+    /// It exited (or was reaped) before it stopped.
+    Gone,
+}
+
+/// Waits for the stop of a thread just seized and interrupted. The status is
+/// read as a raw int: it can carry a realtime signal, which nix's
+/// `WaitStatus` cannot represent (it fails with EINVAL).
+fn wait_stop(tid: i32) -> Result<Stop, Errno> {
+    loop {
+        let mut status = 0;
+        // SAFETY: a valid out-pointer; __WALL waits for threads too.
+        let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        if r < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::ECHILD => return Ok(Stop::Gone),
+                e => return Err(e),
+            }
+        }
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            return Ok(Stop::Gone);
+        }
+        if libc::WIFSTOPPED(status) {
+            let event = (status >> 16) & 0xff;
+            // With PTRACE_SEIZE and no options, a stop without an event is a
+            // signal-delivery-stop (no syscall stops, no exec SIGTRAP). The
+            // interrupt and a group-stop (the checkpoint's SIGSTOP, already in
+            // effect) report PTRACE_EVENT_STOP and carry nothing to deliver.
+            let signal = if event == 0 { libc::WSTOPSIG(status) } else { 0 };
+            return Ok(Stop::Stopped { signal });
+        }
+    }
+}
+
 /// Stops every thread: PTRACE_SEIZE, PTRACE_INTERRUPT, and a wait for the
 /// stop. Threads created meanwhile are caught by listing the tasks again
 /// until no new one shows up. A thread already in a group-stop (SIGSTOP at
 /// the checkpoint) is reported at once after the seize; the interrupt then
-/// only leaves a pending trap that the detach clears.
+/// only leaves a pending trap that the detach clears. A thread that was
+/// about to take a signal stops in a signal-delivery-stop instead: its
+/// signal is kept and delivered by the detach. Threads that exit meanwhile,
+/// and a main thread that already exited (`pthread_exit` in main), are skipped.
 fn stop_all(pid: i32, attached: &mut Attached) -> Result<(), Error> {
     for _round in 0..64 {
         let mut new = false;
         for tid in task_ids(pid)? {
-            if attached.tids.contains(&tid) {
+            if attached.holds(tid) || (tid == pid && attached.leader_exited) {
                 continue;
             }
             let t = Pid::from_raw(tid);
@@ -123,44 +270,86 @@ fn stop_all(pid: i32, attached: &mut Attached) -> Result<(), Error> {
                 Ok(()) => {}
                 // Exited between the listing and the seize.
                 Err(Errno::ESRCH) if tid != pid => continue,
+                // A thread that has exited but is still listed (a zombie
+                // thread, or the main thread after pthread_exit) cannot be
+                // attached: skip it; anything else is the process's answer.
+                Err(Errno::EPERM) if task_info(pid, tid).is_none_or(|t| t.dead()) => {
+                    if tid == pid {
+                        attached.leader_exited = true;
+                    }
+                    continue;
+                }
                 Err(e) => return Err(attach_error(pid, e)),
             }
-            attached.tids.push(tid);
+            attached.held.push(Held { tid, signal: 0 });
             new = true;
             if let Err(e) = ptrace::interrupt(t) {
                 if e == Errno::ESRCH {
+                    // Exited after the seize: reap it if it is ours to reap.
+                    if let Ok(Stop::Gone) = wait_stop(tid) {
+                        attached.release(tid);
+                    }
                     continue;
                 }
                 return Err(attach_error(pid, e));
             }
-            loop {
-                match waitpid(t, Some(WaitPidFlag::__WALL)) {
-                    Ok(WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..) | WaitStatus::PtraceSyscall(_)) => break,
-                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
-                        attached.tids.retain(|&x| x != tid);
-                        break;
+            match wait_stop(tid) {
+                Ok(Stop::Stopped { signal }) => {
+                    if let Some(h) = attached.held.iter_mut().find(|h| h.tid == tid) {
+                        h.signal = signal;
                     }
-                    Ok(_) => continue,
-                    Err(Errno::EINTR) => continue,
-                    Err(Errno::ECHILD) => {
-                        attached.tids.retain(|&x| x != tid);
-                        break;
-                    }
-                    Err(e) => return Err(attach_error(pid, e)),
                 }
+                Ok(Stop::Gone) => attached.release(tid),
+                Err(e) => return Err(attach_error(pid, e)),
             }
         }
         if !new {
+            if attached.held.is_empty() {
+                return Err(Error::Inspect { pid, message: why_not_attachable(pid).unwrap_or_else(|| "the process exited while being attached".into()) });
+            }
             return Ok(());
         }
     }
     Err(Error::Inspect { pid, message: "threads keep appearing faster than they can be stopped".into() })
 }
 
-/// Mappings worth copying: readable and writable (data, bss, heaps, stacks,
-/// anonymous memory), except the kernel's own pages.
-fn wanted(m: &Mapping) -> bool {
-    m.readable() && m.writable() && !matches!(m.pseudo(), Some("[vvar]" | "[vsyscall]" | "[vdso]" | "[vvar_vclock]"))
+/// Which mappings a snapshot copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// What the scan reads: readable and writable memory (data, bss, heaps,
+    /// stacks, anonymous memory), except the kernel's own pages, and every
+    /// piece of `[heap]` whatever its protection, since malloc's chunks run
+    /// across the pieces an `mprotect` inside the heap makes.
+    Scan,
+    /// Only the `[heap]` pieces (`leaklab dump`).
+    Heap,
+}
+
+impl Selection {
+    fn wants(self, m: &Mapping) -> bool {
+        let heap = m.pseudo() == Some("[heap]");
+        match self {
+            Selection::Heap => heap,
+            Selection::Scan => heap || (m.readable() && m.writable() && !matches!(m.pseudo(), Some("[vvar]" | "[vsyscall]" | "[vdso]" | "[vvar_vclock]"))),
+        }
+    }
+
+    /// The address ranges to copy: one per wanted mapping, except that
+    /// adjacent `[heap]` pieces make one range, so a block that straddles
+    /// two pieces reads as one.
+    fn ranges(self, maps: &[Mapping]) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut last_heap = false;
+        for m in maps.iter().filter(|m| self.wants(m)) {
+            let heap = m.pseudo() == Some("[heap]");
+            match out.last_mut() {
+                Some(r) if heap && last_heap && r.1 == m.start => r.1 = m.end,
+                _ => out.push((m.start, m.end)),
+            }
+            last_heap = heap;
+        }
+        out
+    }
 }
 
 /// A zeroed buffer whose pages are already faulted in, so that filling it
@@ -175,8 +364,8 @@ fn prefaulted(len: usize) -> Vec<u8> {
     v
 }
 
-/// Copies [start, start+buf.len()) of the process; unreadable pages stay zero.
-/// Returns the number of unreadable bytes.
+/// Copies [start, start+buf.len()) of the process (`pid` may be any of its
+/// threads); unreadable pages stay zero. Returns the number of unreadable bytes.
 fn copy(pid: i32, start: u64, buf: &mut [u8], mem: &mut Option<std::fs::File>) -> u64 {
     const CHUNK: usize = 64 << 20;
     let mut done = 0usize;
@@ -246,20 +435,44 @@ fn mem_available() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Stops the process, copies it, and lets it go.
+/// A live thread of the process: the main thread, unless it has exited.
+fn live_task(pid: i32) -> i32 {
+    if task_info(pid, pid).is_some_and(|t| !t.dead()) {
+        return pid;
+    }
+    task_ids(pid).ok().into_iter().flatten().find(|&t| task_info(pid, t).is_some_and(|i| !i.dead())).unwrap_or(pid)
+}
+
+/// The maps of the process, read through one of its threads.
+fn read_maps(pid: i32, tid: i32) -> Result<Vec<Mapping>, Error> {
+    if tid == pid {
+        return maps::read(pid);
+    }
+    let path = format!("/proc/{pid}/task/{tid}/maps");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(std::path::Path::new(&path), e))?;
+    maps::parse(&text)
+}
+
+/// Stops the process, copies what the scan reads, and lets it go.
 pub fn take(pid: i32) -> Result<Snapshot, Error> {
+    take_selected(pid, Selection::Scan)
+}
+
+/// Stops the process, copies the selected mappings, and lets it go.
+pub fn take_selected(pid: i32, selection: Selection) -> Result<Snapshot, Error> {
     check_pid(pid)?;
     // Buffers are made (and their pages faulted in) before the stop, from a
     // first look at the maps; the pause then only pays for the copy.
-    let before = maps::read(pid).map_err(|e| match e {
+    let before = read_maps(pid, live_task(pid)).map_err(|e| match e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => attach_error(pid, Errno::EPERM),
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Inspect { pid, message: "no such process".into() },
         other => other,
     })?;
+    let planned = selection.ranges(&before);
     // The copy is whole: a process with more writable address space than
     // this machine has free memory (a huge sparse reservation, say) cannot be
     // scanned this way; say so rather than be killed by the OOM killer.
-    let total: u64 = before.iter().filter(|m| wanted(m)).map(Mapping::len).sum();
+    let total: u64 = planned.iter().map(|r| r.1 - r.0).sum();
     if let Some(avail) = mem_available() {
         if total > avail / 10 * 9 {
             return Err(Error::Inspect {
@@ -272,14 +485,13 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
             });
         }
     }
-    let mut buffers: HashMap<(u64, u64), Vec<u8>> =
-        before.iter().filter(|m| wanted(m)).map(|m| ((m.start, m.end), prefaulted(m.len() as usize))).collect();
+    let mut buffers: HashMap<(u64, u64), Vec<u8>> = planned.iter().map(|&(s, e)| ((s, e), prefaulted((e - s) as usize))).collect();
 
-    let mut attached = Attached { tids: Vec::new() };
+    let mut attached = Attached { held: Vec::new(), leader_exited: false };
     let stopped_at = Instant::now();
     stop_all(pid, &mut attached)?;
     let mut threads = Vec::new();
-    for &tid in &attached.tids {
+    for tid in attached.tids() {
         match ptrace::getregs(Pid::from_raw(tid)) {
             Ok(r) => threads.push(Thread {
                 tid,
@@ -290,6 +502,7 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
                     r.r15, r.rip, r.fs_base, r.gs_base,
                 ],
             }),
+            // Killed while stopped (SIGKILL needs no resume): skipped.
             Err(Errno::ESRCH) => continue,
             Err(e) => return Err(attach_error(pid, e)),
         }
@@ -298,14 +511,20 @@ pub fn take(pid: i32) -> Result<Snapshot, Error> {
         return Err(Error::Inspect { pid, message: "the process exited while being attached".into() });
     }
     let stopped = stopped_at.elapsed();
-    let map_list = maps::read(pid)?;
+    // Through a thread we hold: once the main thread has exited, the
+    // process's own maps and memory read as empty.
+    let reader = if attached.holds(pid) { pid } else { threads[0].tid };
+    let map_list = read_maps(pid, reader)?;
+    if map_list.is_empty() {
+        return Err(Error::Inspect { pid, message: "its memory map is empty: it is exiting".into() });
+    }
     let mapped = stopped_at.elapsed();
-    let mut segments: Vec<Segment> = map_list
-        .iter()
-        .filter(|m| wanted(m))
-        .map(|m| Segment { start: m.start, data: buffers.remove(&(m.start, m.end)).unwrap_or_else(|| vec![0u8; m.len() as usize]) })
+    let mut segments: Vec<Segment> = selection
+        .ranges(&map_list)
+        .into_iter()
+        .map(|(s, e)| Segment { start: s, data: buffers.remove(&(s, e)).unwrap_or_else(|| vec![0u8; (e - s) as usize]) })
         .collect();
-    let unreadable = copy_parallel(pid, &mut segments);
+    let unreadable = copy_parallel(reader, &mut segments);
     let copied = stopped_at.elapsed();
     drop(attached);
     let pause = stopped_at.elapsed();
