@@ -105,6 +105,7 @@ fn main() {
     build_hook(&root, &out, &cc, &cxx);
     build_stop_exec(&root, &cc, &out);
     build_vg_exec(&root, &cc, &out);
+    build_lsan_preload(&root, &cc, &out);
     std::fs::write(out.join("artifacts.rs"), render_artifacts(&out)).expect("write artifacts.rs");
 }
 
@@ -397,6 +398,21 @@ fn render_catalogue(samples: &[Sample], variants: &[&Variant], dir: &Path, out: 
     }
     code.push_str("];\n");
     code
+}
+
+/// The lsan backend's preload (harness/native/lsan_preload.c), exposed as LEAKLAB_LSAN_PRELOAD.
+fn build_lsan_preload(root: &Path, cc: &Path, out: &Path) {
+    let src = root.join("harness/native/lsan_preload.c");
+    println!("cargo:rerun-if-changed={}", src.display());
+    let so = out.join("libleaklab_lsan.so");
+    let status = Command::new(cc)
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-pthread", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("run the C compiler for lsan_preload");
+    assert!(status.success(), "harness/native/lsan_preload.c failed to compile");
+    println!("cargo:rustc-env=LEAKLAB_LSAN_PRELOAD={}", so.display());
 }
 
 /// The pre-exec stopper of `process::Spec::stop_before_exec` (harness/native/stop_exec.c).

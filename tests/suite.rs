@@ -21,6 +21,7 @@ mod hook;
 mod scan;
 mod scan_hostile;
 mod labs;
+mod lsan_bcc;
 mod repro;
 mod units;
 mod trace;
@@ -157,6 +158,7 @@ fn main() {
     trials.extend(labs::trials());
     trials.extend(trace::trials());
     trials.extend(valgrind_repro::trials());
+    trials.extend(lsan_bcc::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

@@ -42,15 +42,22 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTab
 use crate::backend::{is_runtime_object, Availability, Backend, RunConfig, Target};
 use crate::error::Error;
 use crate::process::{Child, Spec};
-use crate::report::{Frame, Kind, Leak, Region, RegionKind, Report, Stats};
+use crate::report::{End, Frame, Kind, Leak, Process, Region, RegionKind, Report, Stats};
 use crate::maps::{self, Mapping};
 
 pub struct Bcc;
 
 const MEMLEAK: &str = "memleak-bpfcc";
 const TRACEFS: &str = "/sys/kernel/tracing";
-/// How long memleak may take to compile its BPF program and attach.
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long memleak may take to compile its BPF program (clang runs in its
+/// process; on a saturated machine it takes tens of seconds).
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long it may take from its "Attaching" line to its first report.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts at attaching before the run fails (the target waits, stopped).
+const ATTACH_ATTEMPTS: u32 = 3;
+/// memleak's line between the compile and the probes.
+const ATTACHING: &[u8] = b"Attaching to pid";
 /// Environment of the target; see the module comment. 32 MiB is the
 /// largest mmap threshold glibc accepts on 64-bit.
 const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432";
@@ -185,129 +192,229 @@ impl Backend for Bcc {
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
-        let started = Instant::now();
-        let spec = Spec::new(&target.program, config.timeout)
-            .args(&target.args)
-            .env("LEAKLAB_CHECKPOINT", "1")
-            .env("GLIBC_TUNABLES", TUNABLES)
-            .env_remove("DEBUGINFOD_URLS")
-            .stop_before_exec();
-        let mut child = Child::spawn(&spec)?;
-        child.wait_stop()?;
-        let pid = child.pid();
-
-        let memleak_spec = Spec::new(MEMLEAK, config.timeout + ATTACH_TIMEOUT)
-            .args(["-p", &pid.to_string(), "-a", "-o", "0", "-T", "1000000", "1"])
-            // Its reports must reach the file as they are printed.
-            .env("PYTHONUNBUFFERED", "1")
-            .env_remove("DEBUGINFOD_URLS");
-        let mut memleak = Child::spawn(&memleak_spec)?;
-        // The first report comes after every probe is attached.
-        let attach_deadline = Instant::now() + ATTACH_TIMEOUT;
-        loop {
-            let out = memleak.stdout_so_far();
-            if report_starts(&out, 0).is_some() {
-                break;
-            }
-            if memleak.has_exited() || Instant::now() > attach_deadline {
-                let how = if memleak.has_exited() { "exited before attaching" } else { "did not attach in time" };
-                // Its last words are wanted, so it is ended rather than dropped.
-                memleak.signal(libc::SIGKILL);
-                let finished = memleak.finish();
-                return Err(Error::TargetFailed {
-                    program: MEMLEAK.into(),
-                    how: how.into(),
-                    stderr: finished.map(|f| f.stderr_text()).unwrap_or_default(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match run_once(target, config) {
+            // A sample runs the same every time: when memleak itself failed
+            // after the sample had started, the whole run is repeated once.
+            Err(e) if target.sample.is_some() && is_tool_failure(&e) => run_once(target, config),
+            r => r,
         }
+    }
+}
 
-        child.resume();
-        child.wait_stop().map_err(|e| match e {
-            // A program of the user's has no checkpoint unless it was written with one.
-            Error::TargetFailed { program, how, stderr } if target.sample.is_none() => Error::TargetFailed {
-                program,
-                how: format!("{how} (memleak reads a program while it is stopped: stop it with raise(SIGSTOP) when LEAKLAB_CHECKPOINT is set, as c-samples/leaklab.h does)"),
-                stderr,
-            },
-            e => e,
-        })?;
-        let stopped = Instant::now();
-        let maps_path = format!("/proc/{pid}/maps");
-        let maps_text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(Path::new(&maps_path), e))?;
-        let maps = maps::parse(&maps_text)?;
-        let mark = memleak.stdout_so_far().len();
-        // The first report begun after the stop is complete once the next one
-        // begins, or sooner, once its groups account for every allocation it
-        // listed (`-a` lists each before the groups).
-        let text = loop {
-            let out = memleak.stdout_so_far();
-            if let Some(first) = report_starts(&out, mark) {
-                if let Some(next) = report_starts(&out, first + 1) {
-                    break String::from_utf8_lossy(&out[first..next]).into_owned();
-                }
-                let so_far = String::from_utf8_lossy(&out[first..]).into_owned();
-                if so_far.ends_with('\n') && parse_report(&so_far).is_ok_and(|r| r.is_complete()) {
-                    break so_far;
-                }
+/// Whether an error is memleak's own (it died or hung), not the program's.
+fn is_tool_failure(e: &Error) -> bool {
+    matches!(e, Error::TargetFailed { program, .. } if program == MEMLEAK)
+}
+
+/// Ends a memleak that failed and turns it into an error with its own words:
+/// how it ended (when it ended by itself), its stderr, and the end of its stdout.
+fn tool_failure(mut memleak: Child, how: &str) -> Error {
+    let exited = memleak.has_exited();
+    memleak.signal(libc::SIGKILL);
+    let (ended, stderr, stdout) = match memleak.finish() {
+        Ok(f) => (exited.then(|| f.exit.describe()), f.stderr_text(), String::from_utf8_lossy(&f.stdout).into_owned()),
+        Err(e) => (None, format!("(its output could not be read: {e})"), String::new()),
+    };
+    let how = match ended {
+        Some(ended) => format!("{ended} {how}"),
+        None => how.to_string(),
+    };
+    let mut words = stderr;
+    if words.trim().is_empty() {
+        // Its stdout's last lines then, where bcc prints some of its errors.
+        let tail: Vec<&str> = stdout.lines().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        words = if tail.is_empty() { "(memleak-bpfcc printed nothing)".into() } else { tail.join("\n") };
+    }
+    Error::TargetFailed { program: MEMLEAK.into(), how, stderr: words }
+}
+
+/// Starts memleak on a pid stopped before its exec and waits for its first
+/// report, which it prints only once every probe is attached. The target
+/// has not run a single instruction of its own yet, so a failed attach (a
+/// BPF compile starved on a loaded machine, a probe that did not attach) is
+/// retried at no cost.
+fn attach(pid: i32, config: &RunConfig) -> Result<Child, Error> {
+    let mut failures = Vec::new();
+    for attempt in 1..=ATTACH_ATTEMPTS {
+        match attach_once(pid, config) {
+            Ok(memleak) => return Ok(memleak),
+            Err(Error::TargetFailed { how, stderr, .. }) if attempt < ATTACH_ATTEMPTS => failures.push(format!("attempt {attempt}: {how}: {}", stderr.trim())),
+            Err(Error::TargetFailed { program, how, stderr }) => {
+                let how = format!(
+                    "{how} (attempt {attempt} of {ATTACH_ATTEMPTS}; the target had not started yet){}",
+                    failures.iter().map(|f| format!("; {f}")).collect::<String>()
+                );
+                return Err(Error::TargetFailed { program, how, stderr });
             }
-            if memleak.has_exited() || stopped.elapsed() > config.timeout {
-                memleak.signal(libc::SIGKILL);
-                let finished = memleak.finish();
-                return Err(Error::TargetFailed {
-                    program: MEMLEAK.into(),
-                    how: "printed no report after the checkpoint".into(),
-                    stderr: finished.map(|f| f.stderr_text()).unwrap_or_default(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+fn attach_once(pid: i32, config: &RunConfig) -> Result<Child, Error> {
+    let memleak_spec = Spec::new(MEMLEAK, config.timeout + COMPILE_TIMEOUT + PROBE_TIMEOUT)
+        .args(["-p", &pid.to_string(), "-a", "-o", "0", "-T", "1000000", "1"])
+        // Its reports must reach the file as they are printed.
+        .env("PYTHONUNBUFFERED", "1")
+        .env_remove("DEBUGINFOD_URLS");
+    let mut memleak = Child::spawn(&memleak_spec)?;
+    // Two phases, each bounded: compiling the BPF program (clang, in
+    // memleak's process: the slow part on a loaded machine) ends with its
+    // "Attaching to pid" line; then the probes go in, and the first report follows.
+    let compile_deadline = Instant::now() + COMPILE_TIMEOUT;
+    let mut probe_deadline = None;
+    loop {
+        let out = memleak.stdout_so_far();
+        if report_starts(&out, 0).is_some() {
+            return Ok(memleak);
+        }
+        if probe_deadline.is_none() && out.windows(ATTACHING.len()).any(|w| w == ATTACHING) {
+            probe_deadline = Some(Instant::now() + PROBE_TIMEOUT);
+        }
+        let (phase, deadline, limit) = match probe_deadline {
+            Some(d) => ("while attaching its probes", d, PROBE_TIMEOUT),
+            None => ("while compiling its BPF program", compile_deadline, COMPILE_TIMEOUT),
         };
-        // The target goes on at once; memleak's exit (detaching its probes)
-        // takes a second or two and overlaps the rest of the target's run.
-        let pause = stopped.elapsed();
-        child.resume();
-        memleak.signal(libc::SIGTERM);
-        let _ = memleak.finish();
-        let finished = child.finish()?;
-        if let crate::process::Exit::Signal(sig) = finished.exit {
+        if memleak.has_exited() {
+            return Err(tool_failure(memleak, &format!("before attaching ({phase})")));
+        }
+        if Instant::now() > deadline {
+            return Err(tool_failure(memleak, &format!("did not attach within {} s ({phase})", limit.as_secs())));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lets a program run for `after` (`--after`); an exit before that is an error.
+fn run_for(child: &mut Child, after: Duration, name: &str) -> Result<(), Error> {
+    let until = Instant::now() + after;
+    while Instant::now() < until {
+        if child.has_exited() {
             return Err(Error::TargetFailed {
-                program: target.name.clone(),
-                how: format!("was killed by {} after its checkpoint", crate::process::signal_name(sig)),
-                stderr: finished.stderr_text(),
+                program: name.to_string(),
+                how: format!("exited before memleak's report at {:.1} s (`--after`): its outstanding allocations went with it", after.as_secs_f64()),
+                stderr: String::new(),
             });
         }
-
-        let parsed = parse_report(&text)?;
-        let mut symbolizer = Symbolizer::default();
-        let mut report = Report::new(&target.name, self.name());
-        for group in &parsed.groups {
-            let stack: Vec<Frame> = group.frames.iter().map(|f| symbolizer.frame(&maps, f)).collect();
-            let own = stack.iter().any(|f| f.object.as_deref().is_some_and(|o| !is_runtime_object(o)));
-            if !own {
-                let top = stack.first().and_then(|f| f.function.clone()).unwrap_or_else(|| "??".into());
-                report.notes.push(format!(
-                    "{} bytes in {} allocations from a stack that never leaves the C/C++ runtime (innermost: {top}): a runtime buffer, or a caller lost to libc's missing frame pointers",
-                    group.bytes, group.count
-                ));
-                continue;
-            }
-            let mut leak = Leak::new(Kind::Unclassified, group.bytes, group.count);
-            leak.api = group.frames.first().and_then(|f| symbolizer.api(&maps, f, &stack[0]));
-            if leak.api.as_deref().is_some_and(|a| a.starts_with("mmap")) {
-                leak.region = region_of(&maps, &parsed.allocations, group);
-            }
-            leak.site = target.site_of(&stack);
-            leak.stack = stack;
-            report.leaks.push(leak);
-        }
-        report.stats = Some(Stats {
-            wall_ms: started.elapsed().as_millis() as u64,
-            peak_rss_kib: Some(finished.peak_rss_kib),
-            pause_ms: Some(pause.as_secs_f64() * 1000.0),
-        });
-        Ok(report)
+        std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
     }
+    Ok(())
+}
+
+/// One run: the target stopped before exec, memleak attached, the report
+/// read at the checkpoint (or after `--after`), the target let go (or killed).
+fn run_once(target: &Target, config: &RunConfig) -> Result<Report, Error> {
+    let started = Instant::now();
+    let spec = Spec::new(&target.program, config.timeout)
+        .args(&target.args)
+        .io(config.io)
+        .env("LEAKLAB_CHECKPOINT", "1")
+        .env("GLIBC_TUNABLES", TUNABLES)
+        .env_remove("DEBUGINFOD_URLS")
+        .stop_before_exec();
+    let mut child = Child::spawn(&spec)?;
+    child.wait_stop()?;
+    let pid = child.pid();
+    let mut memleak = attach(pid, config)?;
+
+    child.resume();
+    // With `--after`, the program is read wherever it is after that
+    // long (stopped first, so that the report and the maps agree), and
+    // killed afterwards; without, at its checkpoint.
+    if let Some(after) = config.after {
+        run_for(&mut child, after, &target.name)?;
+        child.signal(libc::SIGSTOP);
+    }
+    child.wait_stop().map_err(|e| match e {
+        // A program of the user's has no checkpoint unless it was written with one.
+        Error::TargetFailed { program, how, stderr } if target.sample.is_none() => Error::TargetFailed {
+            program,
+            how: format!("{how} (memleak reads a program while it is stopped: give `--after SECONDS` to read it while it runs, or stop it with raise(SIGSTOP) when LEAKLAB_CHECKPOINT is set, as c-samples/leaklab.h does)"),
+            stderr,
+        },
+        e => e,
+    })?;
+    let stopped = Instant::now();
+    let maps_path = format!("/proc/{pid}/maps");
+    let maps_text = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(Path::new(&maps_path), e))?;
+    let maps = maps::parse(&maps_text)?;
+    let mark = memleak.stdout_so_far().len();
+    // The first report begun after the stop is complete once the next one
+    // begins, or sooner, once its groups account for every allocation it
+    // listed (`-a` lists each before the groups).
+    let text = loop {
+        let out = memleak.stdout_so_far();
+        if let Some(first) = report_starts(&out, mark) {
+            if let Some(next) = report_starts(&out, first + 1) {
+                break String::from_utf8_lossy(&out[first..next]).into_owned();
+            }
+            let so_far = String::from_utf8_lossy(&out[first..]).into_owned();
+            if so_far.ends_with('\n') && parse_report(&so_far).is_ok_and(|r| r.is_complete()) {
+                break so_far;
+            }
+        }
+        if memleak.has_exited() || stopped.elapsed() > config.timeout {
+            return Err(tool_failure(
+                memleak,
+                "without a report after the program stopped (a failure of memleak, not of the program; run it again)",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The target goes on at once; memleak's exit (detaching its probes)
+    // takes a second or two and overlaps the rest of the target's run.
+    let pause = stopped.elapsed();
+    if config.after.is_some() {
+        child.signal(libc::SIGKILL);
+    } else {
+        child.resume();
+    }
+    memleak.signal(libc::SIGTERM);
+    let _ = memleak.finish();
+    let finished = child.finish()?;
+    if config.after.is_some() {
+        // Killed on purpose, after the report.
+    } else if let crate::process::Exit::Signal(sig) = finished.exit {
+        return Err(Error::TargetFailed {
+            program: target.name.clone(),
+            how: format!("was killed by {} after its checkpoint", crate::process::signal_name(sig)),
+            stderr: finished.stderr_text(),
+        });
+    }
+
+    let parsed = parse_report(&text)?;
+    let mut symbolizer = Symbolizer::default();
+    let mut report = Report::new(&target.name, "bcc");
+    if config.after.is_some() {
+        report.processes.push(Process { pid: pid as u32, parent: None, program: target.name.clone(), end: End::Running, analysed: true });
+    }
+    for group in &parsed.groups {
+        let stack: Vec<Frame> = group.frames.iter().map(|f| symbolizer.frame(&maps, f)).collect();
+        let own = stack.iter().any(|f| f.object.as_deref().is_some_and(|o| !is_runtime_object(o)));
+        if !own {
+            let top = stack.first().and_then(|f| f.function.clone()).unwrap_or_else(|| "??".into());
+            report.notes.push(format!(
+                "{} bytes in {} allocations from a stack that never leaves the C/C++ runtime (innermost: {top}): a runtime buffer, or a caller lost to libc's missing frame pointers",
+                group.bytes, group.count
+            ));
+            continue;
+        }
+        let mut leak = Leak::new(Kind::Unclassified, group.bytes, group.count);
+        leak.api = group.frames.first().and_then(|f| symbolizer.api(&maps, f, &stack[0]));
+        if leak.api.as_deref().is_some_and(|a| a.starts_with("mmap")) {
+            leak.region = region_of(&maps, &parsed.allocations, group);
+        }
+        leak.site = target.site_of(&stack);
+        leak.stack = stack;
+        report.leaks.push(leak);
+    }
+    report.stats = Some(Stats {
+        wall_ms: started.elapsed().as_millis() as u64,
+        peak_rss_kib: Some(finished.peak_rss_kib),
+        pause_ms: Some(pause.as_secs_f64() * 1000.0),
+    });
+    Ok(report)
 }
 
 /// The byte offset of the first report header at or after `from`.

@@ -42,7 +42,7 @@ impl Backend for DebugNew {
         let Some(sample) = target.sample else {
             return Err(Error::Usage(
                 "debug-new works by recompiling the program's sources with a forced include; it runs catalogue samples only \
-                 (for a program of yours, use `--backend hook` or `--backend lsan`)"
+                 (for a program of yours: `--backend hook`, `--backend valgrind`, or `--backend lsan`, which preloads LeakSanitizer into it)"
                     .into(),
             ));
         };

@@ -8,6 +8,18 @@
 //! neither valgrind's "possibly lost" nor "still reachable".
 //!
 //! A program the user brings runs unmodified with gcc's liblsan.so preloaded.
+//! With it (and into every sample) goes harness/native/lsan_preload.c: it
+//! initialises LSan before main (liblsan initialises lazily, and its
+//! `signal` interceptor jumps through a NULL pointer until then), checks
+//! before a deadly signal kills the process, checks a live process for
+//! `--after`, and writes one file of events per process (start, fork, exit,
+//! signal), so that a process LSan never checked (`_exit`, a kill, an exec,
+//! LSan's own error) is reported as not analysed rather than as clean.
+//!
+//! LSan's reports are read from `log_path` files, one per process, never
+//! from the program's stderr, which stays the user's. `exitcode=0` keeps
+//! the program's own exit status; the logs and the event files say what
+//! LSan found.
 //!
 //! Catalogue samples run with `use_stacks=0`. LSan checks only at exit,
 //! after main has returned (every sample's threads are joined by then), so
@@ -17,8 +29,10 @@
 //! lose one to three blocks at random from run to run. A program the user
 //! brings keeps LSan's default: it may exit from deep inside live frames.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, OnceLock};
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 
@@ -26,26 +40,43 @@ use crate::backend::{Availability, Backend, RunConfig, Target};
 use crate::backends::valgrind::api_name;
 use crate::error::Error;
 use crate::process::{self, Spec};
-use crate::report::{Frame, Kind, Leak, Report, Stats};
+use crate::report::{End, Frame, Kind, Leak, MemoryError, Process, Report, Stats, Suppressed};
+use crate::suppressions::Suppressions;
 
 pub struct Lsan;
 
-/// The exit status LSan gives a run with leaks (or a fatal error), chosen
-/// so that it cannot be confused with a sample's own statuses.
-const LEAK_EXIT: i32 = 23;
+/// The preload built from harness/native/lsan_preload.c (the unpacked copy
+/// for an installed binary).
+fn preload_library() -> Result<PathBuf, Error> {
+    crate::artifacts::resolve(env!("LEAKLAB_LSAN_PRELOAD"))
+}
 
-/// Runtime options. `fast_unwind_on_malloc=0`: the frame-pointer unwinder
-/// stops inside glibc (built without frame pointers) and loses the caller of
-/// strdup; the DWARF unwinder keeps it. `report_objects=0`: addresses of
-/// leaked objects are not wanted. The stack format is the default one plus
-/// the module of every frame, so that runtime frames can be recognised.
-fn options(log_path: &Path, scan_stacks: bool) -> String {
-    format!(
-        "fast_unwind_on_malloc=0:malloc_context_size=64:report_objects=0:exitcode={LEAK_EXIT}:symbolize=1:\
-         detect_leaks=1:use_stacks={}:log_path={}:stack_trace_format=\"    #%n %p in %f %S (%m+%o)\"",
-        u8::from(scan_stacks),
-        log_path.display()
-    )
+/// Runtime options. `exitcode=0`: the program keeps its own exit status
+/// (the logs say what LSan found). `fast_unwind_on_malloc=0`: the
+/// frame-pointer unwinder stops inside glibc (built without frame pointers)
+/// and loses the caller of strdup; the DWARF unwinder keeps it.
+/// `report_objects=0`: addresses of leaked objects are not wanted. The stack
+/// format is the default one plus the module of every frame, so that runtime
+/// frames can be recognised.
+struct Options<'a> {
+    log_path: &'a Path,
+    scan_stacks: bool,
+    suppressions: Option<&'a Path>,
+}
+
+impl Options<'_> {
+    fn render(&self) -> String {
+        let mut options = format!(
+            "fast_unwind_on_malloc=0:malloc_context_size=64:report_objects=0:exitcode=0:symbolize=1:\
+             detect_leaks=1:use_stacks={}:log_path={}:stack_trace_format=\"    #%n %p in %f %S (%m+%o)\"",
+            u8::from(self.scan_stacks),
+            self.log_path.display()
+        );
+        if let Some(file) = self.suppressions {
+            options.push_str(&format!(":suppressions={}:print_suppressions=1", file.display()));
+        }
+        options
+    }
 }
 
 fn cc() -> String {
@@ -78,8 +109,14 @@ fn probe() -> &'static Availability {
             };
         }
         let target = Target { name: "lsan-probe".into(), program: program.to_path_buf(), args: Vec::new(), sample: None };
-        match run_lsan(&target, &RunConfig::default(), None) {
-            Ok(leaks) if leaks.iter().any(|l| l.kind == Kind::Definite && l.bytes == 7) => Availability::Ready,
+        // A failure can be transient (a busy machine, a stop-the-world that
+        // timed out): only two in a row make LSan unavailable.
+        let mut result = run_probe(&target);
+        if !result.as_ref().is_ok_and(|leaks| probe_found(leaks)) {
+            result = run_probe(&target);
+        }
+        match result {
+            Ok(leaks) if probe_found(&leaks) => Availability::Ready,
             Ok(leaks) => Availability::Unavailable {
                 reason: format!("LeakSanitizer ran but did not report the probe's 7-byte leak (found {leaks:?})"),
                 fix: "run `leaklab run --backend lsan control_clean --raw` and read LSan's messages".into(),
@@ -99,6 +136,10 @@ fn probe() -> &'static Availability {
             },
         }
     })
+}
+
+fn probe_found(leaks: &[Leak]) -> bool {
+    leaks.iter().any(|l| l.kind == Kind::Definite && l.bytes == 7)
 }
 
 impl Backend for Lsan {
@@ -126,7 +167,7 @@ impl Backend for Lsan {
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
         let started = std::time::Instant::now();
-        let (program, preload) = match target.sample {
+        let (program, runtime) = match target.sample {
             Some(s) => (s.executable("lsan")?.to_path_buf(), None),
             None => match linkage(&target.program)? {
                 // Already built with a sanitizer: its own LSan runs at exit.
@@ -141,16 +182,13 @@ impl Backend for Lsan {
                 }
             },
         };
+        let suppressions = load_suppressions(&config.suppressions)?;
         let run_target = Target { program, ..target.clone() };
-        let (leaks, finished) = run_lsan_full(&run_target, config, preload.as_deref())?;
-        let mut report = Report::new(&target.name, self.name());
-        for mut leak in leaks {
-            leak.site = target.site_of(&leak.stack);
-            report.leaks.push(leak);
-        }
+        let run = run_lsan(&run_target, config, runtime.as_deref(), &suppressions)?;
+        let mut report = run.report(target, &suppressions);
         report.stats = Some(Stats {
             wall_ms: started.elapsed().as_millis() as u64,
-            peak_rss_kib: Some(finished.peak_rss_kib),
+            peak_rss_kib: Some(run.finished.peak_rss_kib),
             pause_ms: None,
         });
         Ok(report)
@@ -189,52 +227,325 @@ fn linkage(program: &Path) -> Result<Linkage, Error> {
     Ok(Linkage::Dynamic)
 }
 
-fn run_lsan(target: &Target, config: &RunConfig, preload: Option<&Path>) -> Result<Vec<Leak>, Error> {
-    run_lsan_full(target, config, preload).map(|(l, _)| l)
+/// The user's suppression files, checked before the run (a malformed file
+/// is refused, never half applied), as LeakSanitizer reads them.
+fn load_suppressions(files: &[PathBuf]) -> Result<Suppressions, Error> {
+    let mut all = Suppressions::default();
+    for file in files {
+        all.extend(Suppressions::load(file)?);
+    }
+    Ok(all)
 }
 
-/// Runs a program with LSan active and parses every process's log.
-fn run_lsan_full(target: &Target, config: &RunConfig, preload: Option<&Path>) -> Result<(Vec<Leak>, process::Finished), Error> {
+/// What one run under LSan left: how the program ended, and per process its
+/// LSan log and its event file.
+struct LsanRun {
+    finished: process::Finished,
+    /// The program's pid.
+    pid: u32,
+    /// Whether leaklab stopped the program itself, after `--after`'s check.
+    stopped_after_check: bool,
+    /// Every process of the run, by pid.
+    processes: BTreeMap<u32, ProcessFiles>,
+}
+
+#[derive(Default)]
+struct ProcessFiles {
+    log: Option<LsanLog>,
+    events: Vec<ProcEvent>,
+}
+
+/// One line of a process's event file (harness/native/lsan_preload.c).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ProcEvent {
+    Start { parent: u32, program: String },
+    Fork { parent: u32 },
+    Exit { status: i32 },
+    Signal { signal: i32 },
+    After,
+}
+
+fn parse_events(text: &str) -> Vec<ProcEvent> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.splitn(3, ' ');
+            let (word, a, b) = (words.next()?, words.next(), words.next());
+            Some(match word {
+                "start" => ProcEvent::Start { parent: a?.parse().ok()?, program: unescape(b.unwrap_or("")) },
+                "fork" => ProcEvent::Fork { parent: a?.parse().ok()? },
+                "exit" => ProcEvent::Exit { status: a?.parse().ok()? },
+                "signal" => ProcEvent::Signal { signal: a?.parse().ok()? },
+                "after" => ProcEvent::After,
+                // A line cut short by a kill mid-write.
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// The preload's `\xNN` escapes of a file name, undone.
+fn unescape(text: &str) -> String {
+    let mut bytes = Vec::with_capacity(text.len());
+    let raw = text.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\\' && raw.get(i + 1) == Some(&b'x') {
+            if let Some(b) = text.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                bytes.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        bytes.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Runs a program with LSan active (and the preload); reads every process's log and events.
+fn run_lsan(target: &Target, config: &RunConfig, runtime: Option<&Path>, suppressions: &Suppressions) -> Result<LsanRun, Error> {
     let dir = crate::process::scratch()?;
-    // LSan appends `.PID` to log_path: one log per process, forked children included.
+    // LSan appends `.PID` to log_path, and the preload to its event files.
     let log_path = dir.path().join("lsan");
+    let procs_path = dir.path().join("proc");
+    let supp_path = (!suppressions.rules.is_empty()).then(|| dir.path().join("suppressions.supp"));
+    if let Some(path) = &supp_path {
+        // One file for LSan, whatever the number of the user's: the rules as parsed.
+        let text: String = suppressions.rules.iter().map(|r| format!("leak:{}\n", r.pattern)).collect();
+        std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    }
+    let mut preload: Vec<String> = runtime.map(|r| r.display().to_string()).into_iter().collect();
+    preload.push(preload_library()?.display().to_string());
+    if let Ok(existing) = std::env::var("LD_PRELOAD") {
+        preload.extend(existing.split([':', ' ']).filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    let options = Options { log_path: &log_path, scan_stacks: target.sample.is_none(), suppressions: supp_path.as_deref() };
     let mut spec = Spec::new(&target.program, config.timeout)
         .args(&target.args)
-        .env("LSAN_OPTIONS", options(&log_path, target.sample.is_none()))
+        .io(config.io)
+        .env("LSAN_OPTIONS", options.render())
+        .env("LD_PRELOAD", preload.join(":"))
+        .env("LEAKLAB_LSAN_PROCS", &procs_path)
         // LSan reports only at exit: a checkpoint stop would gain nothing.
         .env_remove("LEAKLAB_CHECKPOINT")
+        .env_remove("LEAKLAB_LSAN_AFTER_MS")
         .env_remove("ASAN_OPTIONS")
         .env_remove("DEBUGINFOD_URLS");
-    if let Some(lib) = preload {
-        spec = spec.env("LD_PRELOAD", lib);
+    if let Some(after) = config.after {
+        spec = spec.env("LEAKLAB_LSAN_AFTER_MS", after.as_millis().to_string());
     }
-    let finished = process::run(&spec)?;
-    if let process::Exit::Signal(sig) = finished.exit {
-        return Err(Error::TargetFailed {
-            program: target.name.clone(),
-            how: format!("under LeakSanitizer was killed by {}", process::signal_name(sig)),
-            stderr: finished.stderr_text(),
-        });
-    }
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .map_err(|e| Error::io(dir.path(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    logs.sort();
-    let mut leaks = Vec::new();
-    for log in &logs {
-        let text = std::fs::read_to_string(log).map_err(|e| Error::io(log, e))?;
-        if let Some(why) = fatal_error(&text) {
-            return Err(Error::TargetFailed { program: target.name.clone(), how: format!("stopped LeakSanitizer: {why}"), stderr: text });
+    let mut child = process::Child::spawn(&spec)?;
+    let deadline = Instant::now() + config.timeout;
+    let pid = child.pid() as u32;
+    let mut stopped_after_check = false;
+    if config.after.is_some() {
+        // The preload checks from inside after the delay and says so in the
+        // program's event file; then the program is stopped. One that exits
+        // first is checked at exit as usual. The deadline is the child's own.
+        let events = procs_path.with_extension(pid.to_string());
+        loop {
+            if child.has_exited() {
+                break;
+            }
+            let text = std::fs::read_to_string(&events).unwrap_or_default();
+            if parse_events(&text).contains(&ProcEvent::After) {
+                child.signal(libc::SIGKILL);
+                stopped_after_check = true;
+                break;
+            }
+            if Instant::now() >= deadline {
+                // finish() below reports the timeout and kills the group.
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        leaks.extend(parse_report(&text)?);
     }
-    // The leak exit status and the logs must agree: a status of 23 without
-    // a report means LSan's output went missing.
-    if finished.exit == process::Exit::Code(LEAK_EXIT) && logs.is_empty() {
-        return Err(malformed(format!("the program exited with LSan's status {LEAK_EXIT} but LSan wrote no report")));
+    let finished = child.finish()?;
+    let mut processes: BTreeMap<u32, ProcessFiles> = BTreeMap::new();
+    processes.entry(pid).or_default();
+    for entry in std::fs::read_dir(dir.path()).map_err(|e| Error::io(dir.path(), e))? {
+        let path = entry.map_err(|e| Error::io(dir.path(), e))?.path();
+        let Some((stem, pid)) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split_once('.')) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let text = String::from_utf8_lossy(&text);
+        match stem {
+            "lsan" => {
+                if let Some(why) = fatal_error(&text) {
+                    return Err(Error::TargetFailed {
+                        program: target.name.clone(),
+                        how: format!("stopped LeakSanitizer: {why}"),
+                        stderr: text.into_owned(),
+                    });
+                }
+                processes.entry(pid).or_default().log = Some(parse_log(&text)?);
+            }
+            "proc" => processes.entry(pid).or_default().events = parse_events(&text),
+            _ => {}
+        }
     }
-    Ok((leaks, finished))
+    Ok(LsanRun { finished, pid, stopped_after_check, processes })
+}
+
+impl LsanRun {
+    /// The report: every process's leaks (with its pid when there are
+    /// several), LSan's own errors, what the suppressions took, and the
+    /// processes when the run was more than one program that simply exited.
+    fn report(&self, target: &Target, suppressions: &Suppressions) -> Report {
+        let mut report = Report::new(&target.name, "lsan");
+        let several = self.processes.len() > 1;
+        let mut listed = Vec::new();
+        let mut simple = !several;
+        // (program, why) of each process LSan never checked; said once per kind, without pids.
+        let mut unchecked: Vec<(String, String)> = Vec::new();
+        for (&pid, files) in &self.processes {
+            let log = files.log.clone().unwrap_or_default();
+            for mut leak in log.leaks {
+                leak.site = target.site_of(&leak.stack);
+                leak.pid = several.then_some(pid);
+                report.leaks.push(leak);
+            }
+            for e in log.errors {
+                report.notes.push(format!("LeakSanitizer: {}", e.what));
+                report.errors.push(MemoryError {
+                    kind: e.kind,
+                    what: e.what,
+                    site: target.site_of(&e.stack),
+                    stack: e.stack,
+                    pid: several.then_some(pid),
+                });
+            }
+            for (count, bytes, template) in log.suppressed {
+                let rule = suppressions
+                    .rules
+                    .iter()
+                    .find(|r| r.pattern == template)
+                    .map_or_else(|| format!("leak:{template}"), |r| format!("leak:{} ({})", r.pattern, r.origin));
+                match report.suppressed.iter_mut().find(|s| s.rule == rule) {
+                    Some(s) => {
+                        s.leaks += count;
+                        s.bytes += bytes;
+                    }
+                    None => report.suppressed.push(Suppressed { rule, leaks: count, bytes }),
+                }
+            }
+            let stopped_by_lsan = files.log.as_ref().is_some_and(|l| !l.errors.is_empty() && !l.checked);
+            for p in self.images(target, pid, files) {
+                if !p.analysed {
+                    let why = if stopped_by_lsan && matches!(p.end, End::Exited { .. }) {
+                        "stopped by LeakSanitizer's own error, before any leak check".to_string()
+                    } else {
+                        why_unchecked(&p.end)
+                    };
+                    unchecked.push((p.program.clone(), why));
+                }
+                simple &= p.analysed && matches!(p.end, End::Exited { .. });
+                listed.push(p);
+            }
+        }
+        let mut said: Vec<&(String, String)> = Vec::new();
+        for entry in &unchecked {
+            if said.contains(&entry) {
+                continue;
+            }
+            said.push(entry);
+            let n = unchecked.iter().filter(|e| *e == entry).count();
+            let (program, why) = entry;
+            let who = if n == 1 { format!("a process of {program} was") } else { format!("{n} processes of {program} were") };
+            report.notes.push(format!("{who} not checked by LeakSanitizer: {why}"));
+        }
+        if !simple {
+            report.processes = listed;
+        }
+        report
+    }
+
+    /// One process entry per program image the pid ran (an exec starts a new one).
+    fn images(&self, target: &Target, pid: u32, files: &ProcessFiles) -> Vec<Process> {
+        let is_main = pid == self.pid;
+        let mut images: Vec<Process> = Vec::new();
+        let mut parent = None;
+        let inherited = || if is_main { target.name.clone() } else { String::new() };
+        let mut current = Process { pid, parent: None, program: inherited(), end: End::Running, analysed: false };
+        let mut begun = false;
+        for event in &files.events {
+            match event {
+                ProcEvent::Start { parent: p, program } => {
+                    if begun {
+                        // The previous image exec'd this one: LSan never checks at an exec.
+                        let mut old = std::mem::replace(&mut current, Process { pid, parent: None, program: program.clone(), end: End::Running, analysed: false });
+                        old.end = End::Exec { program: program.clone() };
+                        images.push(old);
+                    } else if !program.is_empty() {
+                        current.program = program.clone();
+                    }
+                    parent = parent.or(Some(*p));
+                    begun = true;
+                }
+                ProcEvent::Fork { parent: p } => {
+                    parent = Some(*p);
+                    begun = true;
+                }
+                ProcEvent::Exit { status } => {
+                    current.end = End::Exited { code: *status };
+                    current.analysed = true;
+                }
+                ProcEvent::Signal { signal } => {
+                    current.end = End::Killed { signal: process::signal_name(*signal) };
+                    current.analysed = true;
+                }
+                ProcEvent::After => current.analysed = true,
+            }
+        }
+        if current.program.is_empty() {
+            // A forked child runs its parent's program.
+            current.program = parent
+                .and_then(|p| self.processes.get(&p))
+                .and_then(|f| f.events.iter().rev().find_map(|e| match e { ProcEvent::Start { program, .. } => Some(program.clone()), _ => None }))
+                .unwrap_or_else(|| target.name.clone());
+        }
+        if is_main && !self.stopped_after_check {
+            // The kernel's word on how the program ended, unless a deadly
+            // signal was handled (LSan's handler then exits with a status).
+            let handled = matches!(current.end, End::Killed { .. });
+            match self.finished.exit {
+                process::Exit::Signal(sig) if !handled => current.end = End::Killed { signal: process::signal_name(sig) },
+                process::Exit::Code(code) if !handled => current.end = End::Exited { code },
+                _ => {}
+            }
+        }
+        // A leak report is proof of a check, whatever else was recorded.
+        if files.log.as_ref().is_some_and(|l| l.checked) {
+            current.analysed = true;
+        }
+        // LSan's own fatal report (a rejected aligned_alloc) stops the
+        // program before any leak check.
+        if files.log.as_ref().is_some_and(|l| !l.errors.is_empty() && !l.checked) && !matches!(current.end, End::Killed { .. }) {
+            current.analysed = false;
+        }
+        current.parent = parent.filter(|p| self.processes.contains_key(p));
+        images.push(current);
+        for image in &mut images {
+            image.parent = parent.filter(|p| self.processes.contains_key(p));
+        }
+        images
+    }
+}
+
+/// Why LSan never looked at a process that ended this way.
+fn why_unchecked(end: &End) -> String {
+    match end {
+        End::Exec { program } => format!("exec'd {program} (LSan checks only in exit())"),
+        End::Killed { signal } => format!("killed by {signal} before exit()"),
+        End::Exited { code } => format!("ended (status {code}) without LSan's check"),
+        End::Running => "no exit() was seen (left through _exit(), or still running when the run ended, then killed)".into(),
+    }
+}
+
+/// The probe's run: its leaks, or why LSan did not work.
+fn run_probe(target: &Target) -> Result<Vec<Leak>, Error> {
+    let run = run_lsan(target, &RunConfig::default(), None, &Suppressions::default())?;
+    Ok(run.processes.into_values().filter_map(|p| p.log).flat_map(|l| l.leaks).collect())
 }
 
 fn malformed(message: impl Into<String>) -> Error {
@@ -266,28 +577,146 @@ fn fatal_error(text: &str) -> Option<String> {
 static HEADER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(Direct|Indirect) leak of (\d+) byte\(s\) in (\d+) object\(s\) allocated from:$").unwrap()
 });
-static FRAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^#(\d+) 0x[0-9a-fA-F]+(?: in (.*))?$").unwrap());
+// `(?s)`: a module's path may hold a newline (see `logical_lines`).
+static FRAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)^#(\d+) 0x[0-9a-fA-F]+(?: in (.*))?$").unwrap());
 static SUMMARY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^SUMMARY: LeakSanitizer: (\d+) byte\(s\) leaked in (\d+) allocation\(s\)\.$").unwrap());
 static MODULE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*?) ?\(([^()]*?)\+0x[0-9a-fA-F]+\)$").unwrap());
 static SOURCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*):(\d+)(?::\d+)?$").unwrap());
+/// The first line of any report of a sanitizer runtime: `==PID==ERROR: LeakSanitizer: WHAT`.
+static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^==\d+==ERROR: (\w+Sanitizer): (.*)$").unwrap());
+/// The last line of an error report: `SUMMARY: LeakSanitizer: KIND ...`.
+static ERROR_SUMMARY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^SUMMARY: \w+Sanitizer: (\S+)").unwrap());
+static SUPPRESSION_ROW: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(\d+)\s+(\d+)\s+(.+)$").unwrap());
 
-/// Parses one LSan report (one process's log, or its stderr). Text around
-/// the report (the program's own output) is ignored; inside it, every line
-/// must be a leak header, a frame, blank, or the summary, whose totals must
-/// equal the sum of the leaks. Sites are left unset.
-pub fn parse_report(text: &str) -> Result<Vec<Leak>, Error> {
-    let Some(start) = text.find("ERROR: LeakSanitizer: detected memory leaks") else {
-        if text.contains("LeakSanitizer") && (text.contains("leak of") || text.contains("SUMMARY")) {
-            return Err(malformed("leak records without the `ERROR: LeakSanitizer: detected memory leaks` line"));
+/// One process's LSan log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LsanLog {
+    /// Whether it holds the result of a leak check (leaks, or suppressed
+    /// ones); a check that finds nothing prints nothing.
+    pub checked: bool,
+    pub leaks: Vec<Leak>,
+    /// The `Suppressions used:` table: (blocks, bytes, pattern) per rule that matched.
+    pub suppressed: Vec<(u64, u64, String)>,
+    /// LSan's own error reports: a deadly signal, a call it rejected.
+    pub errors: Vec<LsanError>,
+}
+
+/// A report of LSan's other than leaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LsanError {
+    /// The word of its SUMMARY line: `SEGV`, `invalid-aligned-alloc-alignment`.
+    pub kind: String,
+    /// Its ERROR line, without the registers (`SEGV on unknown address 0x000000000000`).
+    pub what: String,
+    pub stack: Vec<Frame>,
+}
+
+/// The log's lines, with a stack frame whose module path holds a newline
+/// put back together: with `(%m+%o)` at its end, a frame line is complete
+/// once its last ` (` is closed.
+fn logical_lines(text: &str) -> Vec<String> {
+    let open = |line: &str| line.rfind(" (").is_some_and(|i| !line[i..].contains(')'));
+    let mut out: Vec<String> = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let mut line = line.to_string();
+        let is_frame = line.trim_start().starts_with('#') && line.contains(" 0x");
+        let mut joined = 0;
+        while is_frame && open(&line) && joined < 8 {
+            let Some(next) = lines.next() else { break };
+            line.push('\n');
+            line.push_str(next);
+            joined += 1;
         }
-        return Ok(Vec::new());
+        out.push(line);
+    }
+    out
+}
+
+/// Parses one LSan log: the leak report, the suppressions that matched,
+/// and LSan's other reports (a deadly signal, a rejected call). Text around
+/// them (a program's own output, in a stderr) is ignored; inside a leak
+/// report, every line must be a leak header, a frame, blank, or the
+/// summary, whose totals must equal the sum of the leaks. Sites are left unset.
+pub fn parse_log(text: &str) -> Result<LsanLog, Error> {
+    let lines = logical_lines(text);
+    let mut log = LsanLog::default();
+    let starts: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| ERROR_LINE.is_match(l.trim())).map(|(i, _)| i).collect();
+    let mut leak_report = false;
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(lines.len());
+        let header = lines[start].trim();
+        let what = ERROR_LINE.captures(header).map(|c| c[2].to_string()).unwrap_or_default();
+        if what.starts_with("detected memory leaks") {
+            leak_report = true;
+            log.leaks.extend(parse_leaks(&lines[start + 1..end])?);
+        } else {
+            log.errors.push(parse_error(&what, &lines[start + 1..end]));
+        }
+    }
+    if !leak_report && lines.iter().any(|l| HEADER.is_match(l.trim())) {
+        return Err(malformed("leak records without the `ERROR: LeakSanitizer: detected memory leaks` line"));
+    }
+    log.suppressed = parse_suppressions(&lines)?;
+    log.checked = leak_report || !log.suppressed.is_empty();
+    Ok(log)
+}
+
+/// The leaks of one report (one process's log, or its stderr); see [`parse_log`].
+pub fn parse_report(text: &str) -> Result<Vec<Leak>, Error> {
+    parse_log(text).map(|l| l.leaks)
+}
+
+/// `SEGV on unknown address 0x0 (pc 0x… bp 0x… sp 0x… T0)` → without the registers.
+fn parse_error(what: &str, body: &[String]) -> LsanError {
+    let what = match what.find(" (pc ") {
+        Some(i) => what[..i].to_string(),
+        None => what.to_string(),
     };
-    let body = text[start..].split_once('\n').map_or("", |(_, rest)| rest);
+    let mut stack = Vec::new();
+    let mut kind = None;
+    for line in body.iter().map(|l| l.trim()) {
+        if let Some(c) = FRAME.captures(line) {
+            // The first stack is the error's; later ones (where a block was
+            // allocated, freed) would follow a blank line and a title.
+            if stack.len() == c[1].parse::<usize>().unwrap_or(usize::MAX) {
+                stack.push(parse_frame(c.get(2).map_or("", |m| m.as_str())));
+            }
+        } else if let Some(c) = ERROR_SUMMARY.captures(line) {
+            kind = Some(c[1].to_string());
+            break;
+        }
+    }
+    let kind = kind.unwrap_or_else(|| what.split_whitespace().next().unwrap_or("error").to_string());
+    LsanError { kind, what, stack }
+}
+
+/// The `Suppressions used:` table: a `count bytes template` header, then rows.
+fn parse_suppressions(lines: &[String]) -> Result<Vec<(u64, u64, String)>, Error> {
+    let mut rows = Vec::new();
+    let mut iter = lines.iter().map(|l| l.trim());
+    while let Some(line) = iter.by_ref().find(|l| *l == "Suppressions used:") {
+        let _ = line;
+        for row in iter.by_ref() {
+            if row.starts_with("count") {
+                continue;
+            }
+            let Some(c) = SUPPRESSION_ROW.captures(row) else { break };
+            let count = c[1].parse().map_err(|_| malformed(format!("bad suppression count in `{row}`")))?;
+            let bytes = c[2].parse().map_err(|_| malformed(format!("bad suppression bytes in `{row}`")))?;
+            rows.push((count, bytes, c[3].trim().to_string()));
+        }
+    }
+    Ok(rows)
+}
+
+/// The body of a `detected memory leaks` report, after its ERROR line.
+fn parse_leaks(body: &[String]) -> Result<Vec<Leak>, Error> {
     let mut leaks: Vec<Leak> = Vec::new();
     let mut summary = None;
     let mut in_suppressions = false;
-    for (n, raw) in body.lines().enumerate() {
+    for (n, raw) in body.iter().enumerate() {
         let line = raw.trim();
         let at = |what: &str| malformed(format!("report line {}: {what}: `{line}`", n + 2));
         if line.is_empty() || line.starts_with("-----") {
@@ -311,7 +740,7 @@ pub fn parse_report(text: &str) -> Result<Vec<Leak>, Error> {
         } else if let Some(c) = SUMMARY.captures(line) {
             summary = Some((c[1].parse::<u64>().map_err(|_| at("bad total"))?, c[2].parse::<u64>().map_err(|_| at("bad total"))?));
         } else if line.starts_with("Suppressions used:") {
-            // The table of suppressions that matched: `count bytes template` rows.
+            // The table of suppressions that matched, read by `parse_suppressions`.
             in_suppressions = true;
         } else if in_suppressions || summary.is_some() || line.starts_with("==") {
             // The suppressions table; after the summary, the program's own
