@@ -23,14 +23,22 @@ static void *worker(void *arg)
     return nullptr;
 }
 
-int main()
+// The vector is freed on return, before the checkpoint: nothing of the
+// program's own is live when the stopping backends look.
+static size_t run_workers()
 {
-    std::vector<pthread_t> threads(4); //~[bcc] FALSE: still in use at the checkpoint; memleak lists every outstanding block and cannot tell a live one from a lost one
+    std::vector<pthread_t> threads(4);
     for (long i = 0; i < 4; i++)
         pthread_create(&threads[i], nullptr, worker, reinterpret_cast<void *>(i));
     for (pthread_t t : threads)
         pthread_join(t, nullptr);
-    std::cout << "joined " << threads.size() << " threads" << std::endl;
+    return threads.size();
+}
+
+int main()
+{
+    size_t joined = run_workers();
+    std::cout << "joined " << joined << " threads" << std::endl;
     std::cerr << "a line on stderr" << std::endl;
     leaklab_checkpoint();
     return 0;

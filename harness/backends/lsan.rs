@@ -538,6 +538,7 @@ fn why_unchecked(end: &End) -> String {
         End::Exec { program } => format!("exec'd {program} (LSan checks only in exit())"),
         End::Killed { signal } => format!("killed by {signal} before exit()"),
         End::Exited { code } => format!("ended (status {code}) without LSan's check"),
+        End::Finished => "ended without LSan's check".into(),
         End::Running => "no exit() was seen (left through _exit(), or still running when the run ended, then killed)".into(),
     }
 }
