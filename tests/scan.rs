@@ -30,7 +30,7 @@ fn forever() -> Result<Child, Failed> {
     Ok(child)
 }
 
-fn status_field(pid: i32, key: &str) -> String {
+pub(crate) fn status_field(pid: i32, key: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

@@ -6,6 +6,7 @@
 //! supervised child (own group, deadline, killed on drop); every scan is a
 //! `leaklab` process with a deadline.
 
+use crate::scan::status_field;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -110,13 +111,6 @@ fn scan_human(pid: i32) -> Result<(Option<i32>, String), Failed> {
     Ok((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
-fn status_field(pid: i32, key: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-        .unwrap_or_default()
-}
 
 /// The scan let every thread go: none stopped, none traced.
 fn left_running(pid: i32) -> Result<(), Failed> {

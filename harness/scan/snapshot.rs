@@ -35,6 +35,21 @@ pub struct Thread {
     pub regs: Vec<u64>,
 }
 
+impl Thread {
+    /// A stopped thread as its registers describe it.
+    fn of_registers(tid: i32, r: &libc::user_regs_struct) -> Thread {
+        Thread {
+            tid,
+            sp: r.rsp,
+            fs_base: r.fs_base,
+            regs: vec![
+                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+                r.rip, r.fs_base, r.gs_base,
+            ],
+        }
+    }
+}
+
 /// What was copied from the process, and how long it was stopped.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -493,15 +508,7 @@ pub fn take_selected(pid: i32, selection: Selection) -> Result<Snapshot, Error> 
     let mut threads = Vec::new();
     for tid in attached.tids() {
         match ptrace::getregs(Pid::from_raw(tid)) {
-            Ok(r) => threads.push(Thread {
-                tid,
-                sp: r.rsp,
-                fs_base: r.fs_base,
-                regs: vec![
-                    r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
-                    r.r15, r.rip, r.fs_base, r.gs_base,
-                ],
-            }),
+            Ok(r) => threads.push(Thread::of_registers(tid, &r)),
             // Killed while stopped (SIGKILL needs no resume): skipped.
             Err(Errno::ESRCH) => continue,
             Err(e) => return Err(attach_error(pid, e)),
@@ -550,15 +557,7 @@ pub fn take_stopped(pid: i32, tids: &[i32]) -> Result<Snapshot, Error> {
     let mut threads = Vec::new();
     for &tid in tids {
         match ptrace::getregs(Pid::from_raw(tid)) {
-            Ok(r) => threads.push(Thread {
-                tid,
-                sp: r.rsp,
-                fs_base: r.fs_base,
-                regs: vec![
-                    r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
-                    r.r15, r.rip, r.fs_base, r.gs_base,
-                ],
-            }),
+            Ok(r) => threads.push(Thread::of_registers(tid, &r)),
             // Killed meanwhile (the run's deadline): nothing left to read of it.
             Err(Errno::ESRCH) => continue,
             Err(e) => return Err(Error::Inspect { pid, message: format!("reading the registers of thread {tid}: {e}") }),

@@ -151,28 +151,18 @@ pub fn classify(snap: &Snapshot, table: &Table, stop: StopPoint) -> Kinds {
         for (b, c) in blocks.iter().zip(&marking.blocks) {
             eprintln!("block {:#x} {} {:?}", b.addr, b.size, c);
         }
-        for r in &rootset.roots.runtime {
-            eprintln!("runtime root {:#x}-{:#x}", r.start, r.end);
-            let mut a = r.start & !7;
-            while a < r.end {
-                if let Some(w) = snap.memory.word(a) {
-                    if let Some((b, c)) = blocks.iter().zip(&marking.blocks).find(|(b, _)| w >= b.addr && w < b.end()) {
-                        eprintln!("   {a:#x} -> {w:#x} (block {:#x} {:?})", b.addr, c);
+        for (what, ranges) in [("runtime", &rootset.roots.runtime), ("program", &rootset.roots.program)] {
+            for r in ranges {
+                eprintln!("{what} root {:#x}-{:#x}", r.start, r.end);
+                let mut a = r.start & !7;
+                while a < r.end {
+                    if let Some(w) = snap.memory.word(a) {
+                        if let Some((b, c)) = blocks.iter().zip(&marking.blocks).find(|(b, _)| w >= b.addr && w < b.end()) {
+                            eprintln!("   {a:#x} -> {w:#x} (block {:#x} {:?})", b.addr, c);
+                        }
                     }
+                    a += 8;
                 }
-                a += 8;
-            }
-        }
-        for r in &rootset.roots.program {
-            eprintln!("program root {:#x}-{:#x}", r.start, r.end);
-            let mut a = r.start & !7;
-            while a < r.end {
-                if let Some(w) = snap.memory.word(a) {
-                    if let Some((b, c)) = blocks.iter().zip(&marking.blocks).find(|(b, _)| w >= b.addr && w < b.end()) {
-                        eprintln!("   {a:#x} -> {w:#x} (block {:#x} {:?})", b.addr, c);
-                    }
-                }
-                a += 8;
             }
         }
         for t in &snap.threads {
