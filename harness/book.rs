@@ -139,7 +139,7 @@ pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     let bench = crate::bench::bench(&bench_config, &|_, _, _| {})?;
     out.push(Artifact { name: "bench.txt".into(), content: crate::bench::render(&bench).into_bytes() });
 
-    let scan = crate::scan::bench::run(&crate::scan::bench::ScanBench { heap_mib: 1024, runs: 3 })?;
+    let scan = crate::scan::bench::run(&crate::scan::bench::ScanBench { heap_mib: 1024, runs: 3, threads: 0 })?;
     let scan_text = format!(
         "heap: {} blocks in use, {:.2} GiB; {} leaked on purpose, {} found definitely lost\n\
          pause: {:.3} s (median of {}), {:.3} s per GiB copied\n\

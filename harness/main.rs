@@ -131,9 +131,9 @@ enum Command {
         /// Runs per tool; the table shows medians.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Threads of the bench program.
-        #[arg(long, default_value_t = 4)]
-        threads: u32,
+        /// Threads of the bench program (default 4); with --scan, of the analysis (default: LEAKLAB_SCAN_THREADS, else one per CPU).
+        #[arg(long)]
+        threads: Option<u32>,
         /// Allocation steps per thread.
         #[arg(long, default_value_t = 1_000_000)]
         steps: u64,
@@ -455,8 +455,8 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(if result.all_agree() { Outcome::Clean.code() } else { Outcome::Disagrees.code() })
         }
-        Command::Bench { scan: true, heap_mib, runs, format, .. } => {
-            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs })?;
+        Command::Bench { scan: true, heap_mib, runs, threads, format, .. } => {
+            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs, threads: threads.map_or(0, |t| t as usize) })?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
                 Format::Human => {
@@ -464,13 +464,14 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                     println!("found:  {} definitely lost blocks", r.leaked_found);
                     println!("pause:  {:.3} s median of {} ({:.3} s per GiB copied; goal <= 0.25)", r.pause_s, r.runs, r.pause_s_per_gib);
                     println!("analysis: {:.3} s median, {:.2} GB/s of heap ({:.2} GB/s scanned; goal >= 1)", r.analysis_s, r.analysis_gb_s, r.scan_gb_s);
-                    println!("          {:.3} s of CPU median: {:.2} GB/s of heap per core", r.analysis_cpu_s, r.analysis_cpu_gb_s);
+                    println!("          {:.3} s of CPU median on one thread: {:.2} GB/s of heap per core", r.analysis_cpu_s, r.analysis_cpu_gb_s);
+                    print!("{}", scan::bench::render_analysis(&r.analysis));
                 }
             }
             Ok(u8::from(r.leaked_found != r.leaked_expected))
         }
         Command::Bench { scan: false, backend, runs, threads, steps, timeout, format, .. } => {
-            let config = bench::BenchConfig { only: backend, runs, threads, steps, timeout: seconds(timeout)? };
+            let config = bench::BenchConfig { only: backend, runs, threads: threads.unwrap_or(4), steps, timeout: seconds(timeout)? };
             let progress = |name: &str, run: usize, of: usize| eprintln!("bench: {name}, run {run}/{of}");
             let result = bench::bench(&config, &progress)?;
             match format {

@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 
-use super::memory::Memory;
+use super::memory::{Memory, Segment};
 
 // struct malloc_state, glibc 2.36, x86_64 (malloc/malloc.c).
 const AR_FASTBINS: u64 = 16; // mfastbinptr fastbinsY[10]
@@ -161,39 +161,181 @@ fn looks_like_main_arena(mem: &Memory, x: u64, hs: u64, he: u64) -> bool {
     false
 }
 
-/// Walks chunks linearly from `first` up to `limit` (or the arena's top).
-/// A walk that cannot go on (a header outside the image, an impossible
-/// size) is recorded in `stopped`.
-fn walk_chunks(mem: &Memory, first: u64, limit: u64, top: Option<u64>, out: &mut Vec<Chunk>, stopped: &mut Vec<String>) {
-    let mut p = first;
-    let mut is_first = true;
-    while p.checked_add(16).is_some_and(|e| e <= limit) {
-        if Some(p) == top {
-            return;
-        }
-        let Some(field) = mem.word_fast(p + 8) else {
-            stopped.push(format!("chunk header at {p:#x} is not in the image; walk of this heap stopped"));
-            return;
-        };
-        let size = field & !SIZE_BITS;
-        // A 16-byte fencepost (or a zero header) ends a heap that is not the arena's last.
-        if size <= 16 && top.is_none_or(|t| t < first || t >= limit) {
-            return;
-        }
-        if size < MINSIZE || !size.is_multiple_of(16) || size > limit - p {
-            stopped.push(format!("chunk at {p:#x} has an impossible size {field:#x}; walk of this heap stopped"));
-            return;
-        }
-        let next = p + size;
-        let inuse_bit = match mem.word_fast(next.wrapping_add(8)) {
-            Some(n) if next.checked_add(16).is_some_and(|e| e <= limit) || Some(next) == top => n & PREV_INUSE != 0,
-            _ => true,
-        };
-        let word0 = mem.word_fast(p + 16).unwrap_or(0);
-        out.push(Chunk { at: p, size, inuse_bit, first: is_first, word0 });
-        is_first = false;
-        p = next;
+/// Reads words of the copied segments for one thread (`Memory::word_fast`
+/// caches in a `Cell`, which cannot cross threads): the last segment is tried first.
+struct Words<'a> {
+    segs: &'a [Segment],
+    last: usize,
+}
+
+impl<'a> Words<'a> {
+    fn new(segs: &'a [Segment]) -> Words<'a> {
+        Words { segs, last: 0 }
     }
+
+    #[inline]
+    fn word(&mut self, addr: u64) -> Option<u64> {
+        let hit = |s: &Segment| addr >= s.start && addr.checked_add(8).is_some_and(|e| e <= s.end());
+        if !self.segs.get(self.last).is_some_and(hit) {
+            let i = self.segs.partition_point(|s| s.start <= addr).checked_sub(1)?;
+            if !hit(&self.segs[i]) {
+                return None;
+            }
+            self.last = i;
+        }
+        let s = &self.segs[self.last];
+        let off = (addr - s.start) as usize;
+        Some(u64::from_le_bytes(s.data[off..off + 8].try_into().ok()?))
+    }
+}
+
+/// The bounds of one heap's linear walk.
+#[derive(Clone, Copy)]
+struct Bounds {
+    first: u64,
+    limit: u64,
+    top: Option<u64>,
+}
+
+/// One step of a linear walk at `p`.
+enum Step {
+    Chunk(Chunk),
+    /// The heap's end, its top chunk or a fencepost.
+    End,
+    /// A walk that cannot go on (a header outside the image, an impossible size).
+    Stop(String),
+}
+
+#[inline]
+fn step(words: &mut Words, b: Bounds, p: u64) -> Step {
+    if !p.checked_add(16).is_some_and(|e| e <= b.limit) || Some(p) == b.top {
+        return Step::End;
+    }
+    let Some(field) = words.word(p + 8) else {
+        return Step::Stop(format!("chunk header at {p:#x} is not in the image; walk of this heap stopped"));
+    };
+    let size = field & !SIZE_BITS;
+    // A 16-byte fencepost (or a zero header) ends a heap that is not the arena's last.
+    if size <= 16 && b.top.is_none_or(|t| t < b.first || t >= b.limit) {
+        return Step::End;
+    }
+    if size < MINSIZE || !size.is_multiple_of(16) || size > b.limit - p {
+        return Step::Stop(format!("chunk at {p:#x} has an impossible size {field:#x}; walk of this heap stopped"));
+    }
+    let next = p + size;
+    let inuse_bit = match words.word(next.wrapping_add(8)) {
+        Some(n) if next.checked_add(16).is_some_and(|e| e <= b.limit) || Some(next) == b.top => n & PREV_INUSE != 0,
+        _ => true,
+    };
+    let word0 = words.word(p + 16).unwrap_or(0);
+    Step::Chunk(Chunk { at: p, size, inuse_bit, first: p == b.first, word0 })
+}
+
+/// How a piece of a walk ended.
+enum Ending {
+    /// At this address, the piece's end: the next piece goes on from there.
+    At(u64),
+    /// The heap's walk ended, with a reason when it stopped early.
+    Done(Option<String>),
+}
+
+/// Walks from `p` until an address at or past `until` or the heap's end.
+fn walk_piece(words: &mut Words, b: Bounds, mut p: u64, until: u64, out: &mut Vec<Chunk>) -> Ending {
+    while p < until {
+        match step(words, b, p) {
+            Step::Chunk(c) => {
+                out.push(c);
+                p = c.at + c.size;
+            }
+            Step::End => return Ending::Done(None),
+            Step::Stop(why) => return Ending::Done(Some(why)),
+        }
+    }
+    Ending::At(p)
+}
+
+/// Walks chunks linearly from `first` up to `limit` (or the arena's top).
+/// A walk that cannot go on is recorded in `stopped`.
+///
+/// On a big heap with several threads, each thread but the first starts at
+/// a later part of the heap, on the first address from which a chain of
+/// chunk headers looks sound, and walks that part. The walk from the start
+/// then joins a part's chain where it lands on one of its chunks: from a
+/// chunk on, the chain is the same whoever walks it, so the result is the
+/// one-thread walk's. Where it never lands on one (the chain guessed was
+/// not the heap's), it walks on by itself.
+fn walk_chunks(mem: &Memory, b: Bounds, threads: usize, out: &mut Vec<Chunk>, stopped: &mut Vec<String>) {
+    let len = b.limit.saturating_sub(b.first);
+    let threads = if len < PARALLEL_WALK { 1 } else { threads.max(1) };
+    let bound = |i: usize| if i == threads { b.limit } else { (b.first + len / threads as u64 * i as u64) & !15 };
+    let segs = mem.segments();
+    let pieces: Vec<(u64, Vec<Chunk>, Ending)> = if threads == 1 {
+        Vec::new()
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..threads)
+                .map(|i| {
+                    s.spawn(move || {
+                        let mut words = Words::new(segs);
+                        let (from, until) = (bound(i), bound(i + 1));
+                        let mut chunks = Vec::with_capacity(usize::try_from((until - from) / 256).unwrap_or(0));
+                        let Some(start) = (0..SYNC_SEARCH / 16).map(|k| from + 16 * k).find(|&q| q < until && sound_chain(&mut words, b, q)) else {
+                            return (until, chunks, Ending::At(until));
+                        };
+                        let ending = walk_piece(&mut words, b, start, until, &mut chunks);
+                        (start, chunks, ending)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        })
+    };
+    let mut words = Words::new(segs);
+    let mut ending = walk_piece(&mut words, b, b.first, bound(1), out);
+    for (i, (_, chunks, piece_end)) in pieces.into_iter().enumerate() {
+        let until = bound(i + 2);
+        loop {
+            let Ending::At(p) = ending else { break };
+            if p >= until {
+                break;
+            }
+            if let Ok(k) = chunks.binary_search_by_key(&p, |c| c.at) {
+                out.extend_from_slice(&chunks[k..]);
+                ending = piece_end;
+                break;
+            }
+            ending = match step(&mut words, b, p) {
+                Step::Chunk(c) => {
+                    out.push(c);
+                    Ending::At(c.at + c.size)
+                }
+                Step::End => Ending::Done(None),
+                Step::Stop(why) => Ending::Done(Some(why)),
+            };
+        }
+    }
+    if let Ending::Done(Some(why)) = ending {
+        stopped.push(why);
+    }
+}
+
+/// Heaps smaller than this are walked on one thread.
+const PARALLEL_WALK: u64 = 16 << 20;
+/// How far past its start a part of a parallel walk looks for a chain of sound headers.
+const SYNC_SEARCH: u64 = 64 << 10;
+/// Chunks in a row that must look sound for a part of a parallel walk to start there.
+const SYNC_CHAIN: usize = 16;
+
+/// Whether `SYNC_CHAIN` chunks in a row from `q` have sound headers.
+fn sound_chain(words: &mut Words, b: Bounds, mut q: u64) -> bool {
+    for _ in 0..SYNC_CHAIN {
+        match step(words, b, q) {
+            Step::Chunk(c) => q = c.at + c.size,
+            Step::End => return true,
+            Step::Stop(_) => return false,
+        }
+    }
+    true
 }
 
 /// Walks a safe-linked singly linked list from the user address of its first
@@ -304,9 +446,16 @@ fn mmapped_chunks(mem: &Memory, start: u64, end: u64, out: &mut Vec<Block>, rang
     }
 }
 
-/// Walks every heap of the process image.
+/// Walks every heap of the process image, on one thread.
 #[must_use]
 pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
+    walk_with(mem, layout, 1)
+}
+
+/// [`walk`] on up to `threads` threads: a big heap's chunks are walked in
+/// parts (see `walk_chunks`); the result does not depend on `threads`.
+#[must_use]
+pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
     let mut w = Walk::default();
     // Room for the chunks of an average 256 bytes: the walk does not regrow (and copy) its list.
     let heap_bytes = layout.heap.map_or(0, |(s, e)| e - s);
@@ -316,7 +465,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
     if let (Some(m), Some((hs, he))) = (main, layout.heap) {
         let top = mem.word(m + AR_TOP);
         let limit = top.and_then(|t| mem.word(t.wrapping_add(8)).map(|s| t.saturating_add(s & !SIZE_BITS))).map_or(he, |l| l.min(he));
-        walk_chunks(mem, hs, limit, top, &mut chunks, &mut w.stopped);
+        walk_chunks(mem, Bounds { first: hs, limit, top }, threads, &mut chunks, &mut w.stopped);
         w.arenas.push(m);
         w.metadata.push((m, m + ARENA_SIZE));
         // The other arenas, through the `next` list.
@@ -340,7 +489,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
                 let first = if a == h.wrapping_add(HEAP_INFO_SIZE) { (h + HEAP_INFO_SIZE + ARENA_SIZE + 15) & !15 } else { h + HEAP_INFO_SIZE };
                 w.metadata.push((h, first));
                 w.arena_heaps.push((h, h + HEAP_MAX));
-                walk_chunks(mem, first, h + size, Some(top), &mut chunks, &mut w.stopped);
+                walk_chunks(mem, Bounds { first, limit: h + size, top: Some(top) }, threads, &mut chunks, &mut w.stopped);
                 let prev = mem.word(h + 8).unwrap_or(0);
                 if !prev.is_multiple_of(HEAP_MAX) || w.arena_heaps.iter().any(|r| r.0 == prev) {
                     if prev != 0 {
@@ -503,6 +652,128 @@ pub mod image {
         (im, [a, b, c, d, e])
     }
 
+
+    /// A generated heap and what to mark it from, for trials that compare markings.
+    pub struct Graph {
+        pub memory: Memory,
+        pub layout: Layout,
+        pub roots: crate::scan::reach::Roots,
+        /// Candidate regions (one segment of the image): some blocks point into the first.
+        pub regions: Vec<(u64, u64)>,
+        /// The chunks a walk must find in use.
+        pub used: Vec<u64>,
+    }
+
+    /// Where a generated graph keeps its roots and its candidate regions.
+    pub const DATA: u64 = 0x6000_0000_0000;
+    pub const MAP: u64 = 0x6100_0000_0000;
+
+    /// A main arena and a [heap] of `chunks` chunks (one in eight free, some
+    /// bigger than 256 KiB), whose blocks point at each other at random:
+    /// start pointers, interior pointers, new[] cookies, cycles, chains;
+    /// roots in a data segment (its first 256 bytes the runtime's) and in
+    /// registers. The same `seed` gives the same graph.
+    #[must_use]
+    pub fn graph(seed: u64, chunks: usize) -> Graph {
+        let mut x = seed | 1;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Chunk sizes and which are free; a free chunk is never followed by another (glibc coalesces).
+        let mut layout_chunks: Vec<(u64, u64, bool)> = Vec::with_capacity(chunks);
+        let mut p = HEAP;
+        let mut prev_free = true;
+        for _ in 0..chunks {
+            let size = if rand() % 500 == 0 { (300 << 10) + 16 * (rand() % 64) } else { 32 + 16 * (rand() % 64) };
+            let free = !prev_free && rand() % 8 == 0;
+            layout_chunks.push((p, size, free));
+            prev_free = free;
+            p += size;
+        }
+        let top = p;
+        let heap_len = (top - HEAP + 0x1000 + 4095) & !4095;
+        let mut heap = vec![0u8; heap_len as usize];
+        let mut libc = vec![0u8; 0x1000];
+        let put = |buf: &mut Vec<u8>, base: u64, addr: u64, v: u64| {
+            let o = (addr - base) as usize;
+            buf[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        let used: Vec<(u64, u64)> = layout_chunks.iter().filter(|c| !c.2).map(|c| (c.0, c.1)).collect();
+        let mut prev_free = false;
+        for &(at, size, free) in &layout_chunks {
+            put(&mut heap, HEAP, at + 8, size | u64::from(!prev_free));
+            prev_free = free;
+        }
+        put(&mut heap, HEAP, top + 8, (HEAP + heap_len - top) | u64::from(!prev_free));
+        let pick = |rand: &mut dyn FnMut() -> u64| used[(rand() % used.len() as u64) as usize];
+        for &(at, size) in &used {
+            let addr = at + 16;
+            let words = (size - 8) / 8;
+            for i in 0..words {
+                // Non-pointers, most of them.
+                put(&mut heap, HEAP, addr + 8 * i, rand() & 0x00ff_ffff_ffff_fff0);
+            }
+            match rand() % 16 {
+                // A new[] cookie: an element count in the first word.
+                0 => put(&mut heap, HEAP, addr, 1 + rand() % ((size - 16) / 8)),
+                1 => put(&mut heap, HEAP, addr + 8 * (rand() % words), MAP + 8 * (rand() % 512)),
+                _ => {}
+            }
+            for _ in 0..(rand() % 3) {
+                let (t, tsize) = pick(&mut rand);
+                let v = match rand() % 4 {
+                    0 => t + 16 + 8 * (rand() % ((tsize - 8) / 8)),
+                    1 => t + 24,
+                    _ => t + 16,
+                };
+                put(&mut heap, HEAP, addr + 8 * (rand() % words), v);
+            }
+        }
+        // main_arena: top, empty bins, alone on its `next` list.
+        put(&mut libc, LIBC, ARENA + AR_TOP, top);
+        for i in 1..NBINS {
+            let bin = ARENA + AR_BINS + (i - 1) * 16 - 16;
+            put(&mut libc, LIBC, bin + 16, bin);
+            put(&mut libc, LIBC, bin + 24, bin);
+        }
+        put(&mut libc, LIBC, ARENA + AR_NEXT, ARENA);
+        put(&mut libc, LIBC, ARENA + AR_SYSTEM_MEM, heap_len);
+        let mut data = vec![0u8; 0x1000];
+        for i in 0..(0x1000 / 8) {
+            if rand() % 4 == 0 {
+                let (t, _) = pick(&mut rand);
+                put(&mut data, DATA, DATA + 8 * i, if rand() % 8 == 0 { t + 32 } else { t + 16 });
+            }
+        }
+        let mut map = vec![0u8; 0x2000];
+        for i in 0..(0x2000 / 8) {
+            if rand() % 16 == 0 {
+                let (t, _) = pick(&mut rand);
+                put(&mut map, MAP, MAP + 8 * i, t + 16);
+            }
+        }
+        let registers = (0..8).map(|_| pick(&mut rand).0 + 16).collect();
+        use crate::scan::reach::{Range, Roots};
+        Graph {
+            memory: Memory::new(vec![
+                Segment { start: LIBC, data: libc },
+                Segment { start: HEAP, data: heap },
+                Segment { start: DATA, data },
+                Segment { start: MAP, data: map },
+            ]),
+            layout: Layout { heap: Some((HEAP, HEAP + heap_len)), libc_data: vec![(LIBC, LIBC + 0x1000)], anon: vec![], thread_pointers: vec![] },
+            roots: Roots {
+                runtime: vec![Range { start: DATA, end: DATA + 256 }],
+                program: vec![Range { start: DATA + 256, end: DATA + 0x1000 }],
+                registers,
+            },
+            regions: vec![(MAP, MAP + 0x1000), (MAP + 0x1000, MAP + 0x2000)],
+            used: used.iter().map(|c| c.0).collect(),
+        }
+    }
 
     /// The sample image with the fuzzer's bytes applied as patches: each
     /// 10 bytes are a word index (u16, into main_arena or the first 8 KiB of

@@ -35,6 +35,10 @@ const RED_ZONE: u64 = 128;
 pub struct Analysis {
     pub leaks: Vec<Leak>,
     pub walk: Walk,
+    /// The marking's class of each of `walk.blocks`, and whether each
+    /// candidate region was reached.
+    pub classes: Vec<reach::Class>,
+    pub regions_reached: Vec<bool>,
     /// Bytes scanned for pointers.
     pub scanned: u64,
     /// In-use blocks and their bytes.
@@ -43,9 +47,12 @@ pub struct Analysis {
     pub elapsed: Duration,
     /// Time spent walking the heap, marking, and grouping.
     pub phases: [Duration; 3],
-    /// CPU time of the analysis (one thread): on a busy machine, the honest
-    /// measure of its cost.
+    /// CPU time of the analysis's calling thread (the marking's other
+    /// threads not included): on a busy machine, the honest measure of a
+    /// one-thread analysis's cost.
     pub cpu: Duration,
+    /// Threads the marking ran on.
+    pub threads: usize,
     /// Why the heap could not be analysed ([`verdict`]); `leaks` is then
     /// empty (a partial list would read as the whole answer) and `notes` say
     /// what could still be seen. A report shows it as `Status::NotAnalysed`.
@@ -350,10 +357,32 @@ pub fn roots(snap: &Snapshot, view: &HeapView, stop: StopPoint) -> RootSet {
     RootSet { roots, candidates, candidate_maps }
 }
 
+/// Knobs of an analysis beyond its snapshot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnalyseOptions {
+    /// Threads; 0: `LEAKLAB_SCAN_THREADS`, else one per CPU
+    /// ([`reach::default_threads`]). The analysis does not depend on it.
+    pub threads: usize,
+}
+
 /// Analyses a snapshot: walks the heap, marks, groups.
 #[must_use]
 pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
+    analyse_with(snap, stop, &AnalyseOptions::default())
+}
+
+/// [`analyse`] with options.
+#[must_use]
+pub fn analyse_with(snap: &Snapshot, stop: StopPoint, options: &AnalyseOptions) -> Analysis {
     let started = Instant::now();
+    let mut thread_note = None;
+    let threads = match options.threads {
+        0 => reach::default_threads().unwrap_or_else(|e| {
+            thread_note = Some(format!("{e}; the analysis ran on one thread"));
+            1
+        }),
+        n => n,
+    };
     let cpu_started = thread_cpu_time();
     let maps = &snap.maps;
     let libc_data: Vec<(u64, u64)> = {
@@ -382,7 +411,7 @@ pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
             .collect(),
         thread_pointers: snap.threads.iter().map(|t| t.fs_base).collect(),
     };
-    let walk = glibc::walk(&snap.memory, &layout);
+    let walk = glibc::walk_with(&snap.memory, &layout, threads);
     let walked = started.elapsed();
     let mut metadata = walk.metadata.clone();
     metadata.sort_unstable();
@@ -396,7 +425,7 @@ pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
     let RootSet { roots, candidates, candidate_maps } = roots(snap, &view, stop);
     let vt = vtables::Vtables::new(maps);
     let vtable_like = |w: u64| vt.vtable_like(w);
-    let marking = reach::mark(&snap.memory, &walk.blocks, &candidates, &roots, &vtable_like);
+    let marking = reach::mark_with(&snap.memory, &walk.blocks, &candidates, &roots, &vtable_like, &reach::MarkOptions { threads, ..Default::default() });
 
     let marked = started.elapsed();
     let mut leaks = group::group_blocks(&snap.memory, &walk.blocks, &marking.blocks, &vt);
@@ -414,17 +443,21 @@ pub fn analyse(snap: &Snapshot, stop: StopPoint) -> Analysis {
         .collect();
     leaks.extend(group::group_regions(&lost));
     let block_bytes = walk.blocks.iter().map(|b| b.size).sum();
-    let (not_analysed, notes) = verdict_and_notes(snap, &walk, &mut leaks);
+    let (not_analysed, mut notes) = verdict_and_notes(snap, &walk, &mut leaks);
+    notes.extend(thread_note);
     let elapsed = started.elapsed();
     Analysis {
         leaks,
         blocks: walk.blocks.len() as u64,
         block_bytes,
         scanned: marking.scanned,
+        classes: marking.blocks,
+        regions_reached: marking.regions_reached,
         walk,
         elapsed,
         phases: [walked, marked - walked, elapsed - marked],
         cpu: thread_cpu_time().saturating_sub(cpu_started),
+        threads,
         not_analysed,
         notes,
     }
@@ -477,6 +510,8 @@ fn verdict_and_notes(snap: &Snapshot, walk: &Walk, leaks: &mut Vec<Leak>) -> (Op
 
 /// Snapshot and analysis of a running process.
 pub fn scan_pid(pid: i32, stop: StopPoint) -> Result<(Snapshot, Analysis), Error> {
+    // A bad LEAKLAB_SCAN_THREADS is told before the process is stopped.
+    reach::default_threads()?;
     let snap = snapshot::take(pid)?;
     let analysis = analyse(&snap, stop);
     Ok((snap, analysis))

@@ -14,8 +14,11 @@
 //! Candidate regions (mappings the program made) are marked like blocks: one
 //! that nothing reaches is an mmap leak, and only a reached one is scanned.
 
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex};
+
 use super::glibc::Block;
-use super::memory::Memory;
+use super::memory::{Memory, Segment};
 
 /// How a block ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,13 +29,6 @@ pub enum Class {
     Possible,
     Indirect,
     Definite,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum State {
-    Unreached,
-    Possible,
-    Reachable,
 }
 
 /// A range of roots.
@@ -63,6 +59,9 @@ pub struct MarkOptions {
     /// while marking from the runtime's roots. Empty for the glibc walk,
     /// whose blocks end before the next header.
     pub runtime_ignored: Vec<u64>,
+    /// Threads of the marking; 0: [`default_threads`]. The result does not
+    /// depend on it.
+    pub threads: usize,
 }
 
 /// The outcome.
@@ -150,42 +149,126 @@ impl<'a> Index<'a> {
     }
 }
 
-/// Scans aligned words of `bytes` (copied from `base`) and calls `hit` for each.
-#[inline]
-fn words(bytes: &[u8], mut hit: impl FnMut(u64, u64)) {
-    for (i, w) in bytes.chunks_exact(8).enumerate() {
-        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        hit(i as u64 * 8, v);
+/// The copied segments as a view that threads can share: `Memory` caches its
+/// last segment in a `Cell`, so it cannot cross threads itself.
+#[derive(Clone, Copy)]
+pub(crate) struct Image<'a> {
+    segs: &'a [Segment],
+}
+
+impl<'a> Image<'a> {
+    pub(crate) fn new(mem: &'a Memory) -> Image<'a> {
+        Image { segs: mem.segments() }
+    }
+
+    /// The index of the segment holding `addr`, or of the first one after it.
+    #[inline]
+    fn segment_at_or_after(&self, addr: u64) -> usize {
+        let i = self.segs.partition_point(|s| s.start <= addr);
+        if i > 0 && addr < self.segs[i - 1].end() { i - 1 } else { i }
+    }
+
+    #[inline]
+    pub(crate) fn word(&self, addr: u64) -> Option<u64> {
+        let s = self.segs.get(self.segs.partition_point(|s| s.start <= addr).checked_sub(1)?)?;
+        let off = usize::try_from(addr - s.start).ok()?;
+        let b = s.data.get(off..off.checked_add(8)?)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// Calls `f` with each copied piece of `[start, end)`, 8-aligned, as words.
+    #[inline]
+    fn pieces(&self, start: u64, end: u64, mut f: impl FnMut(&[u8])) {
+        let mut a = (start + 7) & !7;
+        let mut i = self.segment_at_or_after(a);
+        while a < end {
+            let Some(seg) = self.segs.get(i) else { return };
+            if seg.start >= end {
+                return;
+            }
+            a = a.max((seg.start + 7) & !7);
+            let stop = end.min(seg.end());
+            if a < stop {
+                let off = (a - seg.start) as usize;
+                let len = ((stop - a) as usize) & !7;
+                f(&seg.data[off..off + len]);
+            }
+            a = stop;
+            i += 1;
+        }
     }
 }
 
-struct Marker<'a> {
-    mem: &'a Memory,
+/// Scans aligned words of `bytes` and calls `hit` with each value inside `[lo, lo + width)`.
+/// Most words are not addresses of anything: one wrapping compare per word
+/// rejects them, four words at a time (the hot loop of the whole scan).
+#[inline]
+fn candidates(bytes: &[u8], lo: u64, width: u64, mut hit: impl FnMut(u64)) {
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("8 bytes"));
+    let mut quads = bytes.chunks_exact(32);
+    for q in &mut quads {
+        let (a, b, c, d) = (word(&q[0..8]), word(&q[8..16]), word(&q[16..24]), word(&q[24..32]));
+        let any = (a.wrapping_sub(lo) < width) | (b.wrapping_sub(lo) < width) | (c.wrapping_sub(lo) < width) | (d.wrapping_sub(lo) < width);
+        if any {
+            for v in [a, b, c, d] {
+                if v.wrapping_sub(lo) < width {
+                    hit(v);
+                }
+            }
+        }
+    }
+    for w in quads.remainder().chunks_exact(8) {
+        let v = word(w);
+        if v.wrapping_sub(lo) < width {
+            hit(v);
+        }
+    }
+}
+
+const UNREACHED: u8 = 0;
+const POSSIBLE: u8 = 1;
+const REACHABLE: u8 = 2;
+
+/// A range is scanned this much at a time, the rest left on the worklist
+/// where an idle thread can take it.
+const PIECE: u64 = 256 << 10;
+
+/// Work of the marking.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    /// A block to scan, with the state it had when pushed: if it has been
+    /// upgraded since, a newer item scans it, and this one is dropped.
+    Block(u32, u8),
+    /// Memory to scan: a root range, a reached region, or part of a big block.
+    Range { start: u64, end: u64, reachable: bool },
+}
+
+/// What the threads share: read-only inputs and atomic marks. The marking
+/// only ever raises a mark (unreached < possible < reachable) and scans a
+/// block again when its mark rises, so the result is the least fixpoint,
+/// whatever the order in which threads visit blocks.
+struct Shared<'a> {
+    image: Image<'a>,
     blocks: &'a [Block],
     index: Index<'a>,
     regions: &'a [(u64, u64)],
     region_index: Index<'a>,
-    vtable_like: &'a dyn Fn(u64) -> bool,
-    state: Vec<State>,
-    runtime: Vec<bool>,
-    regions_reached: Vec<bool>,
-    stack: Vec<(u32, bool)>,
-    region_stack: Vec<usize>,
-    runtime_phase: bool,
-    runtime_ignored: &'a [u64],
-    scanned: u64,
-    /// The lowest block or region address, and the width of the span up to the highest end.
+    vtable_like: &'a (dyn Fn(u64) -> bool + Sync),
+    state: Vec<AtomicU8>,
+    regions_reached: Vec<AtomicBool>,
+    /// While marking from the runtime's roots: the addresses to ignore.
+    ignored: &'a [u64],
     lo: u64,
     width: u64,
 }
 
-impl Marker<'_> {
+impl Shared<'_> {
     /// valgrind's default heuristics: an interior pointer that a C++
     /// runtime makes on purpose counts as a start pointer.
     fn heuristic_start(&self, b: &Block, ptr: u64) -> bool {
         // new[] of a type with a destructor: the pointer is past the element count.
         if ptr == b.addr + 8 {
-            if let Some(n) = self.mem.word(b.addr) {
+            if let Some(n) = self.image.word(b.addr) {
                 if n != 0 && n <= b.size - 8 {
                     return true;
                 }
@@ -194,7 +277,7 @@ impl Marker<'_> {
         // Multiple inheritance: a pointer to a second base, at a vtable
         // pointer, in an object that starts with a vtable pointer.
         if ptr.is_multiple_of(8) {
-            if let (Some(a), Some(c)) = (self.mem.word(ptr), self.mem.word(b.addr)) {
+            if let (Some(a), Some(c)) = (self.image.word(ptr), self.image.word(b.addr)) {
                 if (self.vtable_like)(a) && (self.vtable_like)(c) {
                     return true;
                 }
@@ -204,90 +287,179 @@ impl Marker<'_> {
     }
 
     #[inline]
-    fn visit(&mut self, value: u64, from_reachable: bool) {
-        if self.runtime_phase && !self.runtime_ignored.is_empty() && self.runtime_ignored.binary_search(&value).is_ok() {
+    fn visit(&self, value: u64, from_reachable: bool, out: &mut Vec<Item>) {
+        if !self.ignored.is_empty() && self.ignored.binary_search(&value).is_ok() {
             return;
         }
         if let Some(k) = self.index.find(value) {
             let b = &self.blocks[k];
             let start = value == b.addr || self.heuristic_start(b, value);
-            let new = if start && from_reachable { State::Reachable } else { State::Possible };
-            if new > self.state[k] {
-                self.state[k] = new;
-                if self.runtime_phase {
-                    self.runtime[k] = true;
-                }
-                self.stack.push((k as u32, new == State::Reachable));
+            let new = if start && from_reachable { REACHABLE } else { POSSIBLE };
+            // A plain load first: most pointers lead to blocks already marked.
+            if new > self.state[k].load(Relaxed) && self.state[k].fetch_max(new, Relaxed) < new {
+                out.push(Item::Block(k as u32, new));
             }
         } else if let Some(r) = self.region_index.find(value) {
-            if !self.regions_reached[r] {
-                self.regions_reached[r] = true;
-                self.region_stack.push(r);
+            if !self.regions_reached[r].load(Relaxed) && !self.regions_reached[r].swap(true, Relaxed) {
+                let (start, end) = self.regions[r];
+                out.push(Item::Range { start, end, reachable: true });
             }
         }
     }
 
-    fn scan(&mut self, start: u64, end: u64, from_reachable: bool) {
-        let mut a = (start + 7) & !7;
-        while a < end {
-            let Some(si) = self.mem.segment_index(a) else {
-                // Not copied: skip to the next copied segment.
-                let segs = self.mem.segments();
-                match segs.iter().find(|s| s.start > a) {
-                    Some(s) => {
-                        a = s.start;
-                        continue;
-                    }
-                    None => return,
-                }
-            };
-            let seg = &self.mem.segments()[si];
-            let stop = end.min(seg.end());
-            let off = (a - seg.start) as usize;
-            let len = ((stop - a) as usize) & !7;
-            let bytes = &seg.data[off..off + len];
-            self.scanned += len as u64;
-            // Most words are not addresses of anything: one wrapping compare
-            // against the span of all blocks and regions rejects them before
-            // any lookup (the hot loop of the whole scan).
-            let (lo, width) = (self.lo, self.width);
-            for w in bytes.chunks_exact(8) {
-                let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-                if v.wrapping_sub(lo) < width {
-                    self.visit(v, from_reachable);
-                }
-            }
-            a = stop.max(a + 8);
-        }
+    /// Scans `[start, end)` for pointers; returns the bytes scanned.
+    fn scan(&self, start: u64, end: u64, reachable: bool, out: &mut Vec<Item>) -> u64 {
+        let mut n = 0;
+        self.image.pieces(start, end, |bytes| {
+            n += bytes.len() as u64;
+            candidates(bytes, self.lo, self.width, |v| self.visit(v, reachable, out));
+        });
+        n
     }
 
-    fn drain(&mut self) {
-        // A root scan may push millions of blocks at once (an array of
-        // pointers): popping them in ascending address order reads the heap
-        // forwards, which the hardware prefetcher follows.
-        if self.stack.len() > 1024 {
-            self.stack.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    /// One item; what it reaches goes onto `out`. Returns the bytes scanned.
+    fn process(&self, item: Item, out: &mut Vec<Item>) -> u64 {
+        let (start, end, reachable) = match item {
+            Item::Block(k, pushed) => {
+                let now = self.state[k as usize].load(Relaxed);
+                if now > pushed {
+                    return 0;
+                }
+                let b = &self.blocks[k as usize];
+                (b.addr, b.end(), now == REACHABLE)
+            }
+            Item::Range { start, end, reachable } => (start, end, reachable),
+        };
+        let end = if end - start > PIECE {
+            out.push(Item::Range { start: start + PIECE, end, reachable });
+            start + PIECE
+        } else {
+            end
+        };
+        let before = out.len();
+        let n = self.scan(start, end, reachable, out);
+        // A root range may push many blocks at once (an array of pointers):
+        // taking them in ascending address order reads the heap forwards,
+        // which the hardware prefetcher follows.
+        if out.len() - before > 64 {
+            out[before..].sort_unstable_by_key(|i| std::cmp::Reverse(item_address(self.blocks, i)));
         }
+        n
+    }
+}
+
+fn item_address(blocks: &[Block], i: &Item) -> u64 {
+    match *i {
+        Item::Block(k, _) => blocks[k as usize].addr,
+        Item::Range { start, .. } => start,
+    }
+}
+
+/// The shared worklist of a parallel marking: each thread works from its own
+/// stack and hands half of it over when another thread is idle.
+struct Pool {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Threads waiting for work: a worker with spare items checks it.
+    hungry: AtomicUsize,
+    threads: usize,
+}
+
+struct Queue {
+    items: Vec<Item>,
+    idle: usize,
+    done: bool,
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A worker that panicked has already failed the marking; the queue itself stays consistent.
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes work for an idle worker; false when all the work is done.
+    fn take(&self, local: &mut Vec<Item>) -> bool {
+        let mut q = self.lock();
         loop {
-            if let Some((k, reachable)) = self.stack.pop() {
-                let b = self.blocks[k as usize];
-                // Reachable may have been upgraded since the push; scan with the best state.
-                let reachable = reachable || self.state[k as usize] == State::Reachable;
-                self.scan(b.addr, b.end(), reachable);
-            } else if let Some(r) = self.region_stack.pop() {
-                let (s, e) = self.regions[r];
-                self.scan(s, e, true);
-            } else {
-                return;
+            if q.done {
+                return false;
+            }
+            if !q.items.is_empty() {
+                let n = q.items.len().div_ceil(self.threads);
+                let at = q.items.len() - n;
+                local.extend(q.items.drain(at..));
+                return true;
+            }
+            if q.idle + 1 == self.threads {
+                q.done = true;
+                self.wake.notify_all();
+                return false;
+            }
+            q.idle += 1;
+            self.hungry.fetch_add(1, Relaxed);
+            q = self.wake.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.idle -= 1;
+            self.hungry.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Gives the older half of `local` (the items deepest in its stack) to idle workers.
+    fn give(&self, local: &mut Vec<Item>) {
+        let half = local.len() / 2;
+        let mut q = self.lock();
+        q.items.extend(local.drain(..half));
+        self.wake.notify_all();
+    }
+
+    fn work(&self, shared: &Shared, mut local: Vec<Item>) -> u64 {
+        let mut scanned = 0;
+        loop {
+            while let Some(item) = local.pop() {
+                scanned += shared.process(item, &mut local);
+                if local.len() >= 2 && self.hungry.load(Relaxed) > 0 {
+                    self.give(&mut local);
+                }
+            }
+            if !self.take(&mut local) {
+                return scanned;
             }
         }
+    }
+}
+
+/// Marks from `seeds` until nothing new is reached, on `threads` threads;
+/// returns the bytes scanned.
+fn run(shared: &Shared, seeds: Vec<Item>, threads: usize) -> u64 {
+    if threads <= 1 {
+        let pool = Pool { queue: Mutex::new(Queue { items: Vec::new(), idle: 0, done: false }), wake: Condvar::new(), hungry: AtomicUsize::new(0), threads: 1 };
+        return pool.work(shared, seeds);
+    }
+    let pool = Pool { queue: Mutex::new(Queue { items: seeds, idle: 0, done: false }), wake: Condvar::new(), hungry: AtomicUsize::new(0), threads };
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (1..threads).map(|_| s.spawn(|| pool.work(shared, Vec::new()))).collect();
+        let mine = pool.work(shared, Vec::new());
+        mine + workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).sum::<u64>()
+    })
+}
+
+/// Threads for the analysis: `LEAKLAB_SCAN_THREADS` when set, else one per CPU.
+///
+/// # Errors
+/// `Error::Usage` when `LEAKLAB_SCAN_THREADS` is not a count in 1..=256.
+pub fn default_threads() -> Result<usize, crate::error::Error> {
+    match std::env::var("LEAKLAB_SCAN_THREADS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=256).contains(&n) => Ok(n),
+            _ => Err(crate::error::Error::Usage(format!("LEAKLAB_SCAN_THREADS={v:?} is not a thread count (1..=256)"))),
+        },
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)),
     }
 }
 
 /// Marks `blocks` (sorted, disjoint) from `roots`; `regions` (sorted,
 /// disjoint, not overlapping blocks) are the candidate mmap leaks.
 #[must_use]
-pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Roots, vtable_like: &dyn Fn(u64) -> bool) -> Marking {
+pub fn mark(mem: &Memory, blocks: &[Block], regions: &[(u64, u64)], roots: &Roots, vtable_like: &(dyn Fn(u64) -> bool + Sync)) -> Marking {
     mark_with(mem, blocks, regions, roots, vtable_like, &MarkOptions::default())
 }
 
@@ -298,84 +470,133 @@ pub fn mark_with(
     blocks: &[Block],
     regions: &[(u64, u64)],
     roots: &Roots,
-    vtable_like: &dyn Fn(u64) -> bool,
+    vtable_like: &(dyn Fn(u64) -> bool + Sync),
     options: &MarkOptions,
 ) -> Marking {
+    let threads = match options.threads {
+        0 => default_threads().unwrap_or(1),
+        n => n,
+    };
     let lo = blocks.first().map_or(u64::MAX, |b| b.addr).min(regions.first().map_or(u64::MAX, |r| r.0));
     let hi = blocks.last().map_or(0, Block::end).max(regions.last().map_or(0, |r| r.1));
-    let mut m = Marker {
-        mem,
+    let mut shared = Shared {
+        image: Image::new(mem),
         blocks,
         index: Index::from_bounds(blocks.iter().map(|b| b.addr).collect(), blocks.iter().map(Block::end).collect()),
         regions,
         region_index: Index::new(regions),
         vtable_like,
-        state: vec![State::Unreached; blocks.len()],
-        runtime: vec![false; blocks.len()],
-        regions_reached: vec![false; regions.len()],
-        stack: Vec::new(),
-        region_stack: Vec::new(),
-        runtime_phase: true,
-        runtime_ignored: &options.runtime_ignored,
-        scanned: 0,
+        state: (0..blocks.len()).map(|_| AtomicU8::new(UNREACHED)).collect(),
+        regions_reached: (0..regions.len()).map(|_| AtomicBool::new(false)).collect(),
+        ignored: &options.runtime_ignored,
         lo,
         width: hi.saturating_sub(lo),
     };
-    for r in &roots.runtime {
-        m.scan(r.start, r.end, true);
-        m.drain();
-    }
-    m.runtime_phase = false;
+    let ranges = |rs: &[Range]| -> Vec<Item> { rs.iter().rev().map(|r| Item::Range { start: r.start, end: r.end, reachable: true }).collect() };
+    // First what the runtime's data reaches; then, with a fixpoint between
+    // them, the program's roots.
+    let mut scanned = run(&shared, ranges(&roots.runtime), threads);
+    let runtime: Vec<bool> = shared.state.iter().map(|s| s.load(Relaxed) != UNREACHED).collect();
+    shared.ignored = &[];
+    let mut seeds = ranges(&roots.program);
     for &v in &roots.registers {
-        m.visit(v, true);
+        if v.wrapping_sub(shared.lo) < shared.width {
+            shared.visit(v, true, &mut seeds);
+        }
     }
-    m.drain();
-    for r in &roots.program {
-        m.scan(r.start, r.end, true);
-        m.drain();
-    }
+    scanned += run(&shared, seeds, threads);
 
-    // Lost blocks, in address order as memcheck does: each one not yet
-    // claimed heads a clique, and every lost block it reaches (start or
-    // interior pointer) is indirect, including earlier heads.
     let mut class: Vec<Class> = (0..blocks.len())
-        .map(|k| match (m.state[k], m.runtime[k]) {
+        .map(|k| match (shared.state[k].load(Relaxed), runtime[k]) {
             (_, true) => Class::Runtime,
-            (State::Reachable, _) => Class::Reachable,
-            (State::Possible, _) => Class::Possible,
-            (State::Unreached, _) => Class::Definite,
+            (REACHABLE, _) => Class::Reachable,
+            (POSSIBLE, _) => Class::Possible,
+            _ => Class::Definite,
         })
         .collect();
-    let mut visited = vec![false; blocks.len()];
+    scanned += cliques(&shared, &mut class, threads);
+    Marking { blocks: class, regions_reached: shared.regions_reached.iter().map(|r| r.load(Relaxed)).collect(), scanned }
+}
+
+/// Lost blocks, in address order as memcheck does: each one not yet
+/// claimed heads a clique, and every lost block it reaches (start or
+/// interior pointer) is indirect, including earlier heads. The lost blocks'
+/// pointers to lost blocks are found in parallel; the walk over them, whose
+/// outcome depends on the order of heads, runs on one thread. Returns the
+/// bytes scanned.
+fn cliques(shared: &Shared, class: &mut [Class], threads: usize) -> u64 {
+    let lost: Vec<u32> = (0..class.len()).filter(|&k| class[k] == Class::Definite).map(|k| k as u32).collect();
+    if lost.is_empty() {
+        return 0;
+    }
+    let is_lost: &[Class] = class;
+    // Edges of a run of lost blocks: for each, the lost blocks it points to,
+    // in word order (offsets into one list).
+    let edges_of = |part: &[u32]| -> (Vec<u32>, Vec<u32>, u64) {
+        let mut offsets = Vec::with_capacity(part.len() + 1);
+        let mut targets = Vec::new();
+        let mut scanned = 0;
+        offsets.push(0);
+        for &k in part {
+            let b = &shared.blocks[k as usize];
+            shared.image.pieces(b.addr, b.addr + (b.size & !7), |bytes| {
+                scanned += bytes.len() as u64;
+                candidates(bytes, shared.lo, shared.width, |v| {
+                    if let Some(j) = shared.index.find(v) {
+                        if is_lost[j] == Class::Definite {
+                            targets.push(j as u32);
+                        }
+                    }
+                });
+            });
+            offsets.push(targets.len() as u32);
+        }
+        (offsets, targets, scanned)
+    };
+    let threads = if lost.len() < 1024 { 1 } else { threads.max(1) };
+    let per = lost.len().div_ceil(threads);
+    let parts: Vec<(Vec<u32>, Vec<u32>, u64)> = if threads == 1 {
+        vec![edges_of(&lost)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = lost.chunks(per).map(|part| s.spawn(move || edges_of(part))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        })
+    };
+    // Position of each lost block in `lost`, to find its edges.
+    let mut slot = vec![u32::MAX; class.len()];
+    for (i, &k) in lost.iter().enumerate() {
+        slot[k as usize] = i as u32;
+    }
+    let edges = |k: usize| -> &[u32] {
+        let i = slot[k] as usize;
+        let (offsets, targets, _) = &parts[i / per];
+        let within = i % per;
+        &targets[offsets[within] as usize..offsets[within + 1] as usize]
+    };
+    let mut visited = vec![false; class.len()];
     let mut work: Vec<usize> = Vec::new();
-    for head in 0..blocks.len() {
+    for &head in &lost {
+        let head = head as usize;
         if class[head] != Class::Definite || visited[head] {
             continue;
         }
         visited[head] = true;
         work.push(head);
         while let Some(k) = work.pop() {
-            let b = blocks[k];
-            let Some(bytes) = mem.bytes(b.addr, b.size & !7) else { continue };
-            m.scanned += bytes.len() as u64;
-            let (lo, width) = (m.lo, m.width);
-            words(bytes, |_, v| {
-                if v.wrapping_sub(lo) >= width {
-                    return;
-                }
-                if let Some(j) = m.index.find(v) {
-                    if j != head && matches!(class[j], Class::Definite | Class::Indirect) {
-                        class[j] = Class::Indirect;
-                        if !visited[j] {
-                            visited[j] = true;
-                            work.push(j);
-                        }
+            for &j in edges(k) {
+                let j = j as usize;
+                if j != head {
+                    class[j] = Class::Indirect;
+                    if !visited[j] {
+                        visited[j] = true;
+                        work.push(j);
                     }
                 }
-            });
+            }
         }
     }
-    Marking { blocks: class, regions_reached: m.regions_reached, scanned: m.scanned }
+    parts.iter().map(|p| p.2).sum()
 }
 
 #[cfg(test)]

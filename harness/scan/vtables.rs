@@ -3,7 +3,7 @@
 //! typeinfo pointer) of the module that defines the class. Module symbol
 //! tables are read with `object` only when a block points into that module.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 use std::collections::HashMap;
 
 use object::{Object, ObjectSegment, ObjectSymbol};
@@ -27,8 +27,8 @@ pub struct Vtables {
     /// Bounds of all read-only module ranges: a quick rejection.
     lo: u64,
     hi: u64,
-    /// Per module, read on first use.
-    loaded: RefCell<HashMap<usize, VtableList>>,
+    /// Per module, read on first use (behind a lock: the marking's threads share a `Vtables`).
+    loaded: Mutex<HashMap<usize, VtableList>>,
 }
 
 impl Vtables {
@@ -48,7 +48,7 @@ impl Vtables {
         }
         let lo = modules.iter().flat_map(|m| m.ro.iter().map(|r| r.0)).min().unwrap_or(u64::MAX);
         let hi = modules.iter().flat_map(|m| m.ro.iter().map(|r| r.1)).max().unwrap_or(0);
-        Vtables { modules, lo, hi, loaded: RefCell::new(HashMap::new()) }
+        Vtables { modules, lo, hi, loaded: Mutex::new(HashMap::new()) }
     }
 
     fn module_of(&self, ptr: u64) -> Option<usize> {
@@ -71,7 +71,7 @@ impl Vtables {
             return None;
         }
         let k = self.module_of(ptr)?;
-        let mut loaded = self.loaded.borrow_mut();
+        let mut loaded = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let table = loaded.entry(k).or_insert_with(|| read_vtables(&self.modules[k]).unwrap_or_default());
         let i = table.partition_point(|v| v.0 <= ptr).checked_sub(1)?;
         let (s, e, name) = &table[i];

@@ -134,7 +134,7 @@ pub fn classify(snap: &Snapshot, table: &Table, stop: StopPoint) -> Kinds {
 
     let view = HeapView { heaps, mmapped, excluded, regions: Some(regions), runtime: vec![table.arena] };
     let rootset = scan::roots(snap, &view, stop);
-    let mut options = reach::MarkOptions { runtime_ignored: blocks.iter().filter_map(|b| chunk_boundary(snap, b)).collect() };
+    let mut options = reach::MarkOptions { runtime_ignored: blocks.iter().filter_map(|b| chunk_boundary(snap, b)).collect(), ..Default::default() };
     options.runtime_ignored.sort_unstable();
     // roots() keeps the regions that lie in a mapping of the snapshot; find
     // each record's place among them.
