@@ -20,6 +20,7 @@ mod cli_repro;
 mod hook;
 mod scan;
 mod scan_hostile;
+mod scan_fork;
 mod labs;
 mod lsan_bcc;
 mod repro;
@@ -154,6 +155,7 @@ fn main() {
     trials.extend(cli_repro::trials());
     trials.extend(scan::trials());
     trials.extend(scan_hostile::trials());
+    trials.extend(scan_fork::trials());
     trials.extend(hook::trials());
     trials.extend(labs::trials());
     trials.extend(trace::trials());
