@@ -167,7 +167,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
-    /// Scan a running process for leaks (ptrace: stop, copy, let go, analyse the copy).
+    /// Scan a running process for leaks (ptrace: stop, fork or copy, let go, analyse the copy).
     ///
     /// Exit status: 0 no leaks, 1 leaks, 2 the process cannot be inspected
     /// (the message says why: no rights, already traced, a zombie, a kernel
@@ -175,9 +175,12 @@ enum Command {
     /// malloc, statically linked, a corrupt heap; the notes say what was seen).
     ///
     /// The scan stops every thread with ptrace (PTRACE_SEIZE and
-    /// PTRACE_INTERRUPT) while it copies the memory: milliseconds for a
-    /// small heap, about a second for a few hundred MB on a busy machine.
-    /// Signals that arrive meanwhile are delivered when it lets go. The interrupt makes a thread blocked in
+    /// PTRACE_INTERRUPT), makes the process fork (a child it never sees in
+    /// wait(), traced from birth, killed and reaped after the scan) and lets
+    /// it go: the pause is the time to copy its page tables. Where the fork
+    /// cannot be injected (a seccomp filter, say) it copies the memory while
+    /// stopped: about a second for a few hundred MB on a busy machine. The
+    /// report's notes say which ran. Signals that arrive meanwhile are delivered when it lets go. The interrupt makes a thread blocked in
     /// epoll_wait, epoll_pwait, sigtimedwait or sigwaitinfo return EINTR
     /// (the kernel does not restart them after a stop): a program that is
     /// scanned must retry those on EINTR, as it must for any signal. read,

@@ -32,8 +32,9 @@ const PTRACE_O_TRACESYSGOOD: libc::c_long = 1;
 const PTRACE_O_TRACECLONE: libc::c_long = 8;
 const PTRACE_EVENT_CLONE: i32 = 3;
 const PTRACE_EVENT_STOP: i32 = 128;
-/// The kernel's restart codes (include/linux/errno.h): a clone that a
-/// signal interrupted returns ERESTARTNOINTR.
+/// The kernel's restart codes (include/linux/errno.h): ERESTARTSYS 512,
+/// ERESTARTNOINTR 513, ERESTARTNOHAND 514, ERESTART_RESTARTBLOCK 516; a
+/// clone that a signal interrupted returns ERESTARTNOINTR.
 const ERESTARTNOINTR: i64 = 513;
 /// The new process shares the fd table and the fs info instead of copying
 /// them: cheaper, and when it dies nothing of the target's is closed.
@@ -156,9 +157,11 @@ fn wait_event(tid: i32) -> Result<Event, Errno> {
 #[derive(Debug, Clone, Copy)]
 pub enum Injected {
     /// It ran and returned `ret`; `child` is the process a clone made. The
-    /// thread is back in an interrupt stop with its registers and mask as
-    /// they were; `signal` is one the kernel handed it on the way there (a
-    /// signal-delivery-stop), for the detach to deliver.
+    /// thread has its registers and mask as they were, and is back in an
+    /// interrupt stop (or, with no call of its own to restart, still in the
+    /// injected call's exit stop, which it leaves the same way); `signal` is
+    /// one the kernel handed it on the way (a signal-delivery-stop), for the
+    /// detach to deliver.
     Ran { ret: i64, child: Option<i32>, signal: i32 },
     /// A signal was handed to the thread before the call ran: nothing was
     /// run, the registers are back, and the thread is in a
@@ -223,6 +226,14 @@ pub fn inject(tid: i32, at: u64, nr: i64, args: [u64; 6]) -> Result<Injected, Er
     setregs(tid, &saved)?;
     setmask(tid, mask)?;
     ptrace_raw(libc::PTRACE_SETOPTIONS, tid, 0, 0)?;
+    // A thread that was not in a system call to restart (computing, or
+    // stopped after its call returned) leaves from this stop just as from
+    // the one it was in: the way out of a syscall-exit stop touches only a
+    // restart code.
+    let restarting = saved.orig_rax as i64 >= 0 && matches!(-(saved.rax as i64), 512 | 513 | 514 | 516);
+    if !restarting {
+        return Ok(Injected::Ran { ret, child, signal: 0 });
+    }
     // Back into the stop it was in: an interrupt taken on the way out of
     // this syscall-exit stop stops it inside the kernel's signal code again,
     // before any instruction, whence the detach restarts its own call.
