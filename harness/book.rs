@@ -139,22 +139,13 @@ pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     let bench = crate::bench::bench(&bench_config, &|_, _, _| {})?;
     out.push(Artifact { name: "bench.txt".into(), content: crate::bench::render(&bench).into_bytes() });
 
-    let scan = crate::scan::bench::run(&crate::scan::bench::ScanBench { heap_mib: 1024, runs: 3, threads: 0 })?;
-    let scan_text = format!(
-        "heap: {} blocks in use, {:.2} GiB; {} leaked on purpose, {} found definitely lost\n\
-         pause: {:.3} s (median of {}), {:.3} s per GiB copied\n\
-         analysis: {:.3} s, {:.2} GB/s of heap; {:.2} GB/s of heap per core (CPU time)\n",
-        scan.blocks,
-        scan.block_bytes as f64 / f64::from(1u32 << 30),
-        scan.leaked_expected,
-        scan.leaked_found,
-        scan.pause_s,
-        scan.runs,
-        scan.pause_s_per_gib,
-        scan.analysis_s,
-        scan.analysis_gb_s,
-        scan.analysis_cpu_gb_s
-    );
+    let scan_config = crate::scan::bench::ScanBench {
+        heap_mib: vec![1024],
+        runs: 3,
+        methods: vec![crate::scan::snapshot::Want::Fork, crate::scan::snapshot::Want::Copy],
+        threads: 0,
+    };
+    let scan_text = crate::scan::bench::render(&crate::scan::bench::run(&scan_config)?);
     out.push(Artifact { name: "scan-bench.txt".into(), content: scan_text.into_bytes() });
 
     out.push(Artifact { name: "heap-dump-strdup_loop.txt".into(), content: heap_dump_of_strdup_loop()?.into_bytes() });

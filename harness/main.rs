@@ -44,6 +44,24 @@ enum ColorChoice {
     Never,
 }
 
+/// `--snapshot`: how a scan takes its snapshot.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SnapshotArg {
+    /// Make the stopped process fork; copy where that cannot be injected.
+    Fork,
+    /// Copy while every thread is stopped.
+    Copy,
+}
+
+impl SnapshotArg {
+    fn want(self) -> scan::snapshot::Want {
+        match self {
+            SnapshotArg::Fork => scan::snapshot::Want::Fork,
+            SnapshotArg::Copy => scan::snapshot::Want::Copy,
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Human,
@@ -122,9 +140,15 @@ enum Command {
         /// The ptrace scan instead: pause time and analysis throughput on a big heap.
         #[arg(long)]
         scan: bool,
-        /// Heap size of the scan target, in MiB (with --scan).
-        #[arg(long, default_value_t = 1024)]
-        heap_mib: u64,
+        /// Heap sizes of the scan target, in MiB (with --scan): a list makes a sweep.
+        #[arg(long, value_delimiter = ',', default_value = "1024")]
+        heap_mib: Vec<u64>,
+        /// The snapshot method to measure (with --scan; default: both, side by side).
+        #[arg(long, value_enum)]
+        snapshot: Option<SnapshotArg>,
+        /// Draw the pause against the heap size into this SVG (with --scan).
+        #[arg(long, value_name = "SVG")]
+        plot: Option<std::path::PathBuf>,
         /// Only these tools besides native (repeatable): native, hook, lsan, heaptrack, valgrind.
         #[arg(long, short)]
         backend: Vec<String>,
@@ -143,7 +167,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
-    /// Scan a running process for leaks (ptrace: stop, copy, let go, analyse the copy).
+    /// Scan a running process for leaks (ptrace: stop, fork or copy, let go, analyse the copy).
     ///
     /// Exit status: 0 no leaks, 1 leaks, 2 the process cannot be inspected
     /// (the message says why: no rights, already traced, a zombie, a kernel
@@ -151,9 +175,12 @@ enum Command {
     /// malloc, statically linked, a corrupt heap; the notes say what was seen).
     ///
     /// The scan stops every thread with ptrace (PTRACE_SEIZE and
-    /// PTRACE_INTERRUPT) while it copies the memory: milliseconds for a
-    /// small heap, about a second for a few hundred MB on a busy machine.
-    /// Signals that arrive meanwhile are delivered when it lets go. The interrupt makes a thread blocked in
+    /// PTRACE_INTERRUPT), makes the process fork (a child it never sees in
+    /// wait(), traced from birth, killed and reaped after the scan) and lets
+    /// it go: the pause is the time to copy its page tables. Where the fork
+    /// cannot be injected (a seccomp filter, say) it copies the memory while
+    /// stopped: about a second for a few hundred MB on a busy machine. The
+    /// report's notes say which ran. Signals that arrive meanwhile are delivered when it lets go. The interrupt makes a thread blocked in
     /// epoll_wait, epoll_pwait, sigtimedwait or sigwaitinfo return EINTR
     /// (the kernel does not restart them after a stop): a program that is
     /// scanned must retry those on EINTR, as it must for any signal. read,
@@ -161,6 +188,11 @@ enum Command {
     Scan {
         #[arg(long)]
         pid: i32,
+        /// fork: the stopped process forks and is let go at once, the fork
+        /// is read at leisure (copy where a fork cannot be injected: a
+        /// seccomp filter, say); copy: copy while stopped.
+        #[arg(long, value_enum, default_value_t = SnapshotArg::Fork)]
+        snapshot: SnapshotArg,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -455,20 +487,17 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(if result.all_agree() { Outcome::Clean.code() } else { Outcome::Disagrees.code() })
         }
-        Command::Bench { scan: true, heap_mib, runs, threads, format, .. } => {
-            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs, threads: threads.map_or(0, |t| t as usize) })?;
+        Command::Bench { scan: true, heap_mib, runs, threads, format, snapshot, plot, .. } => {
+            let methods = snapshot.map_or_else(|| vec![scan::snapshot::Want::Fork, scan::snapshot::Want::Copy], |s| vec![s.want()]);
+            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs, methods, threads: threads.map_or(0, |t| t as usize) })?;
+            if let Some(svg) = &plot {
+                scan::bench::plot(&r, svg)?;
+            }
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-                Format::Human => {
-                    println!("target: {} MiB asked, {} blocks in use ({:.2} GiB), {} leaked", r.heap_mib, r.blocks, r.block_bytes as f64 / f64::from(1u32 << 30), r.leaked_expected);
-                    println!("found:  {} definitely lost blocks", r.leaked_found);
-                    println!("pause:  {:.3} s median of {} ({:.3} s per GiB copied; goal <= 0.25)", r.pause_s, r.runs, r.pause_s_per_gib);
-                    println!("analysis: {:.3} s median, {:.2} GB/s of heap ({:.2} GB/s scanned; goal >= 1)", r.analysis_s, r.analysis_gb_s, r.scan_gb_s);
-                    println!("          {:.3} s of CPU median on one thread: {:.2} GB/s of heap per core", r.analysis_cpu_s, r.analysis_cpu_gb_s);
-                    print!("{}", scan::bench::render_analysis(&r.analysis));
-                }
+                Format::Human => print!("{}", scan::bench::render(&r)),
             }
-            Ok(u8::from(r.leaked_found != r.leaked_expected))
+            Ok(u8::from(r.rows.iter().any(|row| row.leaked_found != row.leaked_expected)))
         }
         Command::Bench { scan: false, backend, runs, threads, steps, timeout, format, .. } => {
             let config = bench::BenchConfig { only: backend, runs, threads: threads.unwrap_or(4), steps, timeout: seconds(timeout)? };
@@ -505,8 +534,8 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Scan { pid, format } => {
-            let (snap, analysis) = scan::scan_pid(pid, scan::StopPoint::Anywhere)?;
+        Command::Scan { pid, snapshot, format } => {
+            let (snap, analysis) = scan::scan_pid(pid, scan::StopPoint::Anywhere, &scan::snapshot::Options { want: snapshot.want() })?;
             let mut report = leaklab::report::Report::new(&scan::process_name(pid), "ptrace");
             report.leaks = analysis.leaks;
             report.notes = analysis.notes;

@@ -397,7 +397,7 @@ pub fn render_summary(s: &Summary) -> String {
 /// Without the file the plots are drawn without text rather than failing.
 const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-fn register_font() -> bool {
+pub(crate) fn register_font() -> bool {
     static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DONE.get_or_init(|| match std::fs::read(FONT_PATH) {
         Ok(bytes) => {

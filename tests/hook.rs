@@ -103,6 +103,8 @@ fn load_image(text: &str) -> Result<Image, Failed> {
         pause: std::time::Duration::ZERO,
         pause_phases: [std::time::Duration::ZERO; 3],
         unreadable_bytes: 0,
+        method: Default::default(),
+        notes: Vec::new(),
     };
     let dump = Dump {
         pid: 1,

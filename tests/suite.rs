@@ -21,6 +21,7 @@ mod hook;
 mod scan;
 mod scan_hostile;
 mod scan_parallel;
+mod scan_fork;
 mod labs;
 mod lsan_bcc;
 mod repro;
@@ -156,6 +157,7 @@ fn main() {
     trials.extend(scan::trials());
     trials.extend(scan_hostile::trials());
     trials.extend(scan_parallel::trials());
+    trials.extend(scan_fork::trials());
     trials.extend(hook::trials());
     trials.extend(labs::trials());
     trials.extend(trace::trials());

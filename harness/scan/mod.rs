@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod dump;
+pub mod fork;
 pub mod glibc;
 pub mod group;
 pub use crate::maps;
@@ -508,12 +509,15 @@ fn verdict_and_notes(snap: &Snapshot, walk: &Walk, leaks: &mut Vec<Leak>) -> (Op
     (Some(reason), notes)
 }
 
-/// Snapshot and analysis of a running process.
-pub fn scan_pid(pid: i32, stop: StopPoint) -> Result<(Snapshot, Analysis), Error> {
+/// Snapshot and analysis of a running process; the notes say how the
+/// snapshot was taken.
+pub fn scan_pid(pid: i32, stop: StopPoint, options: &snapshot::Options) -> Result<(Snapshot, Analysis), Error> {
     // A bad LEAKLAB_SCAN_THREADS is told before the process is stopped.
     reach::default_threads()?;
-    let snap = snapshot::take(pid)?;
-    let analysis = analyse(&snap, stop);
+    let snap = snapshot::take(pid, options)?;
+    let mut analysis = analyse(&snap, stop);
+    analysis.notes.push(snap.method.note(snap.pause));
+    analysis.notes.extend(snap.notes.iter().cloned());
     Ok((snap, analysis))
 }
 

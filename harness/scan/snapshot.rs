@@ -1,6 +1,13 @@
 //! A consistent copy of a live process: every thread stopped with ptrace,
-//! registers read, the writable mappings copied with process_vm_readv, and
-//! the process let go again at once. The analysis then works on the copy.
+//! registers read, and the writable mappings taken in one of two ways: the
+//! stopped process is made to fork ([`fork`]) and let go at once, the
+//! fork's copy-on-write image read at leisure (the pause is then the stop
+//! and the copy of page tables); or, where a fork cannot be injected, the
+//! mappings are copied with process_vm_readv while it is stopped. Either
+//! way only pages present or swapped are read of private anonymous memory
+//! (/proc/PID/pagemap): an absent page was never written and reads as zero,
+//! in a buffer whose untouched pages cost nothing. The analysis then works
+//! on the copy.
 //!
 //! The target is never left stopped or traced: [`Attached`] detaches every
 //! thread in `Drop` (also on error and on panic, which unwinds). If the
@@ -10,7 +17,6 @@
 //! not detach anyway. The attached window is kept short (milliseconds) for
 //! the same reason.
 
-use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
@@ -20,6 +26,7 @@ use nix::sys::ptrace;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
+use super::fork;
 use super::maps::{self, Mapping};
 use super::memory::{Memory, Segment};
 use crate::error::Error;
@@ -58,10 +65,17 @@ pub struct Snapshot {
     pub maps: Vec<Mapping>,
     pub memory: Memory,
     pub pause: Duration,
-    /// Of the pause: stopping the threads, reading the maps, copying.
+    /// Of the pause: stopping the threads and reading their registers; then
+    /// reading the maps (copy) or injecting the fork (fork); then copying
+    /// (copy; zero for a fork, whose image is read after the pause).
     pub pause_phases: [Duration; 3],
     /// Pages that could not be read (e.g. a file mapping beyond the file's end); zero-filled.
     pub unreadable_bytes: u64,
+    /// How it was taken: by a fork, or by a copy (and why not a fork).
+    pub method: Method,
+    /// What the report should say of the snapshot itself (a fork that could
+    /// not be reaped, mappings a fork does not inherit).
+    pub notes: Vec<String>,
 }
 
 /// Why a scan cannot attach, with what to do about it.
@@ -367,16 +381,215 @@ impl Selection {
     }
 }
 
-/// A zeroed buffer whose pages are already faulted in, so that filling it
-/// during the pause costs only the copy.
-fn prefaulted(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    let p = v.as_mut_ptr();
-    for off in (0..len).step_by(4096) {
-        // SAFETY: off < len; a volatile write so the touch is not optimized away.
-        unsafe { std::ptr::write_volatile(p.add(off), 0) };
+/// How a snapshot should be taken (`--snapshot=fork|copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Want {
+    /// Make the stopped process fork and read the child at leisure; copy
+    /// while it is stopped where the fork cannot be injected.
+    #[default]
+    Fork,
+    /// Copy while every thread is stopped.
+    Copy,
+}
+
+/// Knobs of a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub want: Want,
+}
+
+/// How a snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// A copy-on-write fork read after the process was let go.
+    Fork,
+    /// Copied while stopped; `fork_refused` says why the fork was not used
+    /// (None: the copy was asked for).
+    Copy { fork_refused: Option<String> },
+}
+
+impl Default for Method {
+    fn default() -> Method {
+        Method::Copy { fork_refused: None }
     }
-    v
+}
+
+impl Method {
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Fork => "fork",
+            Method::Copy { .. } => "copy",
+        }
+    }
+
+    /// The report's note: "snapshot: fork (pause 3.1 ms)", "snapshot: copy
+    /// (pause 80.2 ms; fork refused: seccomp filter on every thread)".
+    #[must_use]
+    pub fn note(&self, pause: Duration) -> String {
+        let ms = pause.as_secs_f64() * 1000.0;
+        match self {
+            Method::Fork => format!("snapshot: fork (pause {ms:.1} ms)"),
+            Method::Copy { fork_refused: None } => format!("snapshot: copy (pause {ms:.1} ms)"),
+            Method::Copy { fork_refused: Some(why) } => format!("snapshot: copy (pause {ms:.1} ms; fork refused: {why})"),
+        }
+    }
+}
+
+/// One range to copy, and the runs of it that hold data.
+struct Planned {
+    start: u64,
+    end: u64,
+    /// Sorted, disjoint sub-ranges to read; the rest reads as zero.
+    runs: Vec<(u64, u64)>,
+}
+
+impl Planned {
+    fn present(&self) -> u64 {
+        self.runs.iter().map(|r| r.1 - r.0).sum()
+    }
+}
+
+/// Whether a page of `m` that is in neither RAM nor swap is honestly zero:
+/// private anonymous memory never written (or discarded with
+/// MADV_DONTNEED). A file or shared mapping's absent page still has data
+/// (the page cache), so it is read whole.
+fn absent_is_zero(m: &Mapping) -> bool {
+    !m.shared() && (m.path.is_none() || matches!(m.pseudo(), Some("[heap]" | "[stack]")) || m.path.as_deref().is_some_and(|p| p.starts_with("[anon:")))
+}
+
+const PAGE: u64 = 4096;
+
+/// The runs of pages of [start, end) that are present or swapped, from
+/// /proc/PID/pagemap (bit 63 present, bit 62 swapped). On any failure the
+/// whole range is one run: read what cannot be ruled out.
+fn present_runs(pagemap: Option<&std::fs::File>, start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
+    let Some(f) = pagemap else {
+        out.push((start, end));
+        return;
+    };
+    const ENTRIES: u64 = 64 << 10;
+    let mut buf = vec![0u8; (ENTRIES * 8) as usize];
+    let mut page = start / PAGE;
+    let last = end.div_ceil(PAGE);
+    let mut run: Option<(u64, u64)> = None;
+    while page < last {
+        let n = (last - page).min(ENTRIES);
+        let bytes = &mut buf[..(n * 8) as usize];
+        if f.read_exact_at(bytes, page * 8).is_err() {
+            if let Some(r) = run.take() {
+                out.push(r);
+            }
+            out.push(((page * PAGE).max(start), end));
+            return;
+        }
+        for (i, e) in bytes.chunks_exact(8).enumerate() {
+            let entry = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+            let a = (page + i as u64) * PAGE;
+            if entry & (3 << 62) != 0 {
+                match &mut run {
+                    Some(r) if r.1 == a.max(start) => r.1 = (a + PAGE).min(end),
+                    _ => {
+                        if let Some(r) = run.take() {
+                            out.push(r);
+                        }
+                        run = Some((a.max(start), (a + PAGE).min(end)));
+                    }
+                }
+            }
+        }
+        page += n;
+    }
+    out.extend(run);
+}
+
+/// What to read of the selected mappings of `pid` (any of its threads, or
+/// a forked copy): each range with the runs that hold data.
+fn plan(pid: i32, maps: &[Mapping], selection: Selection) -> Vec<Planned> {
+    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok();
+    selection
+        .ranges(maps)
+        .into_iter()
+        .map(|(start, end)| {
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for m in maps.iter().filter(|m| m.start < end && start < m.end) {
+                let (s, e) = (m.start.max(start), m.end.min(end));
+                if absent_is_zero(m) {
+                    present_runs(pagemap.as_ref(), s, e, &mut runs);
+                } else {
+                    runs.push((s, e));
+                }
+            }
+            // Adjacent runs (two heap pieces) read as one.
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+            for r in runs {
+                match merged.last_mut() {
+                    Some(p) if p.1 == r.0 => p.1 = r.1,
+                    _ => merged.push(r),
+                }
+            }
+            Planned { start, end, runs: merged }
+        })
+        .collect()
+}
+
+/// A zero-filled buffer of `len` bytes that costs no memory until written:
+/// the allocator's calloc takes fresh pages from the kernel for large sizes,
+/// so the pages never copied into stay unbacked. None when the address
+/// space cannot be had.
+fn zeroed(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: a non-zero size; on success the pointer owns `len` zeroed
+    // bytes from the global allocator with u8's alignment, which is what
+    // Vec::from_raw_parts needs.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout);
+        if p.is_null() { None } else { Some(Vec::from_raw_parts(p, len, len)) }
+    }
+}
+
+/// Zeroed buffers for a plan, with the pages of its runs faulted in (when
+/// `prefault`), so that filling them while the process is stopped costs
+/// only the copy.
+fn buffers(pid: i32, planned: &[Planned], prefault: bool) -> Result<Vec<Segment>, Error> {
+    let present: u64 = planned.iter().map(Planned::present).sum();
+    // Only what holds data is copied: a process with more of it than this
+    // machine has free memory cannot be scanned; say so rather than be
+    // killed by the OOM killer.
+    if let Some(avail) = mem_available() {
+        if present > avail / 10 * 9 {
+            return Err(Error::Inspect {
+                pid,
+                message: format!(
+                    "it has {:.1} GiB of writable memory in use and this machine {:.1} GiB available: the copy would not fit",
+                    present as f64 / f64::from(1u32 << 30),
+                    avail as f64 / f64::from(1u32 << 30)
+                ),
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(planned.len());
+    for p in planned {
+        let len = (p.end - p.start) as usize;
+        let mut data = zeroed(len).ok_or_else(|| Error::Inspect {
+            pid,
+            message: format!("cannot reserve {:.1} GiB of address space for the copy of its mapping at {:#x}", len as f64 / f64::from(1u32 << 30), p.start),
+        })?;
+        if prefault {
+            let ptr = data.as_mut_ptr();
+            for &(s, e) in &p.runs {
+                for a in (s - p.start..e - p.start).step_by(PAGE as usize) {
+                    // SAFETY: a < len; a volatile write so the touch stays.
+                    unsafe { std::ptr::write_volatile(ptr.add(a as usize), 0) };
+                }
+            }
+        }
+        out.push(Segment { start: p.start, data });
+    }
+    Ok(out)
 }
 
 /// Copies [start, start+buf.len()) of the process (`pid` may be any of its
@@ -411,17 +624,24 @@ fn copy(pid: i32, start: u64, buf: &mut [u8], mem: &mut Option<std::fs::File>) -
     unreadable
 }
 
-/// Copies every segment, in pieces of at most COPY_PIECE bytes shared out
-/// to one thread per core: the kernel's copy from another process runs at
-/// a few GB/s per core (page pinning dominates), so the pause shrinks with
-/// the cores used. Returns the number of unreadable bytes.
-fn copy_parallel(pid: i32, segments: &mut [Segment]) -> u64 {
+/// Copies the runs of every segment, in pieces of at most COPY_PIECE bytes
+/// shared out to one thread per core: the kernel's copy from another
+/// process runs at a few GB/s per core (page pinning dominates), so the
+/// copy shrinks with the cores used. Returns the number of unreadable bytes.
+fn copy_parallel(pid: i32, segments: &mut [Segment], planned: &[Planned]) -> u64 {
     const COPY_PIECE: usize = 32 << 20;
     let mut pieces: Vec<(u64, &mut [u8])> = Vec::new();
-    for seg in segments.iter_mut() {
-        let start = seg.start;
-        for (i, piece) in seg.data.chunks_mut(COPY_PIECE).enumerate() {
-            pieces.push((start + (i * COPY_PIECE) as u64, piece));
+    for (seg, p) in segments.iter_mut().zip(planned) {
+        let mut rest: &mut [u8] = &mut seg.data;
+        let mut at = seg.start;
+        for &(s, e) in &p.runs {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut((s - at) as usize);
+            let (run, tail) = tail.split_at_mut((e - s) as usize);
+            rest = tail;
+            at = e;
+            for (i, piece) in run.chunks_mut(COPY_PIECE).enumerate() {
+                pieces.push((s + (i * COPY_PIECE) as u64, piece));
+            }
         }
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8).min(pieces.len().max(1));
@@ -468,39 +688,135 @@ fn read_maps(pid: i32, tid: i32) -> Result<Vec<Mapping>, Error> {
     maps::parse(&text)
 }
 
-/// Stops the process, copies what the scan reads, and lets it go.
-pub fn take(pid: i32) -> Result<Snapshot, Error> {
-    take_selected(pid, Selection::Scan)
+/// Stops the process, takes what the scan reads, and lets it go.
+pub fn take(pid: i32, options: &Options) -> Result<Snapshot, Error> {
+    take_with(pid, Selection::Scan, options)
 }
 
-/// Stops the process, copies the selected mappings, and lets it go.
+/// Stops the process, copies the selected mappings while it is stopped,
+/// and lets it go.
 pub fn take_selected(pid: i32, selection: Selection) -> Result<Snapshot, Error> {
+    take_with(pid, selection, &Options { want: Want::Copy })
+}
+
+/// Runs the clone in a stopped thread that can take it, while every thread
+/// is held. Returns the new process, stopped and traced.
+fn fork_stopped(pid: i32, attached: &mut Attached, at: u64) -> Result<Result<(i32, i32), fork::Refused>, Error> {
+    let candidates: Vec<i32> = attached.held.iter().filter(|h| h.signal == 0).map(|h| h.tid).collect();
+    let mut why = fork::Refused("every thread was stopped taking a signal (a thread is only injected from an interrupt stop)".into());
+    let mut filtered = 0;
+    for tid in candidates {
+        // A seccomp filter may kill the process on clone: never try it.
+        if fork::seccomp_mode(pid, tid) != 0 {
+            filtered += 1;
+            why = fork::Refused(if filtered == attached.held.len() { "seccomp filter on every thread".into() } else { "seccomp filter".into() });
+            continue;
+        }
+        let (nr, args) = fork::clone_args();
+        match fork::inject(tid, at, nr, args) {
+            Ok(fork::Injected::Ran { ret, child, signal }) => {
+                if let Some(h) = attached.held.iter_mut().find(|h| h.tid == tid) {
+                    h.signal = signal;
+                }
+                return Ok(match child {
+                    Some(c) if i64::from(c) == ret => match fork::wait_child_stop(c) {
+                        Ok(()) => Ok((c, tid)),
+                        Err(e) => {
+                            fork::kill_child(c);
+                            Err(fork::Refused(format!("the clone's child {c} could not be waited for: {e}")))
+                        }
+                    },
+                    // A new process the trace did not catch (never seen): stop it for good.
+                    _ if ret > 0 => {
+                        // SAFETY: kill takes no pointers.
+                        unsafe { libc::kill(ret as i32, libc::SIGKILL) };
+                        Err(fork::Refused(format!("the clone's child {ret} was not traced from birth")))
+                    }
+                    _ => Err(fork::Refused(format!("clone failed: {}", fork::describe_ret(ret)))),
+                });
+            }
+            Ok(fork::Injected::Signalled { signal }) => {
+                if let Some(h) = attached.held.iter_mut().find(|h| h.tid == tid) {
+                    h.signal = signal;
+                }
+                why = fork::Refused("a signal arrived in every thread tried".into());
+            }
+            Err(Errno::ESRCH) => {
+                attached.release(tid);
+                why = fork::Refused("the thread tried exited".into());
+            }
+            Err(e) => return Ok(Err(fork::Refused(format!("injection failed: {e}")))),
+        }
+    }
+    Ok(Err(why))
+}
+
+/// Reaps the killed child from inside the process: a second stop of one
+/// thread runs `waitid` on it. The child has no exit signal, so neither the
+/// kernel nor a plain `wait()` of the process would ever reap it. Returns a
+/// note when it could not be done.
+fn reap(pid: i32, child: i32, at: u64, prefer: i32) -> Option<String> {
+    for attempt in 0..50 {
+        if !fork::still_child_of(pid, child) {
+            return None;
+        }
+        let tid = if attempt == 0 && task_info(pid, prefer).is_some_and(|t| !t.dead()) { prefer } else { live_task(pid) };
+        if fork::seccomp_mode(pid, tid) != 0 {
+            break;
+        }
+        let mut one = Attached { held: Vec::new(), leader_exited: false };
+        if ptrace::seize(Pid::from_raw(tid), ptrace::Options::empty()).is_err() {
+            continue;
+        }
+        one.held.push(Held { tid, signal: 0 });
+        if ptrace::interrupt(Pid::from_raw(tid)).is_err() {
+            continue;
+        }
+        match wait_stop(tid) {
+            Ok(Stop::Stopped { signal: 0 }) => {}
+            Ok(Stop::Stopped { signal }) => {
+                // Taking a signal: let it have it, and try again.
+                one.held[0].signal = signal;
+                continue;
+            }
+            Ok(Stop::Gone) | Err(_) => {
+                one.held.clear();
+                continue;
+            }
+        }
+        let (nr, args) = fork::waitid_args(child);
+        match fork::inject(tid, at, nr, args) {
+            Ok(fork::Injected::Ran { signal, .. } | fork::Injected::Signalled { signal }) => one.held[0].signal = signal,
+            Err(_) => {}
+        }
+    }
+    fork::still_child_of(pid, child).then(|| format!("the scan's fork (pid {child}) could not be reaped from inside the process: it stays a zombie child until the process waits for it with __WALL"))
+}
+
+/// Stops the process, takes the selected mappings (by a fork read at
+/// leisure, or by a copy while stopped), and lets it go.
+pub fn take_with(pid: i32, selection: Selection, options: &Options) -> Result<Snapshot, Error> {
     check_pid(pid)?;
-    // Buffers are made (and their pages faulted in) before the stop, from a
-    // first look at the maps; the pause then only pays for the copy.
+    // A first look at the maps, before the stop: where a syscall
+    // instruction is, and (for the copy) buffers made with their pages
+    // faulted in, so the pause pays only for the copy.
     let before = read_maps(pid, live_task(pid)).map_err(|e| match e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => attach_error(pid, Errno::EPERM),
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Inspect { pid, message: "no such process".into() },
         other => other,
     })?;
-    let planned = selection.ranges(&before);
-    // The copy is whole: a process with more writable address space than
-    // this machine has free memory (a huge sparse reservation, say) cannot be
-    // scanned this way; say so rather than be killed by the OOM killer.
-    let total: u64 = planned.iter().map(|r| r.1 - r.0).sum();
-    if let Some(avail) = mem_available() {
-        if total > avail / 10 * 9 {
-            return Err(Error::Inspect {
-                pid,
-                message: format!(
-                    "it has {:.1} GiB of writable mappings and this machine {:.1} GiB of available memory: the copy would not fit",
-                    total as f64 / f64::from(1u32 << 30),
-                    avail as f64 / f64::from(1u32 << 30)
-                ),
-            });
+    let mut refused: Option<String> = None;
+    let syscall_at = match options.want {
+        Want::Copy => None,
+        Want::Fork => fork::syscall_instruction(pid, &before).map_err(|r| refused = Some(r.0)).ok(),
+    };
+    let mut buffers_made = match syscall_at {
+        Some(_) => None,
+        None => {
+            let planned = plan(live_task(pid), &before, selection);
+            Some((buffers(pid, &planned, true)?, planned))
         }
-    }
-    let mut buffers: HashMap<(u64, u64), Vec<u8>> = planned.iter().map(|&(s, e)| ((s, e), prefaulted((e - s) as usize))).collect();
+    };
 
     let mut attached = Attached { held: Vec::new(), leader_exited: false };
     let stopped_at = Instant::now();
@@ -518,6 +834,16 @@ pub fn take_selected(pid: i32, selection: Selection) -> Result<Snapshot, Error> 
         return Err(Error::Inspect { pid, message: "the process exited while being attached".into() });
     }
     let stopped = stopped_at.elapsed();
+    if let Some(at) = syscall_at {
+        match fork_stopped(pid, &mut attached, at)? {
+            Ok((child, injector)) => {
+                drop(attached);
+                let pause = stopped_at.elapsed();
+                return read_fork(pid, child, ForkRead { selection, at, injector, before: &before, threads, pause, phases: [stopped, pause - stopped, Duration::ZERO] });
+            }
+            Err(fork::Refused(why)) => refused = Some(why),
+        }
+    }
     // Through a thread we hold: once the main thread has exited, the
     // process's own maps and memory read as empty.
     let reader = if attached.holds(pid) { pid } else { threads[0].tid };
@@ -525,17 +851,24 @@ pub fn take_selected(pid: i32, selection: Selection) -> Result<Snapshot, Error> 
     if map_list.is_empty() {
         return Err(Error::Inspect { pid, message: "its memory map is empty: it is exiting".into() });
     }
+    // The pages present now, not at the first look.
+    let planned = plan(reader, &map_list, selection);
     let mapped = stopped_at.elapsed();
-    let mut segments: Vec<Segment> = selection
-        .ranges(&map_list)
-        .into_iter()
-        .map(|(s, e)| Segment { start: s, data: buffers.remove(&(s, e)).unwrap_or_else(|| vec![0u8; (e - s) as usize]) })
-        .collect();
-    let unreadable = copy_parallel(reader, &mut segments);
+    let mut segments: Vec<Segment> = Vec::with_capacity(planned.len());
+    let mut made = buffers_made.take().map(|(segs, _)| segs).unwrap_or_default();
+    for p in &planned {
+        let len = (p.end - p.start) as usize;
+        let data = match made.iter().position(|s| s.start == p.start && s.data.len() == len) {
+            Some(i) => made.swap_remove(i).data,
+            None => zeroed(len).ok_or_else(|| Error::Inspect { pid, message: format!("cannot reserve {len} bytes for the copy of its mapping at {:#x}", p.start) })?,
+        };
+        segments.push(Segment { start: p.start, data });
+    }
+    let unreadable = copy_parallel(reader, &mut segments, &planned);
     let copied = stopped_at.elapsed();
     drop(attached);
     let pause = stopped_at.elapsed();
-    drop(buffers);
+    drop(made);
     Ok(Snapshot {
         pid,
         threads,
@@ -544,6 +877,59 @@ pub fn take_selected(pid: i32, selection: Selection) -> Result<Snapshot, Error> 
         pause,
         pause_phases: [stopped, mapped - stopped, copied - mapped],
         unreadable_bytes: unreadable,
+        method: Method::Copy { fork_refused: refused },
+        notes: Vec::new(),
+    })
+}
+
+/// What `read_fork` needs of the stop.
+struct ForkRead<'a> {
+    selection: Selection,
+    at: u64,
+    injector: i32,
+    before: &'a [Mapping],
+    threads: Vec<Thread>,
+    pause: Duration,
+    phases: [Duration; 3],
+}
+
+/// Reads the fork's image while the process runs, then kills and reaps it.
+fn read_fork(pid: i32, child: i32, f: ForkRead<'_>) -> Result<Snapshot, Error> {
+    // Killed on every path out of here (a panic too: let go by an exiting
+    // tracer, it would run the process's code).
+    struct Forked(i32);
+    impl Drop for Forked {
+        fn drop(&mut self) {
+            fork::kill_child(self.0);
+        }
+    }
+    let forked = Forked(child);
+    let read = (|| {
+        let map_list = maps::read(child)?;
+        let planned = plan(child, &map_list, f.selection);
+        let mut segments = buffers(pid, &planned, false)?;
+        let unreadable = copy_parallel(child, &mut segments, &planned);
+        Ok::<_, Error>((map_list, segments, unreadable))
+    })();
+    drop(forked);
+    let reap_note = reap(pid, child, f.at, f.injector);
+    let (map_list, segments, unreadable) = read?;
+    let mut notes: Vec<String> = reap_note.into_iter().collect();
+    // A mapping marked MADV_DONTFORK is not in the fork: say what was not seen.
+    let missing: u64 = f.before.iter().filter(|m| f.selection.wants(m) && !map_list.iter().any(|c| c.start <= m.start && m.end <= c.end)).map(Mapping::len).sum();
+    if missing > 0 {
+        notes.push(format!("{missing} bytes of writable mappings were not inherited by the scan's fork (MADV_DONTFORK, or unmapped meanwhile) and were not scanned"));
+    }
+    Ok(Snapshot {
+        pid,
+        threads: f.threads,
+        maps: map_list,
+        memory: Memory::new(segments),
+        pause: f.pause,
+        pause_phases: f.phases,
+        unreadable_bytes: unreadable,
+        method: Method::Fork,
+        notes,
     })
 }
 
@@ -569,9 +955,9 @@ pub fn take_stopped(pid: i32, tids: &[i32]) -> Result<Snapshot, Error> {
     let stopped = started.elapsed();
     let map_list = maps::read(via)?;
     let mapped = started.elapsed();
-    let mut segments: Vec<Segment> =
-        Selection::Scan.ranges(&map_list).into_iter().map(|(s, e)| Segment { start: s, data: prefaulted((e - s) as usize) }).collect();
-    let unreadable = copy_parallel(via, &mut segments);
+    let planned = plan(via, &map_list, Selection::Scan);
+    let mut segments = buffers(pid, &planned, true)?;
+    let unreadable = copy_parallel(via, &mut segments, &planned);
     let copied = started.elapsed();
     Ok(Snapshot {
         pid,
@@ -581,5 +967,7 @@ pub fn take_stopped(pid: i32, tids: &[i32]) -> Result<Snapshot, Error> {
         pause: copied,
         pause_phases: [stopped, mapped - stopped, copied - mapped],
         unreadable_bytes: unreadable,
+        method: Method::default(),
+        notes: Vec::new(),
     })
 }
