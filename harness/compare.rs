@@ -11,7 +11,7 @@ use crate::catalogue::{self, SampleInfo};
 use crate::error::Error;
 use crate::normalize::normalize;
 use crate::report::{Report, Status};
-use crate::score::{score, Class, Score, Tally};
+use crate::score::{score_as, Class, Score, Scoring, Tally};
 
 /// What to compare.
 #[derive(Debug, Clone, Default)]
@@ -243,7 +243,7 @@ pub fn run_one(b: &dyn Backend, sample: &'static SampleInfo, expected: &crate::a
 fn failed(b: &dyn Backend, name: &str, error: &str, expected: &crate::annotations::Expectations) -> Outcome {
     let mut r = Report::new(name, b.name());
     r.status = Status::Failed { error: error.to_string() };
-    let nothing = score(&r, expected, b.matching());
+    let nothing = score_as(&r, expected, Scoring::of(b));
     Outcome { report: r, score: Some(nothing), wall_ms: 0 }
 }
 
@@ -255,11 +255,11 @@ pub fn run_target(b: &dyn Backend, target: &Target, expected: &crate::annotation
     let wall_ms = report.stats.as_ref().map_or(0, |s| s.wall_ms);
     let report = normalize(report);
     let score = match &report.status {
-        Status::Ok => Some(score(&report, expected, b.matching())),
+        Status::Ok => Some(score_as(&report, expected, Scoring::of(b))),
         // Nothing was found, whatever the report lists: every annotation is a miss.
         Status::Failed { .. } | Status::NotAnalysed { .. } => {
             let nothing = Report { leaks: Vec::new(), bad_frees: Vec::new(), ..report.clone() };
-            Some(score(&nothing, expected, b.matching()))
+            Some(score_as(&nothing, expected, Scoring::of(b)))
         }
         Status::Skipped { .. } => None,
     };

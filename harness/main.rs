@@ -417,7 +417,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             let shown = if raw { report.clone() } else { normalize::normalize(report.clone()) };
             let scored = match target.sample {
-                Some(s) if report.status == Status::Ok => Some(score::score(&shown, &s.expectations()?, b.matching())),
+                Some(s) if report.status == Status::Ok => Some(score::score_as(&shown, &s.expectations()?, score::Scoring::of(b.as_ref()))),
                 _ => None,
             };
             if let Status::Failed { error } = &report.status {

@@ -8,16 +8,18 @@
 //!  "leaks": [{"file": "CWE401_01.c", "line": 31, "kind": "definite", "size": 100, "count": 1}]}
 //! ```
 //! Only `program` is required; a relative path is relative to the manifest.
+//! `"bad_frees": [{"file", "line", "kind": "mismatched"|"double"|"invalid"}]`
+//! lists the frees a detector that checks frees must report.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::annotations::{ExpectedLeak, Expectations, Location};
+use crate::annotations::{ExpectedBadFree, ExpectedLeak, Expectations, Location};
 use crate::backend::Target;
 use crate::compare::Case;
 use crate::error::Error;
-use crate::report::Kind;
+use crate::report::{BadFreeKind, Kind};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,17 @@ struct Line {
     expect: Option<Expect>,
     #[serde(default)]
     leaks: Vec<LineLeak>,
+    /// Mismatched, double and invalid frees, for detectors that check frees.
+    #[serde(default)]
+    bad_frees: Vec<LineBadFree>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineBadFree {
+    file: String,
+    line: u32,
+    kind: String,
 }
 
 #[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
@@ -101,6 +114,11 @@ pub fn load(manifest: &Path) -> Result<Vec<Case>, Error> {
                 content: None,
                 type_name: None,
             });
+        }
+        for (j, b) in line.bad_frees.iter().enumerate() {
+            let kind = BadFreeKind::parse(&b.kind).ok_or_else(|| at(format!("bad free {}: kind `{}` is not one of mismatched, double, invalid", j + 1, b.kind)))?;
+            let file = b.file.rsplit('/').next().unwrap_or(&b.file).to_string();
+            expected.bad_frees.push(ExpectedBadFree { at: Location { file, line: b.line }, kind });
         }
         match (line.expect, expected.leaks.is_empty()) {
             (Some(Expect::Clean), false) => return Err(at("`expect` is \"clean\" but `leaks` lists leaks".into())),

@@ -215,8 +215,14 @@ fn suite_trial() -> Trial {
                 .flatten()
                 .map(|l| serde_json::json!({"file": l["at"]["file"], "line": l["at"]["line"], "kind": l["kind"], "size": l["size"], "count": l["count"]}))
                 .collect();
+            let bad_frees: Vec<serde_json::Value> = entry["expectations"]["bad_frees"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| serde_json::json!({"file": b["at"]["file"], "line": b["at"]["line"], "kind": b["kind"]}))
+                .collect();
             let expect = if leaks.is_empty() { "clean" } else { "leak" };
-            let line = serde_json::json!({"name": name, "program": name, "args": entry["args"], "expect": expect, "leaks": leaks});
+            let line = serde_json::json!({"name": name, "program": name, "args": entry["args"], "expect": expect, "leaks": leaks, "bad_frees": bad_frees});
             manifest.push_str(&format!("{line}\n"));
         }
         let file = dir.path().join("suite.jsonl");
