@@ -130,9 +130,9 @@ pub enum Matching {
 /// One leak detector.
 pub trait Backend: Send + Sync {
     /// The name used on the command line and in `//~[name]` notes.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// How it works, in one line.
-    fn summary(&self) -> &'static str;
+    fn summary(&self) -> &str;
     /// Whether it can run here; checked before every run.
     fn availability(&self) -> Availability;
     fn matching(&self) -> Matching {
@@ -175,9 +175,27 @@ pub fn all() -> Vec<Box<dyn Backend>> {
     ]
 }
 
+/// The built-in backends, then the user's detector files
+/// (`backends/detector.rs`), each once: a detector may not take a name
+/// already in the list.
+pub fn with_detectors(detectors: &[crate::backends::detector::Detector]) -> Result<Vec<Box<dyn Backend>>, Error> {
+    let mut backends = all();
+    for d in detectors {
+        if backends.iter().any(|b| b.name() == d.name) {
+            return Err(Error::Usage(format!("{}: a backend called `{}` is already given; each detector file needs its own name", d.file.display(), d.name)));
+        }
+        backends.push(Box::new(d.clone()));
+    }
+    Ok(backends)
+}
+
 /// The backend called `name`.
 pub fn by_name(name: &str) -> Result<Box<dyn Backend>, Error> {
-    let backends = all();
+    by_name_among(all(), name)
+}
+
+/// The backend called `name` among `backends` (built-ins and detectors).
+pub fn by_name_among(backends: Vec<Box<dyn Backend>>, name: &str) -> Result<Box<dyn Backend>, Error> {
     let known: Vec<&str> = backends.iter().map(|b| b.name()).collect();
     let known = known.join(", ");
     backends

@@ -11,7 +11,7 @@ use crate::catalogue::{self, SampleInfo};
 use crate::error::Error;
 use crate::normalize::normalize;
 use crate::report::{Report, Status};
-use crate::score::{score, Class, Score, Tally};
+use crate::score::{score_as, Class, Score, Scoring, Tally};
 
 /// What to compare.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,18 @@ pub struct CompareConfig {
     /// Parallel runs; 0 means one per CPU.
     pub jobs: usize,
     pub run: RunConfig,
+    /// The user's detector files: rows of their own, besides the backends.
+    pub detectors: Vec<crate::backends::detector::Detector>,
+}
+
+/// One program to score: a catalogue sample, or a line of an external
+/// suite's manifest (`suite.rs`).
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    /// Why it cannot be run, when it cannot (a sample without a plain build).
+    pub target: Result<Target, String>,
+    pub expected: crate::annotations::Expectations,
 }
 
 /// One backend's run on one sample.
@@ -96,34 +108,62 @@ impl Comparison {
     }
 }
 
-/// Runs the comparison. `progress` is called after each run with (done, total, label).
-pub fn compare(config: &CompareConfig, progress: &(dyn Fn(usize, usize, &str) + Sync)) -> Result<Comparison, Error> {
-    let backends: Vec<Box<dyn Backend>> = if config.backends.is_empty() {
+/// The backends a comparison runs: those named (built-in or detector),
+/// or every built-in one; every detector file given is a row either way.
+pub fn backends(names: &[String], detectors: &[crate::backends::detector::Detector]) -> Result<Vec<Box<dyn Backend>>, Error> {
+    let mut chosen: Vec<Box<dyn Backend>> = if names.is_empty() {
         backend::all()
     } else {
-        config.backends.iter().map(|b| backend::by_name(b)).collect::<Result<_, _>>()?
+        names
+            .iter()
+            .filter(|n| !detectors.iter().any(|d| &d.name == *n))
+            .map(|b| backend::by_name_among(backend::with_detectors(detectors)?, b))
+            .collect::<Result<_, _>>()?
     };
+    // Names checked for clashes with the built-ins and with each other.
+    let all = backend::with_detectors(detectors)?;
+    chosen.extend(all.into_iter().filter(|b| detectors.iter().any(|d| d.name == b.name())));
+    Ok(chosen)
+}
+
+/// Runs the comparison. `progress` is called after each run with (done, total, label).
+pub fn compare(config: &CompareConfig, progress: &(dyn Fn(usize, usize, &str) + Sync)) -> Result<Comparison, Error> {
+    let backends = backends(&config.backends, &config.detectors)?;
     let samples: Vec<&'static SampleInfo> = if config.samples.is_empty() {
         catalogue::samples().iter().collect()
     } else {
         config.samples.iter().map(|s| catalogue::find(s)).collect::<Result<_, _>>()?
     };
+    // Expectations parse once per sample, before anything runs: a malformed
+    // annotation stops the comparison with its file:line.
+    let mut cases = Vec::new();
+    for s in &samples {
+        cases.push((Case { name: s.name.to_string(), target: Target::sample(s).map_err(|e| e.to_string()), expected: s.expectations()? }, Some(*s)));
+    }
+    Ok(compare_cases(&backends, &cases, config, progress))
+}
+
+/// Runs every backend that can run here on every case it applies to (a
+/// catalogue sample's `//@ backends:` and the backend's own `applies`; a
+/// suite's program: every backend), in parallel, scored and rolled up.
+#[must_use]
+pub fn compare_cases(
+    backends: &[Box<dyn Backend>],
+    cases: &[(Case, Option<&'static SampleInfo>)],
+    config: &CompareConfig,
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Comparison {
     let mut unavailable = Vec::new();
     let mut runnable: Vec<&dyn Backend> = Vec::new();
-    for b in &backends {
+    for b in backends {
         match b.availability() {
             Availability::Ready => runnable.push(b.as_ref()),
             Availability::Unavailable { reason, fix } => unavailable.push(Unavailable { backend: b.name().into(), reason, fix }),
         }
     }
-    let jobs: Vec<(&dyn Backend, &'static SampleInfo)> =
-        runnable.iter().flat_map(|b| samples.iter().filter(|s| s.applies_to(b.name()) && b.applies(s)).map(move |s| (*b, *s))).collect();
-    // Expectations parse once per sample, before anything runs: a malformed
-    // annotation stops the comparison with its file:line.
-    let mut expectations = BTreeMap::new();
-    for s in &samples {
-        expectations.insert(s.name, s.expectations()?);
-    }
+    let applies = |b: &dyn Backend, s: Option<&'static SampleInfo>| s.is_none_or(|s| s.applies_to(b.name()) && b.applies(s));
+    let jobs: Vec<(&dyn Backend, &Case)> =
+        runnable.iter().flat_map(|b| cases.iter().filter(|(_, s)| applies(*b, *s)).map(move |(c, _)| (*b, c))).collect();
 
     let workers = if config.jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { config.jobs };
     let next = Mutex::new(0usize);
@@ -138,13 +178,16 @@ pub fn compare(config: &CompareConfig, progress: &(dyn Fn(usize, usize, &str) + 
                     *n += 1;
                     i
                 };
-                let Some(&(b, s)) = jobs.get(i) else { break };
-                let outcome = run_one(b, s, &expectations[s.name], &config.run);
+                let Some(&(b, case)) = jobs.get(i) else { break };
+                let outcome = match &case.target {
+                    Ok(target) => run_target(b, target, &case.expected, &config.run),
+                    Err(error) => failed(b, &case.name, error, &case.expected),
+                };
                 let mut r = results.lock().unwrap();
                 r.push((i, outcome));
                 let done = r.len();
                 drop(r);
-                progress(done, total, &format!("{}::{}", b.name(), s.name));
+                progress(done, total, &format!("{}::{}", b.name(), case.name));
             });
         }
     });
@@ -153,8 +196,8 @@ pub fn compare(config: &CompareConfig, progress: &(dyn Fn(usize, usize, &str) + 
     let outcomes: Vec<Outcome> = results.into_iter().map(|(_, o)| o).collect();
 
     let names: Vec<String> = runnable.iter().map(|b| b.name().to_string()).collect();
-    let samples: Vec<String> = samples.iter().map(|s| s.name.to_string()).collect();
-    Ok(Comparison::from_outcomes(names, samples, outcomes, unavailable))
+    let samples: Vec<String> = cases.iter().map(|(c, _)| c.name.clone()).collect();
+    Comparison::from_outcomes(names, samples, outcomes, unavailable)
 }
 
 impl Comparison {
@@ -190,22 +233,33 @@ impl Comparison {
 /// Runs, normalizes and scores one backend on one sample.
 #[must_use]
 pub fn run_one(b: &dyn Backend, sample: &'static SampleInfo, expected: &crate::annotations::Expectations, config: &RunConfig) -> Outcome {
-    let report = match Target::sample(sample) {
-        Ok(target) => backend::execute(b, &target, config),
-        Err(e) => {
-            let mut r = Report::new(sample.name, b.name());
-            r.status = Status::Failed { error: e.to_string() };
-            r
-        }
-    };
+    match Target::sample(sample) {
+        Ok(target) => run_target(b, &target, expected, config),
+        Err(e) => failed(b, sample.name, &e.to_string(), expected),
+    }
+}
+
+/// A run that could not start: every annotation is a miss.
+fn failed(b: &dyn Backend, name: &str, error: &str, expected: &crate::annotations::Expectations) -> Outcome {
+    let mut r = Report::new(name, b.name());
+    r.status = Status::Failed { error: error.to_string() };
+    let nothing = score_as(&r, expected, Scoring::of(b));
+    Outcome { report: r, score: Some(nothing), wall_ms: 0 }
+}
+
+/// Runs, normalizes and scores one backend on one target (a sample, or a
+/// program of an external suite) against its expectations.
+#[must_use]
+pub fn run_target(b: &dyn Backend, target: &Target, expected: &crate::annotations::Expectations, config: &RunConfig) -> Outcome {
+    let report = backend::execute(b, target, config);
     let wall_ms = report.stats.as_ref().map_or(0, |s| s.wall_ms);
     let report = normalize(report);
     let score = match &report.status {
-        Status::Ok => Some(score(&report, expected, b.matching())),
+        Status::Ok => Some(score_as(&report, expected, Scoring::of(b))),
         // Nothing was found, whatever the report lists: every annotation is a miss.
         Status::Failed { .. } | Status::NotAnalysed { .. } => {
             let nothing = Report { leaks: Vec::new(), bad_frees: Vec::new(), ..report.clone() };
-            Some(score(&nothing, expected, b.matching()))
+            Some(score_as(&nothing, expected, Scoring::of(b)))
         }
         Status::Skipped { .. } => None,
     };

@@ -5,6 +5,7 @@
 pub mod annotations;
 pub mod artifacts;
 pub mod backend;
+pub mod baseline;
 pub mod bench;
 pub mod backends;
 pub mod book;
@@ -24,6 +25,7 @@ pub mod settings;
 pub mod setup;
 pub mod symbols;
 pub mod trace;
+pub mod suite;
 pub mod suppressions;
 pub mod symbolize;
 pub mod watch;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use leaklab::backend::{self, RunConfig, Target};
+use leaklab::backends::detector::Detector;
 use leaklab::process::ProgramIo;
 use leaklab::compare::{self, CompareConfig};
 use leaklab::render::{self, Style};
@@ -93,6 +94,9 @@ enum Command {
         sample: Option<String>,
         #[arg(long, short, default_value = "valgrind")]
         backend: String,
+        /// A detector file of your own (TOML; the book's chapter on the harness), instead of --backend.
+        #[arg(long, value_name = "FILE", conflicts_with = "backend")]
+        detector: Option<std::path::PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         /// Show the report as the backend made it, without normalization.
@@ -134,6 +138,40 @@ enum Command {
         /// Leak suppressions in LeakSanitizer's format (`leak:PATTERN`), for backends that apply them (repeatable).
         #[arg(long, value_name = "FILE")]
         suppressions: Vec<std::path::PathBuf>,
+        /// A detector file of your own (TOML), a row besides the backends (repeatable).
+        #[arg(long, value_name = "FILE")]
+        detector: Vec<std::path::PathBuf>,
+        /// A saved `compare --format json`: say what got better and what got
+        /// worse since (exit 1 when anything got worse, else 0).
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<std::path::PathBuf>,
+    },
+    /// An external suite: the programs of a manifest (JSON lines), each under
+    /// each backend, scored against the leaks the manifest lists.
+    ///
+    /// A line: {"name": "...", "program": "path", "args": [...], "expect":
+    /// "leak"|"clean", "leaks": [{"file": "f.c", "line": 12, "kind":
+    /// "definite", "size": 16, "count": 1}]}; only "program" is required, and
+    /// a relative path is relative to the manifest. `leaklab list --format
+    /// json` gives the catalogue's executables and annotations.
+    Suite {
+        manifest: std::path::PathBuf,
+        /// Only these backends (repeatable; default: every backend).
+        #[arg(long, short)]
+        backend: Vec<String>,
+        /// A detector file of your own (TOML), a row besides the backends (repeatable).
+        #[arg(long, value_name = "FILE")]
+        detector: Vec<std::path::PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Parallel runs (default: one per CPU).
+        #[arg(long, short, default_value_t = 0)]
+        jobs: usize,
+        #[arg(long, default_value_t = 120.0)]
+        timeout: f64,
+        /// A saved `suite --format json` to compare with (exit 1 when anything got worse).
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<std::path::PathBuf>,
     },
     /// What each detector costs: an allocation-heavy program natively and under each tool, median time and peak memory.
     Bench {
@@ -388,8 +426,12 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Run { sample, backend: name, format, raw, timeout, suppressions, after, capture, program } => {
-            let b = backend::by_name(&name)?;
+        Command::Run { sample, backend: name, detector, format, raw, timeout, suppressions, after, capture, program } => {
+            let b: Box<dyn backend::Backend> = match &detector {
+                Some(file) => Box::new(Detector::load(file)?),
+                None => backend::by_name(&name)?,
+            };
+            let name = b.name().to_string();
             let target = match (&sample, program.split_first()) {
                 (Some(s), None) => Target::sample(catalogue::find(s)?)?,
                 (None, Some((prog, args))) => user_program(prog, args)?,
@@ -407,7 +449,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             let shown = if raw { report.clone() } else { normalize::normalize(report.clone()) };
             let scored = match target.sample {
-                Some(s) if report.status == Status::Ok => Some(score::score(&shown, &s.expectations()?, b.matching())),
+                Some(s) if report.status == Status::Ok => Some(score::score_as(&shown, &s.expectations()?, score::Scoring::of(b.as_ref()))),
                 _ => None,
             };
             if let Status::Failed { error } = &report.status {
@@ -447,13 +489,18 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }),
             }
         }
-        Command::Compare { backend, sample, format, jobs, timeout, suppressions } => {
+        Command::Compare { backend, sample, format, jobs, timeout, suppressions, detector, baseline } => {
             let config = CompareConfig {
                 backends: backend,
                 samples: sample,
                 jobs,
                 run: RunConfig { timeout: seconds(timeout)?, suppressions, ..RunConfig::default() },
+                detectors: detector.iter().map(|f| Detector::load(f)).collect::<Result<_, _>>()?,
             };
+            // A bad baseline is refused before anything runs.
+            if let Some(file) = &baseline {
+                leaklab::baseline::check_file(file)?;
+            }
             let bar = std::io::stderr().is_terminal().then(|| {
                 let bar = indicatif::ProgressBar::new(0);
                 bar.set_style(
@@ -473,6 +520,9 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
+            if let Some(file) = &baseline {
+                return show_baseline(file, &result, format, style);
+            }
             match format {
                 Format::Human => print!("{}", render::comparison(&result, style)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
@@ -484,6 +534,40 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                     fix: "see `leaklab doctor`".into(),
                 }
                 .into());
+            }
+            Ok(if result.all_agree() { Outcome::Clean.code() } else { Outcome::Disagrees.code() })
+        }
+        Command::Suite { manifest, backend, detector, format, jobs, timeout, baseline } => {
+            let config = CompareConfig {
+                jobs,
+                run: RunConfig { timeout: seconds(timeout)?, ..RunConfig::default() },
+                detectors: detector.iter().map(|f| Detector::load(f)).collect::<Result<_, _>>()?,
+                ..CompareConfig::default()
+            };
+            let cases: Vec<(compare::Case, Option<&'static catalogue::SampleInfo>)> =
+                leaklab::suite::load(&manifest)?.into_iter().map(|c| (c, None)).collect();
+            if let Some(file) = &baseline {
+                leaklab::baseline::check_file(file)?;
+            }
+            let backends = compare::backends(&backend, &config.detectors)?;
+            let progress = |done: usize, total: usize, label: &str| {
+                if std::io::stderr().is_terminal() {
+                    eprint!("\r\x1b[K[{done}/{total}] {}", render::escape_unprintable(label, false));
+                    if done == total {
+                        eprintln!();
+                    }
+                }
+            };
+            let result = compare::compare_cases(&backends, &cases, &config, &progress);
+            if let Some(file) = &baseline {
+                return show_baseline(file, &result, format, style);
+            }
+            match format {
+                Format::Human => print!("{}", render::comparison(&result, style)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+            }
+            if result.backends.is_empty() {
+                return Err(Error::Unavailable { backend: backend.join(", "), reason: "no requested backend can run here".into(), fix: "see `leaklab doctor`".into() }.into());
             }
             Ok(if result.all_agree() { Outcome::Clean.code() } else { Outcome::Disagrees.code() })
         }
@@ -631,6 +715,20 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The matrix, then what changed since the baseline; exit 1 when anything got worse.
+fn show_baseline(file: &Path, result: &compare::Comparison, format: Format, style: Style) -> anyhow::Result<u8> {
+    let diff = leaklab::baseline::diff_file(file, result)?;
+    match format {
+        Format::Human => {
+            print!("{}", render::comparison(result, style));
+            println!();
+            print!("{}", diff.render());
+        }
+        Format::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "comparison": result, "baseline": diff }))?),
+    }
+    Ok(u8::from(diff.worse()))
 }
 
 /// Normalization drops the run statistics; a person running one sample wants them.

@@ -300,9 +300,32 @@ fn kind_word(k: NoteKind) -> &'static str {
     }
 }
 
-/// Scores a report against the expectations of its sample.
+/// How a backend is scored: its matching, and whether its bad frees count.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoring {
+    pub matching: Matching,
+    pub checks_frees: bool,
+}
+
+impl Scoring {
+    #[must_use]
+    pub fn of(backend: &dyn crate::backend::Backend) -> Scoring {
+        Scoring { matching: backend.matching(), checks_frees: backend.checks_frees() }
+    }
+}
+
+/// Scores a report against the expectations of its sample; whether frees
+/// are scored is looked up in the built-in registry by the report's backend.
 #[must_use]
 pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Score {
+    let checks_frees = crate::backend::by_name(&report.backend).is_ok_and(|b| b.checks_frees());
+    score_as(report, expected, Scoring { matching, checks_frees })
+}
+
+/// Scores a report as `scoring` says (a detector file is not in the registry).
+#[must_use]
+pub fn score_as(report: &Report, expected: &Expectations, scoring: Scoring) -> Score {
+    let matching = scoring.matching;
     let backend = report.backend.as_str();
     let mut found = Vec::new();
     let mut missed = Vec::new();
@@ -435,7 +458,7 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
         }
     }
 
-    let (found_frees, missed_frees, false_frees) = score_frees(report, expected);
+    let (found_frees, missed_frees, false_frees) = score_frees(report, expected, scoring.checks_frees);
 
     // Explanations, and notes that explain nothing any more.
     let mut stale_notes = Vec::new();
@@ -496,9 +519,9 @@ pub fn score(report: &Report, expected: &Expectations, matching: Matching) -> Sc
 /// Matches reported bad frees to `//~ BADFREE` lines by site and kind, for
 /// backends that check frees (`Backend::checks_frees`); others are not
 /// scored on frees at all.
-fn score_frees(report: &Report, expected: &Expectations) -> (Vec<ExpectedBadFree>, Vec<MissedFree>, Vec<FalseFree>) {
+fn score_frees(report: &Report, expected: &Expectations, checks_frees: bool) -> (Vec<ExpectedBadFree>, Vec<MissedFree>, Vec<FalseFree>) {
     let backend = report.backend.as_str();
-    if !crate::backend::by_name(backend).is_ok_and(|b| b.checks_frees()) {
+    if !checks_frees {
         return (Vec::new(), Vec::new(), Vec::new());
     }
     let at_of = |b: &BadFree| b.site.as_ref().map(|s| Location { file: s.file.clone(), line: s.line });

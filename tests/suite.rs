@@ -15,6 +15,7 @@ use leaklab::report::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 mod compiled;
+mod detector;
 mod cli;
 mod cli_repro;
 mod hook;
@@ -43,23 +44,24 @@ fn snapshot_dir() -> PathBuf {
 fn backend_trials() -> Vec<Trial> {
     let mut trials = Vec::new();
     for b in backend::all() {
-        let name = b.name();
+        let name = b.name().to_string();
         let availability = b.availability();
         if let Availability::Unavailable { reason, fix } = &availability {
-            if !required(name) {
+            if !required(&name) {
                 eprintln!("note: backend `{name}` cannot run here ({reason}); its trials are ignored. Fix: {fix}");
             }
         }
-        for sample in catalogue::samples().iter().filter(|s| s.applies_to(name) && b.applies(s)) {
+        for sample in catalogue::samples().iter().filter(|s| s.applies_to(&name) && b.applies(s)) {
             let availability = availability.clone();
+            let name = name.clone();
             trials.push(Trial::ignorable_test(format!("{name}::{}", sample.name), move || {
                 if let Availability::Unavailable { reason, fix } = availability {
-                    if required(name) {
+                    if required(&name) {
                         return Err(format!("backend `{name}` is required (LEAKLAB_REQUIRE_BACKENDS) but cannot run: {reason}; fix: {fix}").into());
                     }
                     return Ok(Completion::ignored_with(reason));
                 }
-                let backend = backend::by_name(name).map_err(|e| e.to_string())?;
+                let backend = backend::by_name(&name).map_err(|e| e.to_string())?;
                 let expected = sample.expectations().map_err(|e| e.to_string())?;
                 let outcome = run_one(backend.as_ref(), sample, &expected, &RunConfig::default());
                 match &outcome.report.status {
@@ -163,6 +165,7 @@ fn main() {
     trials.extend(trace::trials());
     trials.extend(valgrind_repro::trials());
     trials.extend(lsan_bcc::trials());
+    trials.extend(detector::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

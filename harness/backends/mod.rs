@@ -1,6 +1,7 @@
 //! One module per backend; `crate::backend::all()` lists them.
 
 pub mod debug_new;
+pub mod detector;
 pub mod hook;
 pub mod lsan;
 pub mod valgrind;

@@ -199,16 +199,7 @@ impl Backend for Valgrind {
                 // Killed by something else (SIGKILL) before memcheck could check it.
                 End::Killed { signal: "SIGKILL".into() }
             };
-            for mut e in out.errors.clone() {
-                e.site = site_of(target, &e.stack);
-                e.pid = several.then_some(pid);
-                report.errors.push(e);
-            }
-            for mut b in out.bad_frees.clone() {
-                b.site = site_of(target, &b.stack);
-                b.other_site = site_of(target, &b.other_stack);
-                report.bad_frees.push(b);
-            }
+            add_errors(&mut report, target, out, several.then_some(pid));
             // An image that exec'd unchecked (a fork child's copy of its
             // parent's memory, or an exec the shim could not see) is not a
             // process of its own.
@@ -218,14 +209,7 @@ impl Backend for Valgrind {
                 }
                 continue;
             }
-            if !out.leak_check {
-                report.notes.push(format!("pid {pid} ({}) ended before memcheck's leak check", out.program()));
-            }
-            for mut leak in out.leaks.clone() {
-                leak.site = site_of(target, &leak.stack);
-                leak.pid = several.then_some(pid);
-                report.leaks.push(leak);
-            }
+            add_leaks(&mut report, target, out, pid, several);
             report.processes.push(Process { pid, parent: out.parent, program: out.program(), end, analysed: out.leak_check });
         }
         // The program itself first, then its descendants by pid, each pid's
@@ -388,6 +372,35 @@ fn vgdb_leak_check(dir: &Path, pid: u32) -> Result<LogOutput, Error> {
     Ok(parsed)
 }
 
+/// One image's memory errors and bad frees, with their sites, into the
+/// report (`pid` when the run has several processes). Shared with detector
+/// files of `format = "valgrind-text"` and `"valgrind-xml"`.
+pub fn add_errors(report: &mut Report, target: &Target, out: &LogOutput, pid: Option<u32>) {
+    for mut e in out.errors.clone() {
+        e.site = site_of(target, &e.stack);
+        e.pid = pid;
+        report.errors.push(e);
+    }
+    for mut b in out.bad_frees.clone() {
+        b.site = site_of(target, &b.stack);
+        b.other_site = site_of(target, &b.other_stack);
+        report.bad_frees.push(b);
+    }
+}
+
+/// One image's leak records, with their sites, into the report, and a note
+/// when its leak check never ran.
+pub fn add_leaks(report: &mut Report, target: &Target, out: &LogOutput, pid: u32, several: bool) {
+    if !out.leak_check {
+        report.notes.push(format!("pid {pid} ({}) ended before memcheck's leak check", out.program()));
+    }
+    for mut leak in out.leaks.clone() {
+        leak.site = site_of(target, &leak.stack);
+        leak.pid = several.then_some(pid);
+        report.leaks.push(leak);
+    }
+}
+
 /// The site of a stack. For a user's program, the innermost frame of its
 /// own code: with a source line, and neither in a runtime object nor in a
 /// library built with relative (prefix-mapped) source paths, as the
@@ -406,7 +419,7 @@ fn site_of(target: &Target, stack: &[Frame]) -> Option<crate::report::Site> {
 
 /// Moves the runtime's records and the user's suppressed ones out of the
 /// leak list, counting them per rule.
-fn classify_runtime(report: &mut Report, suppressions: &Suppressions) {
+pub fn classify_runtime(report: &mut Report, suppressions: &Suppressions) {
     let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     report.leaks.retain(|leak| {
         let runtime = RUNTIME_RULES
@@ -430,6 +443,8 @@ fn classify_runtime(report: &mut Report, suppressions: &Suppressions) {
 /// What one process's memcheck log says.
 #[derive(Debug, Default, Clone)]
 pub struct LogOutput {
+    /// The pid of the `==PID==` prefixes.
+    pub pid: Option<u32>,
     /// `Command:` of the preamble: the image's program and arguments.
     pub command: Option<String>,
     pub parent: Option<u32>,
@@ -489,7 +504,12 @@ pub fn parse_log(text: &str) -> LogOutput {
     let mut exit_from: Option<usize> = None;
     for raw in text.lines() {
         let line = match PREFIX.captures(raw) {
-            Some(c) => c.get(2).map_or("", |m| m.as_str()).to_string(),
+            Some(c) => {
+                if out.pid.is_none() {
+                    out.pid = c[1].parse().ok();
+                }
+                c.get(2).map_or("", |m| m.as_str()).to_string()
+            }
             None if raw.starts_with("HEAP SUMMARY:") => raw.to_string(),
             None => {
                 if out.command.is_none() && !raw.trim().is_empty() {
@@ -562,26 +582,14 @@ pub fn parse_log(text: &str) -> LogOutput {
         blocks.push(b);
     }
     for (i, block) in blocks.iter().enumerate() {
-        if let Some(c) = RECORD.captures(&block.header) {
+        if RECORD.is_match(&block.header) {
             // Only the check at exit counts; mid-run checks come before it.
             if exit_from.is_none_or(|from| i < from) {
                 continue;
             }
             out.leak_check = true;
-            let number = |s: &str| s.replace(',', "").parse::<u64>().unwrap_or(0);
-            let total = number(&c[1]);
-            let bytes = c.get(2).map_or(total, |m| number(m.as_str()));
-            let kind = match &c[4] {
-                "definitely lost" => Kind::Definite,
-                "indirectly lost" => Kind::Indirect,
-                "possibly lost" => Kind::Possible,
-                _ => Kind::Reachable,
-            };
             let stack = block.parts.first().map(|p| p.1.clone()).unwrap_or_default();
-            let mut leak = Leak::new(kind, bytes, number(&c[3]));
-            leak.api = stack.first().and_then(|f| f.function.as_deref()).map(api_name);
-            leak.stack = stack;
-            out.leaks.push(leak);
+            out.leaks.extend(leak_record(&block.header, stack));
             continue;
         }
         if exit_from.is_some_and(|from| i >= from) && is_summary(&block.header) {
@@ -603,6 +611,27 @@ pub fn parse_log(text: &str) -> LogOutput {
         }
     }
     out
+}
+
+/// A loss record's leak from its header (`24 (8 direct, 16 indirect) bytes
+/// in 1 blocks are definitely lost in loss record 2 of 3`, the text log's
+/// line and the XML's `<xwhat><text>`) and its stack: direct bytes only.
+#[must_use]
+pub fn leak_record(header: &str, stack: Vec<Frame>) -> Option<Leak> {
+    let c = RECORD.captures(header)?;
+    let number = |s: &str| s.replace(',', "").parse::<u64>().unwrap_or(0);
+    let total = number(&c[1]);
+    let bytes = c.get(2).map_or(total, |m| number(m.as_str()));
+    let kind = match &c[4] {
+        "definitely lost" => Kind::Definite,
+        "indirectly lost" => Kind::Indirect,
+        "possibly lost" => Kind::Possible,
+        _ => Kind::Reachable,
+    };
+    let mut leak = Leak::new(kind, bytes, number(&c[3]));
+    leak.api = stack.first().and_then(|f| f.function.as_deref()).map(api_name);
+    leak.stack = stack;
+    Some(leak)
 }
 
 /// Lines of the summaries, which are not errors.
@@ -633,6 +662,17 @@ fn is_summary(header: &str) -> bool {
     .iter()
     .any(|p| header.trim_start().starts_with(p))
         || header.starts_with("Warning:")
+}
+
+/// A memory error as the XML gives it: its `<what>` (the text log's header
+/// line) and its stacks, each after the `<auxwhat>` that introduced it (the
+/// first after an empty one), into the log's errors or bad frees.
+pub fn add_error_record(out: &mut LogOutput, what: &str, parts: Vec<(String, Vec<Frame>)>) {
+    match memory_error(&Block { header: what.to_string(), parts }) {
+        Some(Finding::Error(e)) => out.errors.push(e),
+        Some(Finding::BadFree(b)) => out.bad_frees.push(b),
+        None => {}
+    }
 }
 
 enum Finding {
@@ -679,7 +719,7 @@ fn memory_error(block: &Block) -> Option<Finding> {
 }
 
 /// memcheck's error kind (the XML's `<kind>`) from its text header.
-fn error_kind(header: &str) -> String {
+pub fn error_kind(header: &str) -> String {
     let table: &[(&str, &str)] = &[
         ("Invalid read", "InvalidRead"),
         ("Invalid write", "InvalidWrite"),
@@ -727,7 +767,7 @@ fn file_name(path: &str) -> String {
 
 /// The releasing function as the report names it: `delete[]` rather than
 /// `operator delete[](void*)`.
-fn dealloc_name(function: &str) -> String {
+pub fn dealloc_name(function: &str) -> String {
     let base = function.split('(').next().unwrap_or(function).trim();
     match base {
         "operator delete[]" => "delete[]".into(),
