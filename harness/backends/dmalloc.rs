@@ -85,13 +85,16 @@ impl Backend for Dmalloc {
             let log = parse_log(&String::from_utf8_lossy(&text)).map_err(|message| Error::MalformedOutput { tool: format!("dmalloc ({})", path.display()), message })?;
             logs.insert(pid, log);
         }
-        if !logs.contains_key(&run.pid) {
-            return Err(Error::MalformedOutput {
-                tool: "dmalloc".into(),
-                message: format!("the program wrote no log {}.{}: dmalloc never started in it", dir.path().join("dmalloc").display(), run.pid),
-            });
+        // dmalloc opens its log at its first allocation: a program that
+        // made none (only mmap, say) has no log, and no block to report.
+        let no_allocation = !logs.contains_key(&run.pid) && matches!(run.finished.exit, crate::process::Exit::Code(_));
+        if no_allocation {
+            logs.insert(run.pid, Log { checked: true, ..Log::default() });
         }
         let mut report = report_of(target, &run, &logs);
+        if no_allocation {
+            report.notes.push("the program made no allocation through dmalloc (it opens its log at the first one)".into());
+        }
         report.stats = Some(Stats { wall_ms: run.finished.wall.as_millis() as u64, peak_rss_kib: Some(run.finished.peak_rss_kib), pause_ms: None });
         Ok(report)
     }
