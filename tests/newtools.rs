@@ -90,7 +90,7 @@ fn user_program_leaks_and_talks(backend: &'static str) -> Result<(), Failed> {
     }
     // dmalloc has no stacks: the block has its size only.
     let site = if backend == "dmalloc" { (String::new(), 0) } else { ("printleak.c".to_string(), 10) };
-    let want = vec![(13, 1, site.0, site.1)];
+    let want: Vec<(u64, u64, String, u64)> = vec![(13, 1, site.0, site.1)];
     let got: Vec<_> = shapes(r).into_iter().filter(|s| backend != "dmalloc" || s.0 == 13).collect();
     if out.status.code() != Some(1) || r["status"]["state"] != "ok" || got != want {
         return Err(fail(&format!("printleak must leak {want:?} and exit 1 (leaks)"), out.status.code(), r, &stderr));
