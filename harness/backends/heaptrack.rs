@@ -83,11 +83,20 @@ impl Backend for Heaptrack {
         let run = preloaded::run(target, config, dir.path(), &Preload { libraries: &libraries, env: &env })?;
         run.check_sample_exit(target, "heaptrack")?;
         let text = std::fs::read(&recording).map_err(|e| Error::io(&recording, e))?;
-        let parsed = parse_recording(&String::from_utf8_lossy(&text)).map_err(|message| Error::MalformedOutput {
-            tool: format!("heaptrack ({})", recording.display()),
-            message,
-        })?;
+        // A process killed by a signal takes heaptrack's unwritten buffer
+        // with it: an empty recording is then what happened, not a fault of
+        // the tool (the program is listed as killed and not analysed).
+        let killed_early = text.is_empty() && matches!(run.finished.exit, crate::process::Exit::Signal(_));
+        let parsed = if killed_early {
+            Recording::default()
+        } else {
+            parse_recording(&String::from_utf8_lossy(&text))
+                .map_err(|message| Error::MalformedOutput { tool: format!("heaptrack ({})", recording.display()), message })?
+        };
         let mut report = report_of(target, &run, &parsed, &suppressions);
+        if killed_early {
+            report.notes.push("heaptrack's recording is empty: the program was killed before heaptrack wrote it out".into());
+        }
         report.stats = Some(Stats { wall_ms: run.finished.wall.as_millis() as u64, peak_rss_kib: Some(run.finished.peak_rss_kib), pause_ms: None });
         Ok(report)
     }
