@@ -106,6 +106,8 @@ fn main() {
     build_stop_exec(&root, &cc, &out);
     build_vg_exec(&root, &cc, &out);
     build_lsan_preload(&root, &cc, &out);
+    build_preload(&root, &cc, &out, "mtrace_start", "LEAKLAB_MTRACE_PRELOAD");
+    build_preload(&root, &cc, &out, "crash_stack", "LEAKLAB_CRASH_STACK_PRELOAD");
     std::fs::write(out.join("artifacts.rs"), render_artifacts(&out)).expect("write artifacts.rs");
 }
 
@@ -413,6 +415,21 @@ fn build_lsan_preload(root: &Path, cc: &Path, out: &Path) {
         .expect("run the C compiler for lsan_preload");
     assert!(status.success(), "harness/native/lsan_preload.c failed to compile");
     println!("cargo:rustc-env=LEAKLAB_LSAN_PRELOAD={}", so.display());
+}
+
+/// A preload of a backend's, harness/native/NAME.c, as libleaklab_NAME.so, exposed as VAR.
+fn build_preload(root: &Path, cc: &Path, out: &Path, name: &str, var: &str) {
+    let src = root.join(format!("harness/native/{name}.c"));
+    println!("cargo:rerun-if-changed={}", src.display());
+    let so = out.join(format!("libleaklab_{name}.so"));
+    let status = Command::new(cc)
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-pthread", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("run the C compiler for a preload");
+    assert!(status.success(), "{} failed to compile", src.display());
+    println!("cargo:rustc-env={var}={}", so.display());
 }
 
 /// The pre-exec stopper of `process::Spec::stop_before_exec` (harness/native/stop_exec.c).

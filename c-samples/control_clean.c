@@ -10,7 +10,7 @@ struct item {
     char *name;
 };
 
-int main(void)
+int main(void) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     struct item *head = NULL;
     for (int i = 0; i < 5; i++) {

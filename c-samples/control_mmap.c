@@ -34,7 +34,7 @@ static void map_touch_unmap(int flags, int fd)
     munmap(p, LEN);
 }
 
-int main(void)
+int main(void) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     map_touch_unmap(MAP_PRIVATE | MAP_ANONYMOUS, -1);
     map_touch_unmap(MAP_SHARED | MAP_ANONYMOUS, -1);

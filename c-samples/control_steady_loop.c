@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include "leaklab.h"
 
-int main(int argc, char **argv)
+int main(int argc, char **argv) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     long n = leaklab_iterations(argc, argv, 100);
     size_t total = 0;

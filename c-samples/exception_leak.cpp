@@ -16,13 +16,13 @@ static int process(int value)
 {
     int *scratch = new int[64]; //~ LEAK definite size=256 count=2
     scratch[0] = value; //~^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 29)
-    check(value);
-    int result = scratch[0] * 2;
+    check(value); //~^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
+    int result = scratch[0] * 2; //~^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
     delete[] scratch;
     return result;
 }
 
-int main()
+int main() //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     for (int v = 1; v <= 6; v++) {
         try {

@@ -12,9 +12,9 @@ static void leak_one(void)
     memset(p, 'c', 48); //~^[debug-new] MISS: debug_new reports from a destructor that exit() runs and _exit() skips: the children never report
     //~^^[lsan] MISS: LeakSanitizer checks only in exit(): a child that leaves with _exit() is never checked (the report lists it as not analysed)
 } //~^^^[bcc] MISS: memleak traces the one pid it attached to; forked children's allocations are not recorded
-
-static void child_work(int k)
-{
+//~^^^^[heaptrack] MISS: the children are forked, and heaptrack stops recording in a forked child
+static void child_work(int k) //~^^^^^[mtrace] MISS: the children leave with _exit, which does not flush their buffered mtrace log: they are listed as not analysed
+{ //~^^^^^^[dmalloc] MISS: the children leave with _exit, which skips dmalloc's check at exit: they are listed as not analysed
     for (int i = 0; i <= k; i++)
         leak_one();
     _exit(0);

@@ -14,7 +14,7 @@ static void array_with_delete()
     std::strcpy(name, "new[] needs delete[]");
     std::puts(name);
     delete name; //~ BADFREE mismatched
-}
+} //~^[efence] MISS: Electric Fence does not check which function releases a block
 
 static void malloc_with_delete()
 {
@@ -23,16 +23,16 @@ static void malloc_with_delete()
         counts[i] = i;
     std::printf("%d\n", counts[7]);
     delete counts; //~ BADFREE mismatched
-}
+} //~^[efence] MISS: Electric Fence does not check which function releases a block
 
 static void new_with_free()
 {
     long *total = new long(42);
     std::printf("%ld\n", *total);
     std::free(total); //~ BADFREE mismatched
-}
+} //~^[efence] MISS: Electric Fence does not check which function releases a block
 
-int main()
+int main() //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     array_with_delete();
     malloc_with_delete();

@@ -16,9 +16,9 @@ static void leak_mapping(int tag)
     char *p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); //~ LEAK definite size=262144 count=3 region=private-anon
     //~^[valgrind] MISS: memcheck does not track mmap
     //~^^[lsan] MISS: LeakSanitizer tracks the heap (malloc, new), not mmap
-    if (p == MAP_FAILED) {
-        perror("mmap");
-        return;
+    if (p == MAP_FAILED) { //~^^^[heaptrack] MISS: heaptrack records malloc, new and their kin, not mmap: a mapping is no heap block
+        perror("mmap"); //~^^^^[mtrace] MISS: mtrace logs malloc, realloc and free only, not mmap
+        return; //~^^^^^[dmalloc] MISS: dmalloc replaces malloc, not mmap
     }
     memset(p, 'A' + tag, LEN); // touched pages count in RES, not just VIRT
 }

@@ -30,9 +30,9 @@ static void leak_mapping(int tag)
     char *p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0); //~ LEAK definite size=262144 count=3 region=shared-file
     //~^[valgrind] MISS: memcheck does not track mmap
     //~^^[lsan] MISS: LeakSanitizer tracks the heap (malloc, new), not mmap
-    unlink(path);
-    close(fd); // the mapping keeps its own reference to the file
-    if (p == MAP_FAILED) {
+    unlink(path); //~^^^[heaptrack] MISS: heaptrack records malloc, new and their kin, not mmap: a mapping is no heap block
+    close(fd); // the mapping keeps its own reference to the file //~^^^^[mtrace] MISS: mtrace logs malloc, realloc and free only, not mmap
+    if (p == MAP_FAILED) { //~^^^^^[dmalloc] MISS: dmalloc replaces malloc, not mmap
         perror("mmap");
         exit(1);
     }

@@ -31,7 +31,7 @@ static void print_words(void)
     free(words); // should first free(words[i]) for each i
 }
 
-int main(void)
+int main(void) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     print_words();
     leaklab_checkpoint();

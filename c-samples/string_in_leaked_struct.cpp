@@ -20,11 +20,11 @@ static void add_record(const char *name, const char *email, int age)
     r->email = email; //~ LEAK indirect size=41 count=2
     //~^[debug-new] MISS: std::string allocates its buffer inside libstdc++ through the plain operator new, which carries no __FILE__/__LINE__
     //~^^[bcc] MISS: the string's buffer is allocated inside libstdc++ (basic_string::_M_create), built without frame pointers: the walk never gets back to this line
-    r->age = age;
-    std::printf("added %s <%s>, %d\n", r->name.c_str(), r->email.c_str(), r->age);
-}
-
-int main()
+    r->age = age; //~^^^^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
+    std::printf("added %s <%s>, %d\n", r->name.c_str(), r->email.c_str(), r->age); //~^^^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
+} //~^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
+//~^^^^^^^^^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
+int main() //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     // Names of 33 chars, addresses of 40: each buffer is length + 1 bytes.
     // (Shorter text would show libstdc++'s growth rule: assigning 16-30

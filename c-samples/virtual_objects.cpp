@@ -29,11 +29,11 @@ static Shape *make_shape(int i)
     return new Square(i + 1.0, i); //~ LEAK definite size=24 count=2 type=Square
 } //~^^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 38)
     //~^^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 38)
-// The shapes are summed through base pointers and never deleted; the
-// vector holding them is freed when this function returns.
-static double total_area(int n)
-{
-    std::vector<Shape *> shapes;
+// The shapes are summed through base pointers and never deleted; the //~^^^^[dmalloc] MISS: dmalloc knows no C++ type of a block, and the annotation matches by type
+// vector holding them is freed when this function returns. //~^^^^[dmalloc] MISS: dmalloc knows no C++ type of a block, and the annotation matches by type
+static double total_area(int n) //~^^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
+{ //~^^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
+    std::vector<Shape *> shapes; //~^^^^^^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
     for (int i = 0; i < n; i++)
         shapes.push_back(make_shape(i)); //~[bcc] FALSE: the shapes of lines 28 and 29 land here: operator new has no frame pointer, so the walk skips make_shape()
     double total = 0;
@@ -42,7 +42,7 @@ static double total_area(int n)
     return total;
 }
 
-int main()
+int main() //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     // Shapes 0, 2, 4 are circles, 1 and 3 squares.
     printf("total area: %.2f\n", total_area(5));

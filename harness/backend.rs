@@ -172,6 +172,10 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(crate::backends::ptrace::Ptrace),
         Box::new(crate::backends::lsan::Lsan),
         Box::new(crate::backends::watch::Watch),
+        Box::new(crate::backends::heaptrack::Heaptrack),
+        Box::new(crate::backends::mtrace::Mtrace),
+        Box::new(crate::backends::dmalloc::Dmalloc),
+        Box::new(crate::backends::efence::Efence),
     ]
 }
 

@@ -45,6 +45,9 @@ pub fn contenders() -> Vec<Contender> {
         Contender { name: "lsan", summary: "gcc's LeakSanitizer runtime by LD_PRELOAD (liblsan.so.0)", wrap: lsan },
         Contender { name: "heaptrack", summary: "heaptrack, recording every call", wrap: heaptrack },
         Contender { name: "valgrind", summary: "valgrind memcheck, --leak-check=full", wrap: valgrind },
+        Contender { name: "mtrace", summary: "glibc's mtrace log (libc_malloc_debug.so.0), one line per call", wrap: mtrace },
+        Contender { name: "dmalloc", summary: "dmalloc's checking malloc (libdmallocthcxx), not-freed log at exit", wrap: dmalloc },
+        Contender { name: "efence", summary: "Electric Fence, a guard page per block", wrap: efence },
     ]
 }
 
@@ -80,6 +83,31 @@ fn heaptrack(program: &Path, args: &[String], scratch: &Path, timeout: Duration)
 fn valgrind(program: &Path, args: &[String], _scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
     tool("valgrind", "valgrind")?;
     Ok(Spec::new("valgrind", timeout).args(["--tool=memcheck", "--leak-check=full", "-q"]).arg(program).args(args))
+}
+
+fn mtrace(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    let debug = crate::backends::mtrace::debug_library()
+        .ok_or_else(|| Missing { reason: "glibc's libc_malloc_debug.so.0 is missing".into(), fix: "apt-get install -y libc6".into() })?;
+    let starter = crate::backends::mtrace::starter().map_err(|e| Missing { reason: e.to_string(), fix: "cargo build --release".into() })?;
+    Ok(Spec::new(program, timeout)
+        .args(args)
+        .env("LD_PRELOAD", format!("{}:{}", debug.display(), starter.display()))
+        .env("LEAKLAB_MTRACE", scratch.join("mtrace")))
+}
+
+fn dmalloc(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    let lib = crate::backends::dmalloc::library()
+        .ok_or_else(|| Missing { reason: "dmalloc's libdmallocthcxx.so.5 is missing".into(), fix: "apt-get install -y libdmalloc5".into() })?;
+    Ok(Spec::new(program, timeout)
+        .args(args)
+        .env("LD_PRELOAD", lib)
+        .env("DMALLOC_OPTIONS", format!("log-stats,log-non-free,check-fence,log={}", scratch.join("dmalloc.%p").display())))
+}
+
+fn efence(program: &Path, args: &[String], _scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    let lib = crate::backends::efence::library()
+        .ok_or_else(|| Missing { reason: "Electric Fence's libefence.so.0.0 is missing".into(), fix: "apt-get install -y electric-fence".into() })?;
+    Ok(Spec::new(program, timeout).args(args).env("LD_PRELOAD", lib))
 }
 
 fn tool(binary: &str, package: &str) -> Result<PathBuf, Missing> {

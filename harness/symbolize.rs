@@ -84,13 +84,19 @@ impl Symbolizer {
             return vec![Frame { object: entry.path.clone(), ..Frame::default() }];
         };
         let file_offset = pc - entry.start + entry.offset;
-        let debug_root = self.debug_root.clone();
-        let module = self.modules.entry(file.clone()).or_insert_with(|| Module::load(Path::new(&file), &debug_root).ok());
-        let object = Some(file.clone());
-        let Some(module) = module else {
-            return vec![Frame { object, ..Frame::default() }];
-        };
-        let Some(svma) = module.link_address(file_offset) else {
+        let svma = self.module(&file).and_then(|m| m.link_address(file_offset));
+        match svma {
+            Some(svma) => self.frames_in(&file, svma),
+            None => vec![Frame { object: Some(file), ..Frame::default() }],
+        }
+    }
+
+    /// The frames of a return address given as a module and the module's
+    /// own (link-time) address, as tools that log `module+offset` give it
+    /// (glibc's mtrace, heaptrack's load bases); no maps are needed.
+    pub fn frames_in(&mut self, file: &str, svma: u64) -> Vec<Frame> {
+        let object = Some(file.to_string());
+        let Some(module) = self.module(file) else {
             return vec![Frame { object, ..Frame::default() }];
         };
         let probe = svma.saturating_sub(1);
@@ -115,6 +121,11 @@ impl Symbolizer {
             }
         }
         out
+    }
+
+    fn module(&mut self, file: &str) -> Option<&Module> {
+        let debug_root = &self.debug_root;
+        self.modules.entry(file.to_string()).or_insert_with(|| Module::load(Path::new(file), debug_root).ok()).as_ref()
     }
 
     /// The frames of a whole stack of return addresses.

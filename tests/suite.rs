@@ -25,6 +25,7 @@ mod scan_parallel;
 mod scan_fork;
 mod labs;
 mod lsan_bcc;
+mod newtools;
 mod repro;
 mod units;
 mod trace;
@@ -166,6 +167,7 @@ fn main() {
     trials.extend(valgrind_repro::trials());
     trials.extend(lsan_bcc::trials());
     trials.extend(detector::trials());
+    trials.extend(newtools::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

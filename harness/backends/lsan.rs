@@ -257,7 +257,7 @@ struct ProcessFiles {
 
 /// One line of a process's event file (harness/native/lsan_preload.c).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ProcEvent {
+pub(crate) enum ProcEvent {
     Start { parent: u32, program: String },
     Fork { parent: u32 },
     Exit { status: i32 },
@@ -265,7 +265,7 @@ enum ProcEvent {
     After,
 }
 
-fn parse_events(text: &str) -> Vec<ProcEvent> {
+pub(crate) fn parse_events(text: &str) -> Vec<ProcEvent> {
     text.lines()
         .filter_map(|line| {
             let mut words = line.splitn(3, ' ');

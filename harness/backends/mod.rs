@@ -8,3 +8,8 @@ pub mod valgrind;
 pub mod bcc;
 pub mod ptrace;
 pub mod watch;
+pub mod heaptrack;
+pub mod mtrace;
+pub mod dmalloc;
+pub mod efence;
+pub mod preloaded;
