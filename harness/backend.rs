@@ -81,7 +81,7 @@ pub fn is_statically_linked(program: &Path) -> bool {
 #[must_use]
 pub fn is_runtime_object(object: &str) -> bool {
     let name = file_name(object);
-    ["libc.so", "libc-", "ld-linux", "libstdc++", "libgcc_s", "libm.so", "vgpreload", "liblsan", "libasan", "libleaklab_hook"]
+    ["libc.so", "libc-", "ld-linux", "libstdc++", "libgcc_s", "libm.so", "vgpreload", "liblsan", "libasan", "libleaklab_hook", "libjemalloc", "libtcmalloc"]
         .iter()
         .any(|p| name.starts_with(p))
 }
@@ -172,6 +172,9 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(crate::backends::ptrace::Ptrace),
         Box::new(crate::backends::lsan::Lsan),
         Box::new(crate::backends::watch::Watch),
+        Box::new(crate::backends::jemalloc::Jemalloc),
+        Box::new(crate::backends::tcmalloc::Tcmalloc),
+        Box::new(crate::backends::asan::Asan),
     ]
 }
 

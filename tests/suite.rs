@@ -22,6 +22,7 @@ mod scan;
 mod scan_hostile;
 mod labs;
 mod lsan_bcc;
+mod newtools2;
 mod repro;
 mod units;
 mod trace;
@@ -159,6 +160,7 @@ fn main() {
     trials.extend(trace::trials());
     trials.extend(valgrind_repro::trials());
     trials.extend(lsan_bcc::trials());
+    trials.extend(newtools2::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

@@ -7,3 +7,6 @@ pub mod valgrind;
 pub mod bcc;
 pub mod ptrace;
 pub mod watch;
+pub mod jemalloc;
+pub mod tcmalloc;
+pub mod asan;

@@ -727,7 +727,7 @@ fn file_name(path: &str) -> String {
 
 /// The releasing function as the report names it: `delete[]` rather than
 /// `operator delete[](void*)`.
-fn dealloc_name(function: &str) -> String {
+pub fn dealloc_name(function: &str) -> String {
     let base = function.split('(').next().unwrap_or(function).trim();
     match base {
         "operator delete[]" => "delete[]".into(),
