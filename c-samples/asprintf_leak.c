@@ -10,6 +10,7 @@ static void log_user(int id)
     if (asprintf(&msg, "user-%04d logged in", id) < 0) //~ LEAK definite size=20 count=4 content="user-"
     //~^[debug-new] MISS: asprintf allocates inside libc, which the forced include does not recompile
     //~^^[bcc] MISS: the stack ends inside libc's vasprintf, built without frame pointers: the caller's frame is lost (the block is in the report's notes)
+    //~^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (128 bytes in 4 blocks here), not at the size asked for
         return;
     puts(msg); // missing: free(msg)
     msg = NULL;

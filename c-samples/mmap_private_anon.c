@@ -16,6 +16,9 @@ static void leak_mapping(int tag)
     char *p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); //~ LEAK definite size=262144 count=3 region=private-anon
     //~^[valgrind] MISS: memcheck does not track mmap
     //~^^[lsan] MISS: LeakSanitizer tracks the heap (malloc, new), not mmap
+    //~^^^[tcmalloc] MISS: tcmalloc's heap checker tracks heap allocations (malloc, new), not mmap
+    //~^^^^[jemalloc] MISS: jemalloc profiles its own allocations (malloc, new), not mmap
+    //~^^^^^[asan] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
     if (p == MAP_FAILED) {
         perror("mmap");
         return;

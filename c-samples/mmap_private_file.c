@@ -30,6 +30,9 @@ static void leak_mapping(int tag)
     char *p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0); //~ LEAK definite size=262144 count=3 region=private-file
     //~^[valgrind] MISS: memcheck does not track mmap
     //~^^[lsan] MISS: LeakSanitizer tracks the heap (malloc, new), not mmap
+    //~^^^[tcmalloc] MISS: tcmalloc's heap checker tracks heap allocations (malloc, new), not mmap
+    //~^^^^[jemalloc] MISS: jemalloc profiles its own allocations (malloc, new), not mmap
+    //~^^^^^[asan] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
     unlink(path);
     close(fd); // the mapping keeps its own reference to the file
     if (p == MAP_FAILED) {

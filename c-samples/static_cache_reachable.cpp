@@ -18,10 +18,14 @@ static Cache &cache()
         instance = new Cache; //~ LEAK reachable size=16 count=1
         //~^[lsan] MISS: LSan reports leaks only: a block still reachable at exit is not one
         //~^^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 27)
+        //~^^^[tcmalloc] MISS: the heap checker reports unreachable blocks only: a block still reachable at exit is not a leak to it
+        //~^^^^[asan] MISS: ASan's LeakSanitizer reports leaks only: a block still reachable at exit is not one
         instance->used = 0;
         instance->slots = new char[4096]; //~ LEAK reachable size=4096 count=1
         //~^[lsan] MISS: LSan reports leaks only: a block still reachable at exit is not one
         //~^^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 27)
+        //~^^^[tcmalloc] MISS: the heap checker reports unreachable blocks only: a block still reachable at exit is not a leak to it
+        //~^^^^[asan] MISS: ASan's LeakSanitizer reports leaks only: a block still reachable at exit is not one
     }
     return *instance;
 }
