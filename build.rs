@@ -35,6 +35,9 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "plain", extra_flags: &[], debug_new: false },
     // LeakSanitizer alone (gcc's liblsan), without AddressSanitizer's checks.
     Variant { name: "lsan", extra_flags: &["-fsanitize=leak"], debug_new: false },
+    // AddressSanitizer, going on after an error (with `halt_on_error=0` at
+    // run time) so that the leak check at exit still runs.
+    Variant { name: "asan", extra_flags: &["-fsanitize=address", "-fsanitize-recover=address"], debug_new: false },
     // The source article's debug_new: every allocation of the sample's own
     // code carries its __FILE__ and __LINE__ (harness/debug_new/).
     Variant { name: "debug-new", extra_flags: &[], debug_new: true },
@@ -59,9 +62,11 @@ fn main() {
     let cc = cc::Build::new().cargo_metadata(false).get_compiler().path().to_path_buf();
     let cxx = cc::Build::new().cpp(true).cargo_metadata(false).get_compiler().path().to_path_buf();
     let debug_new = build_debug_new(&root, &out, &cc, &cxx);
-    let lsan_ok = build_lsan_probe(&out, &cc);
-    // Without liblsan the `lsan` variant is not built; the backend then says why.
-    let variants: Vec<&Variant> = VARIANTS.iter().filter(|v| v.name != "lsan" || lsan_ok).collect();
+    let lsan_ok = build_sanitizer_probe(&out, &cc, "lsan", "-fsanitize=leak");
+    let asan_ok = build_sanitizer_probe(&out, &cc, "asan", "-fsanitize=address");
+    // Without liblsan (libasan) the `lsan` (`asan`) variant is not built; the backend then says why.
+    let variants: Vec<&Variant> =
+        VARIANTS.iter().filter(|v| (v.name != "lsan" || lsan_ok) && (v.name != "asan" || asan_ok)).collect();
     // `leaklab symbols` compiles a demo's files one by one at run time, with
     // the compilers and flags the catalogue was built with.
     println!("cargo:rustc-env=LEAKLAB_CC={}", cc.display());
@@ -102,7 +107,7 @@ fn main() {
     std::fs::write(out.join("catalogue.rs"), render_catalogue(&samples, &variants, &samples_dir, &out))
         .expect("write catalogue.rs");
 
-    build_hook(&root, &out, &cc, &cxx);
+    build_hook(&root, &out, &cc, &cxx, asan_ok);
     build_stop_exec(&root, &cc, &out);
     build_vg_exec(&root, &cc, &out);
     build_lsan_preload(&root, &cc, &out);
@@ -173,7 +178,7 @@ fn build_vg_exec(root: &Path, cc: &Path, out: &Path) {
 
 /// The `hook` backend's LD_PRELOAD shim and the `leaklab bench` program,
 /// exposed to the library as LEAKLAB_HOOK_SO and LEAKLAB_ALLOC_STORM.
-fn build_hook(root: &Path, out: &Path, cc: &Path, cxx: &Path) {
+fn build_hook(root: &Path, out: &Path, cc: &Path, cxx: &Path, asan_ok: bool) {
     let shim_src = root.join("harness/hook/leaklab_hook.c");
     let storm_src = root.join("harness/bench/alloc_storm.cpp");
     println!("cargo:rerun-if-changed={}", shim_src.display());
@@ -201,8 +206,21 @@ fn build_hook(root: &Path, out: &Path, cc: &Path, cxx: &Path) {
             .arg(&storm),
         "the bench program",
     );
+    // The bench's asan contender runs a build of its own: ASan's checks are compiled in.
+    let storm_asan = out.join("alloc_storm_asan");
+    if asan_ok {
+        run_compiler(
+            Command::new(cxx)
+                .args(["-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-fsanitize=address", "-Wall", "-Wextra"])
+                .arg(&storm_src)
+                .arg("-o")
+                .arg(&storm_asan),
+            "the bench program with ASan",
+        );
+    }
     println!("cargo:rustc-env=LEAKLAB_HOOK_SO={}", shim.display());
     println!("cargo:rustc-env=LEAKLAB_ALLOC_STORM={}", storm.display());
+    println!("cargo:rustc-env=LEAKLAB_ALLOC_STORM_ASAN={}", if asan_ok { storm_asan.display().to_string() } else { String::new() });
 }
 
 fn run_compiler(cmd: &mut Command, what: &str) {
@@ -316,11 +334,13 @@ fn build_debug_new(root: &Path, out: &Path, cc: &Path, cxx: &Path) -> DebugNew {
     dn
 }
 
-/// A program that leaks one 7-byte block, built with `-fsanitize=leak`: the
-/// lsan backend runs it once to learn whether LSan works here (it cannot
-/// under ptrace, nor in some containers). Returns whether it linked.
-fn build_lsan_probe(out: &Path, cc: &Path) -> bool {
-    let dir = out.join("lsan_probe");
+/// A program that leaks one 7-byte block, built with a sanitizer (`name`:
+/// `lsan` with `-fsanitize=leak`, `asan` with `-fsanitize=address`): the
+/// backend runs it once to learn whether the leak check works here (it
+/// cannot under ptrace, nor in some containers). Exposed as
+/// LEAKLAB_LSAN_PROBE / LEAKLAB_ASAN_PROBE; returns whether it linked.
+fn build_sanitizer_probe(out: &Path, cc: &Path, name: &str, flag: &str) -> bool {
+    let dir = out.join(format!("{name}_probe"));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("probe.c");
     let exe = dir.join("probe");
@@ -332,12 +352,14 @@ fn build_lsan_probe(out: &Path, cc: &Path) -> bool {
          int main(void) { leak(); return 0; }\n",
     )
     .unwrap();
-    println!("cargo:rustc-env=LEAKLAB_LSAN_PROBE={}", exe.display());
     let _ = std::fs::remove_file(&exe);
-    let ok = Command::new(cc).args(["-g", "-O0", "-fsanitize=leak"]).arg(&src).arg("-o").arg(&exe).status().is_ok_and(|s| s.success());
+    let ok = Command::new(cc).args(["-g", "-O0", flag]).arg(&src).arg("-o").arg(&exe).status().is_ok_and(|s| s.success());
     if !ok {
-        println!("cargo:warning=gcc cannot link -fsanitize=leak (liblsan0 missing?): the lsan backend will be unavailable");
+        println!("cargo:warning=gcc cannot link {flag}: the {name} backend will be unavailable");
     }
+    // The lsan backend names its probe even when it failed to link (it then says why).
+    let exposed = if ok || name == "lsan" { exe.display().to_string() } else { String::new() };
+    println!("cargo:rustc-env=LEAKLAB_{}_PROBE={exposed}", name.to_uppercase());
     ok
 }
 

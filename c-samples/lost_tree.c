@@ -14,7 +14,7 @@ static struct node *new_node(int key)
     struct node *n = malloc(sizeof *n); //~ LEAK definite size=24 count=1
     //~^ LEAK indirect size=24 count=6
     n->key = key; //~^^[dmalloc] MISS: dmalloc has neither kinds nor stacks: blocks of one size are one shape, so the indirect blocks are counted with the definite one
-    n->left = n->right = NULL;
+    n->left = n->right = NULL; //~^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (224 bytes in 7 blocks here), not at the size asked for
     return n;
 }
 

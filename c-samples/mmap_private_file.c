@@ -33,9 +33,9 @@ static void leak_mapping(int tag)
     unlink(path); //~^^^[heaptrack] MISS: heaptrack records malloc, new and their kin, not mmap: a mapping is no heap block
     close(fd); // the mapping keeps its own reference to the file //~^^^^[mtrace] MISS: mtrace logs malloc, realloc and free only, not mmap
     if (p == MAP_FAILED) { //~^^^^^[dmalloc] MISS: dmalloc replaces malloc, not mmap
-        perror("mmap");
-        exit(1);
-    }
+        perror("mmap"); //~^^^^^^[tcmalloc] MISS: tcmalloc's heap checker tracks heap allocations (malloc, new), not mmap
+        exit(1); //~^^^^^^^[jemalloc] MISS: jemalloc profiles its own allocations (malloc, new), not mmap
+    } //~^^^^^^^^[asan] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
     memset(p, '0' + tag, LEN);
 }
 

@@ -18,9 +18,9 @@ static void leak_mapping(int tag)
     if (p == MAP_FAILED) { //~^^^[heaptrack] MISS: heaptrack records malloc, new and their kin, not mmap: a mapping is no heap block
         perror("mmap"); //~^^^^[mtrace] MISS: mtrace logs malloc, realloc and free only, not mmap
         return; //~^^^^^[dmalloc] MISS: dmalloc replaces malloc, not mmap
-    }
-    memset(p, 'a' + tag, LEN);
-}
+    } //~^^^^^^[tcmalloc] MISS: tcmalloc's heap checker tracks heap allocations (malloc, new), not mmap
+    memset(p, 'a' + tag, LEN); //~^^^^^^^[jemalloc] MISS: jemalloc profiles its own allocations (malloc, new), not mmap
+} //~^^^^^^^^[asan] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
 
 int main(void)
 {

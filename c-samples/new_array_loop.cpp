@@ -14,7 +14,7 @@ static void leak_one_array()
     // Only written pages become resident: touching a quarter makes RES grow //~^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 27)
     // about a quarter as fast as VIRT. //~^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
     memset(p, 0x5a, sizeof(int) * 102400 / 4); //~^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
-}
+} //~^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (4587520 bytes in 10 blocks here), not at the size asked for
 
 int main(int argc, char **argv) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {

@@ -25,9 +25,9 @@ static void add_record(const char *name, const char *email, int age)
 } //~^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
 //~^^^^^^^^^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
 int main() //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
-{
-    // Names of 33 chars, addresses of 40: each buffer is length + 1 bytes.
-    // (Shorter text would show libstdc++'s growth rule: assigning 16-30
+{ //~^^^^^^^^^^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (160 bytes in 2 blocks here), not at the size asked for
+    // Names of 33 chars, addresses of 40: each buffer is length + 1 bytes. //~^^^^^^^^^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (96 bytes in 2 blocks here), not at the size asked for
+    // (Shorter text would show libstdc++'s growth rule: assigning 16-30 //~^^^^^^^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (96 bytes in 2 blocks here), not at the size asked for
     // chars to an empty string allocates 2 * 15 + 1 = 31 bytes.)
     add_record("Alexandra Konstantinopoulou-Smyth", "alexandra.ks@example-university.edu.test", 41); //~[bcc] FALSE: the Record of line 15 lands here: operator new has no frame pointer, so the walk skips add_record()
     add_record("Bartholomew Featherstonehaugh III", "bartholomew.f@example-university.ed.test", 37); //~[bcc] FALSE: the Record of line 15 lands here: operator new has no frame pointer, so the walk skips add_record()

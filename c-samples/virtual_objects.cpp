@@ -34,7 +34,7 @@ static Shape *make_shape(int i)
 static double total_area(int n) //~^^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
 { //~^^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
     std::vector<Shape *> shapes; //~^^^^^^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) //~^^^^^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (64 bytes in 2 blocks here), not at the size asked for
         shapes.push_back(make_shape(i)); //~[bcc] FALSE: the shapes of lines 28 and 29 land here: operator new has no frame pointer, so the walk skips make_shape()
     double total = 0;
     for (const Shape *s : shapes)

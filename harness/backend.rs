@@ -81,7 +81,7 @@ pub fn is_statically_linked(program: &Path) -> bool {
 #[must_use]
 pub fn is_runtime_object(object: &str) -> bool {
     let name = file_name(object);
-    ["libc.so", "libc-", "ld-linux", "libstdc++", "libgcc_s", "libm.so", "vgpreload", "liblsan", "libasan", "libleaklab_hook"]
+    ["libc.so", "libc-", "ld-linux", "libstdc++", "libgcc_s", "libm.so", "vgpreload", "liblsan", "libasan", "libleaklab_hook", "libjemalloc", "libtcmalloc"]
         .iter()
         .any(|p| name.starts_with(p))
 }
@@ -176,6 +176,9 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(crate::backends::mtrace::Mtrace),
         Box::new(crate::backends::dmalloc::Dmalloc),
         Box::new(crate::backends::efence::Efence),
+        Box::new(crate::backends::jemalloc::Jemalloc),
+        Box::new(crate::backends::tcmalloc::Tcmalloc),
+        Box::new(crate::backends::asan::Asan),
     ]
 }
 

@@ -48,6 +48,9 @@ pub fn contenders() -> Vec<Contender> {
         Contender { name: "mtrace", summary: "glibc's mtrace log (libc_malloc_debug.so.0), one line per call", wrap: mtrace },
         Contender { name: "dmalloc", summary: "dmalloc's checking malloc (libdmallocthcxx), not-freed log at exit", wrap: dmalloc },
         Contender { name: "efence", summary: "Electric Fence, a guard page per block", wrap: efence },
+        Contender { name: "jemalloc", summary: "jemalloc by LD_PRELOAD, every allocation sampled (lg_prof_sample:0), final profile", wrap: jemalloc },
+        Contender { name: "tcmalloc", summary: "gperftools' heap checker (libtcmalloc.so.4, HEAPCHECK=normal)", wrap: tcmalloc },
+        Contender { name: "asan", summary: "AddressSanitizer: the program rebuilt with -fsanitize=address, leak check at exit", wrap: asan },
     ]
 }
 
@@ -108,6 +111,40 @@ fn efence(program: &Path, args: &[String], _scratch: &Path, timeout: Duration) -
     let lib = crate::backends::efence::library()
         .ok_or_else(|| Missing { reason: "Electric Fence's libefence.so.0.0 is missing".into(), fix: "apt-get install -y electric-fence".into() })?;
     Ok(Spec::new(program, timeout).args(args).env("LD_PRELOAD", lib))
+}
+
+fn jemalloc(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    let lib = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+    if !Path::new(lib).is_file() {
+        return Err(Missing { reason: format!("{lib} is missing"), fix: "apt-get install -y libjemalloc2".into() });
+    }
+    let conf = format!("prof:true,prof_leak:true,prof_final:true,lg_prof_sample:0,prof_prefix:{}/jeprof", scratch.display());
+    Ok(Spec::new(program, timeout).args(args).env("LD_PRELOAD", lib).env("MALLOC_CONF", conf))
+}
+
+fn tcmalloc(program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    let lib = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4";
+    if !Path::new(lib).is_file() {
+        return Err(Missing { reason: format!("{lib} is missing"), fix: "apt-get install -y libgoogle-perftools4".into() });
+    }
+    Ok(Spec::new(program, timeout)
+        .args(args)
+        .env("LD_PRELOAD", lib)
+        .env("HEAPCHECK", "normal")
+        .env("HEAP_CHECK_DUMP_DIRECTORY", scratch))
+}
+
+/// ASan's checks are compiled in: the bench program's own ASan build
+/// (build.rs) runs in its place, with the same arguments.
+fn asan(_program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    let built = env!("LEAKLAB_ALLOC_STORM_ASAN");
+    if built.is_empty() {
+        return Err(Missing { reason: "gcc could not link the bench program with -fsanitize=address".into(), fix: "apt-get install -y libasan8 && cargo build --release".into() });
+    }
+    let program = crate::artifacts::resolve(built).map_err(|e| Missing { reason: e.to_string(), fix: "cargo build --release".into() })?;
+    Ok(Spec::new(program, timeout)
+        .args(args)
+        .env("ASAN_OPTIONS", format!("detect_leaks=1:exitcode=0:log_path={}/asan", scratch.display())))
 }
 
 fn tool(binary: &str, package: &str) -> Result<PathBuf, Missing> {

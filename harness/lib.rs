@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod compare;
 pub mod contain;
 pub mod error;
+pub mod heap_profile;
 pub mod labs;
 pub mod maps;
 pub mod normalize;

@@ -26,6 +26,7 @@ mod scan_fork;
 mod labs;
 mod lsan_bcc;
 mod newtools;
+mod newtools2;
 mod repro;
 mod units;
 mod trace;
@@ -168,6 +169,7 @@ fn main() {
     trials.extend(lsan_bcc::trials());
     trials.extend(detector::trials());
     trials.extend(newtools::trials());
+    trials.extend(newtools2::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

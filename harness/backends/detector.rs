@@ -120,8 +120,6 @@ pub struct Detector {
 const PLACEHOLDERS: &[&str] = &["program", "args", "report", "name", "pid"];
 
 /// Names of the built-in backends, which a detector may not take.
-const RESERVED: &[&str] = &["hook", "debug-new", "valgrind", "bcc", "ptrace", "lsan", "watch"];
-
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -149,7 +147,7 @@ impl Detector {
         if !name_ok {
             return Err(at(raw.name.span().start, "name", "must be one word of letters, digits, `-` and `_` (it names the matrix's row and the snapshots)".into()));
         }
-        if RESERVED.contains(&name.as_str()) {
+        if crate::backend::all().iter().any(|b| b.name() == name) {
             return Err(at(raw.name.span().start, "name", format!("`{name}` is a built-in backend's name; give your detector its own")));
         }
         let format = Format::parse(raw.format.get_ref()).ok_or_else(|| {

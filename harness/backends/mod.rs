@@ -13,3 +13,6 @@ pub mod mtrace;
 pub mod dmalloc;
 pub mod efence;
 pub mod preloaded;
+pub mod jemalloc;
+pub mod tcmalloc;
+pub mod asan;
