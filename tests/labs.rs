@@ -35,16 +35,71 @@ fn unavailable(r: &LabResult) -> Option<Result<Completion, Failed>> {
     })
 }
 
+/// What a wrong solution of tests/data/labs/NN/wrong-WHAT/ must get: its
+/// expect.toml.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    /// The mistake, in a line (for whoever reads the test data).
+    #[allow(dead_code)]
+    mistake: String,
+    /// Checks that must fail, each with a phrase of its feedback.
+    fails: Vec<ExpectFail>,
+    /// Phrases no output of the checker may contain (the answer, its figures).
+    #[serde(default)]
+    never_says: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectFail {
+    check: String,
+    says: String,
+}
+
+/// Everything the student sees of a result: each check's feedback and the hint.
+fn shown(r: &LabResult) -> String {
+    let mut text = leaklab::labs::cli::render_result(r, leaklab::render::Style { color: false });
+    text.push_str(&serde_json::to_string(r).unwrap_or_default());
+    text
+}
+
+/// The wrong solutions of a lab: tests/data/labs/NN/wrong-*/, each holding
+/// the files that differ from the reference solution and expect.toml.
+fn wrong_solutions(lab: &labs::Lab) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/labs").join(&lab.id);
+    let mut found: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("wrong-")))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Checks a wrong solution: the solution's files with the wrong ones laid over them.
+fn check_wrong(lab: &labs::Lab, wrong: &Path) -> Result<LabResult, Failed> {
+    let scratch = leaklab::contain::scratch().map_err(|e| e.to_string())?;
+    for f in &lab.files {
+        let mine = wrong.join(f);
+        let from = if mine.is_file() { mine } else { FileSet::Solution.dir(lab).join(f) };
+        std::fs::copy(&from, scratch.path().join(f)).map_err(|e| format!("{}: {e}", from.display()))?;
+    }
+    Ok(labs::check_given(lab, scratch.path()).map_err(|e| e.to_string())?)
+}
+
 fn lab_trials() -> Vec<Trial> {
     let all = match labs::labs() {
         Ok(l) => l,
-        Err(e) => return vec![Trial::test("lab::labs_toml_loads", move || Err(e.to_string().into()))],
+        Err(e) => return vec![Trial::test("labs::labs_toml_loads", move || Err(e.to_string().into()))],
     };
     let mut trials = Vec::new();
     for lab in all {
-        let slug = lab.slug();
+        let id = lab.id.clone();
         let l = lab.clone();
-        trials.push(Trial::ignorable_test(format!("lab::{slug}::starter_fails"), move || {
+        trials.push(Trial::ignorable_test(format!("labs::{id}::starter_fails"), move || {
             let r = labs::check(&l, FileSet::Starter).map_err(|e| e.to_string())?;
             if let Some(done) = unavailable(&r) {
                 return done;
@@ -57,8 +112,42 @@ fn lab_trials() -> Vec<Trial> {
             }
             Ok(Completion::Completed)
         }));
+        let wrongs = wrong_solutions(&lab);
+        if wrongs.len() < 2 {
+            let (n, lab_id) = (wrongs.len(), id.clone());
+            trials.push(Trial::test(format!("labs::{id}::has_wrong_solutions"), move || {
+                Err(format!("tests/data/labs/{lab_id}/ has {n} wrong solution(s); every lab needs at least two").into())
+            }));
+        }
+        for wrong in wrongs {
+            let what = wrong.file_name().map(|n| n.to_string_lossy().trim_start_matches("wrong-").replace('-', "_")).unwrap_or_default();
+            let l = lab.clone();
+            trials.push(Trial::ignorable_test(format!("labs::{id}::wrong_{what}_fails"), move || {
+                let text = std::fs::read_to_string(wrong.join("expect.toml")).map_err(|e| format!("{}/expect.toml: {e}", wrong.display()))?;
+                let expect: Expect = toml::from_str(&text).map_err(|e| format!("{}/expect.toml: {e}", wrong.display()))?;
+                let r = check_wrong(&l, &wrong)?;
+                if let Some(done) = unavailable(&r) {
+                    return done;
+                }
+                if r.complete {
+                    return Err(format!("the wrong solution {} passes all {} checks", wrong.display(), r.total).into());
+                }
+                for f in &expect.fails {
+                    let c = r.checks.iter().find(|c| c.name == f.check).ok_or_else(|| format!("lab {} has no check `{}`", l.id, f.check))?;
+                    let said = c.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                    if c.outcome != Outcome::Fail || !said.contains(&f.says) {
+                        return Err(format!("`{}` should fail saying `{}`; it is {:?}: {said}\nall that failed:\n{}", f.check, f.says, c.outcome, failing(&r)).into());
+                    }
+                }
+                let seen = shown(&r);
+                if let Some(leak) = expect.never_says.iter().find(|p| seen.contains(p.as_str())) {
+                    return Err(format!("the checker's output gives away `{leak}`:\n{seen}").into());
+                }
+                Ok(Completion::Completed)
+            }));
+        }
         let l = lab.clone();
-        trials.push(Trial::ignorable_test(format!("lab::{slug}::solution_passes"), move || {
+        trials.push(Trial::ignorable_test(format!("labs::{id}::solution_passes"), move || {
             let r = labs::check(&l, FileSet::Solution).map_err(|e| e.to_string())?;
             if let Some(done) = unavailable(&r) {
                 return done;
@@ -111,7 +200,7 @@ fn leaklab(labs_dir: &Path, args: &[&str]) -> Result<std::process::Output, Faile
 
 fn cli_trials() -> Vec<Trial> {
     vec![
-        Trial::test("lab::cli::hints_progress_and_reset", || {
+        Trial::test("labs::cli::hints_progress_and_reset", || {
             let dir = scratch_labs()?;
             let labs_dir = dir.path().join("labs");
             let first = leaklab(&labs_dir, &["lab", "hint", "04"])?;
@@ -148,7 +237,7 @@ fn cli_trials() -> Vec<Trial> {
             }
             Ok(())
         }),
-        Trial::test("lab::cli::solution_of_symbols_exits_0", || {
+        Trial::test("labs::cli::solution_of_symbols_exits_0", || {
             let dir = scratch_labs()?;
             let out = leaklab(&dir.path().join("labs"), &["lab", "check", "symbols", "--solution"])?;
             let text = String::from_utf8_lossy(&out.stdout);
@@ -161,7 +250,7 @@ fn cli_trials() -> Vec<Trial> {
             }
             Ok(())
         }),
-        Trial::test("lab::cli::unknown_lab_is_a_usage_error", || {
+        Trial::test("labs::cli::unknown_lab_is_a_usage_error", || {
             let out = leaklab(&Path::new(env!("CARGO_MANIFEST_DIR")).join("labs"), &["lab", "check", "99"])?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if out.status.code() != Some(2) || !stderr.contains("no lab `99`; the labs are 01-observe") {
@@ -175,7 +264,7 @@ fn cli_trials() -> Vec<Trial> {
 /// The checkers' parsers, on inputs written here.
 fn unit_trials() -> Vec<Trial> {
     vec![
-        Trial::test("lab::units::tracker_report", || {
+        Trial::test("labs::units::tracker_report", || {
             let r = labs::tracker::parse_report(
                 "noise\ndebug_new: leaked 12 bytes at victim.cpp:41 (new)\ndebug_new: leaked 40 bytes at /src/victim.cpp:42 (new[])\n\
                  debug_new: leaked twelve bytes\ndebug_new: 2 leaks, 52 bytes\n",
@@ -189,7 +278,7 @@ fn unit_trials() -> Vec<Trial> {
             }
             Ok(())
         }),
-        Trial::test("lab::units::enclosing_function", || {
+        Trial::test("labs::units::enclosing_function", || {
             let text = "#include <x.h>\nstatic struct session *login(const char *p,\n                 int n)\n{\n    s = calloc(1, 40);\n}\n\nint main(void)\n{\n    return 0;\n}\n";
             let got = (labs::memleak::enclosing_function(text, 5), labs::memleak::enclosing_function(text, 10), labs::memleak::enclosing_function(text, 1));
             if got != (Some("login".into()), Some("main".into()), None) {
@@ -197,7 +286,7 @@ fn unit_trials() -> Vec<Trial> {
             }
             Ok(())
         }),
-        Trial::test("lab::units::observe_growth", || {
+        Trial::test("labs::units::observe_growth", || {
             use labs::observe::{growth, kind, name, Reading};
             let parse_maps = |t: &str| leaklab::maps::parse(t).expect("the test's maps parse");
             let before = "55d0c1a2b000-55d0c1a4c000 rw-p 00000000 00:00 0                          [heap]\n\

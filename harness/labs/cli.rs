@@ -147,6 +147,7 @@ pub fn render_result(r: &LabResult, style: Style) -> String {
         FileSet::Work => String::new(),
         FileSet::Starter => " (starter)".into(),
         FileSet::Solution => " (reference solution)".into(),
+        FileSet::Given => " (given files)".into(),
     };
     let _ = writeln!(out, "{} {}-{}: {}{which}", style.bold("lab"), r.id, r.name, r.title);
     if let Some(u) = &r.unavailable {

@@ -1,23 +1,49 @@
 //! Lab 06: the source article's ptrace heap dumper, written by the student
-//! in C. The checker starts the lab's target (it leaks a random number of
-//! "test_memory" strings and three copies of a random word), waits for its
-//! checkpoint, lets it run on, runs the student's dumper on its pid, and
-//! checks the heap range, the strings and their counts, and that the target
-//! is afterwards running and untraced.
+//! in C. The checker starts the lab's target, which leaks a random number of
+//! "test_memory" strings and three copies of a random word and tells the
+//! checker both, and runs the student's dumper on its pid. The checks see
+//! that the dump is the target's real heap (range, strings, counts nobody
+//! can know in advance), and that the target was really traced: it sleeps in
+//! epoll_wait, which a ptrace stop (and nothing that only reads its memory)
+//! interrupts; the dumper is built with a destructor that stops it at exit,
+//! so the checker sees whether it detached itself before the kernel does it
+//! for the exiting tracer; and afterwards the target runs on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 
 use super::{compile, Checks, Ctx, Problem};
 use crate::backend::Availability;
 use crate::error::Error;
-use crate::process::{self, Child, Spec};
+use crate::process::{self, Child, Event, Spec};
 
-pub const CHECKS: &[&str] =
-    &["builds", "rejects a bad pid", "prints the heap range", "counts test_memory", "finds the word", "target runs on", "target is not traced"];
+pub const CHECKS: &[&str] = &[
+    "builds",
+    "rejects a bad pid",
+    "prints the heap range",
+    "counts test_memory",
+    "finds the word",
+    "stops the target while copying",
+    "detaches before exiting",
+    "target runs on",
+];
 
 const SOURCE: &str = "heapdump.c";
+
+/// Linked into the student's dumper: with the variable set, it stops itself
+/// on its way out (after main returns or calls exit), so the checker can look
+/// at the target while its tracer still exists.
+const EXIT_STOP: &str = "/* Added by leaklab's checker: stop at exit so that it can look at the target. */
+#include <signal.h>
+#include <stdlib.h>
+__attribute__((destructor)) static void leaklab_exit_stop(void)
+{
+    if (getenv(\"LEAKLAB_LAB_EXIT_STOP\") != NULL)
+        raise(SIGSTOP);
+}
+";
+const EXIT_STOP_FILE: &str = "leaklab_exit_stop.c";
 
 /// Attaching to a process that is not one's child needs root, or a Yama
 /// ptrace_scope of 0 for one's own processes.
@@ -53,14 +79,35 @@ fn heap_range(pid: i32) -> Result<Option<(u64, u64)>, Error> {
     Ok(crate::maps::parse(&text)?.into_iter().find(|m| m.pseudo() == Some("[heap]")).map(|m| (m.start, m.end)))
 }
 
-/// Eight hex digits from the clock and the pid: a word the dumper cannot know in advance.
-fn random_word() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("leaklab-{:08x}", nanos ^ (std::process::id() << 16))
+/// What the target says about itself: `target: pid P, N copies of test_memory, 3 of WORD`.
+fn target_says(out: &str) -> Option<(u64, String)> {
+    let re = Regex::new(r"target: pid \d+, (\d+) copies of test_memory, 3 of (\S+)").expect("valid regex");
+    let c = re.captures(out)?;
+    Some((c[1].parse().ok()?, c[2].to_string()))
+}
+
+/// Polls until `f` holds or `limit` passes.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stopped(state: &str) -> bool {
+    state.starts_with('T') || state.starts_with('t')
 }
 
 pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
-    let build = compile::build(ctx, &[SOURCE], "heapdump", &[])?;
+    let exit_stop = ctx.path(EXIT_STOP_FILE);
+    std::fs::write(&exit_stop, EXIT_STOP).map_err(|e| Error::io(&exit_stop, e))?;
+    let build = compile::build(ctx, &[SOURCE, EXIT_STOP_FILE], "heapdump", &[])?;
     if !checks.record("builds", build.problems()) {
         return Ok(());
     }
@@ -81,19 +128,34 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     }
     checks.record("rejects a bad pid", problems);
 
-    let copies = 5 + (std::process::id() % 30) as u64;
-    let word = random_word();
-    let mut target = Child::spawn(&Spec::new(ctx.path("target"), Duration::from_secs(120)).arg(copies.to_string()).arg(&word).env("LEAKLAB_CHECKPOINT", "1"))?;
+    let mut target = Child::spawn(&Spec::new(ctx.path("target"), Duration::from_secs(120)).env("LEAKLAB_CHECKPOINT", "1"))?;
     target.wait_stop()?;
     let pid = target.pid();
+    let said = String::from_utf8_lossy(&target.stdout_so_far()).into_owned();
+    let (copies, word) = target_says(&said).ok_or_else(|| Error::LabSetup(format!("the lab's target did not say what it leaked: {said:?}")))?;
     let heap = heap_range(pid)?.ok_or_else(|| Error::Os("the target has no [heap] mapping".into()))?;
-    // It has leaked everything: let it run on, so the dumper meets a live process.
+    // It has leaked everything: let it run on into its epoll_wait, so the
+    // dumper meets a live process whose wait a ptrace stop interrupts.
     target.resume();
-    std::thread::sleep(Duration::from_millis(100));
+    if !wait_until(Duration::from_secs(10), || status(pid).is_ok_and(|(s, _)| s.starts_with('S'))) {
+        return Err(Error::Os("the lab's target did not go to sleep after its checkpoint".into()));
+    }
 
-    let done = process::run(&Spec::new(&dumper, Duration::from_secs(30)).arg(pid.to_string()))?;
+    let mut run = Child::spawn(&Spec::new(&dumper, Duration::from_secs(30)).arg(pid.to_string()).env("LEAKLAB_LAB_EXIT_STOP", "1"))?;
+    // At the dumper's exit stop its tracing, if it never detached, is still on.
+    let at_exit = match run.wait_event()? {
+        Event::Stopped(_) => {
+            let seen = status(pid)?;
+            run.resume();
+            Some(seen)
+        }
+        Event::Exited(_) => None,
+    };
+    let done = run.finish()?;
     let out = String::from_utf8_lossy(&done.stdout).into_owned();
-    let (state, tracer) = status(pid)?;
+    // A stop interrupts the target's epoll_wait; it says so once it runs again.
+    let interrupted = wait_until(Duration::from_secs(3), || String::from_utf8_lossy(&target.stdout_so_far()).contains("target: interrupted"));
+    let (state, _) = status(pid)?;
     // Leave the target runnable before it is killed, whatever the dumper did.
     target.resume();
     drop(target);
@@ -112,7 +174,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
                 let got = (u64::from_str_radix(&c[1], 16).unwrap_or(0), u64::from_str_radix(&c[2], 16).unwrap_or(0));
                 let size: u64 = c[3].parse().unwrap_or(0);
                 if got != heap {
-                    vec![Problem::at(&shown, None, format!("the heap is {:x}-{:x}; the dumper says {:x}-{:x}", heap.0, heap.1, got.0, got.1))]
+                    vec![Problem::at(&shown, None, format!("the target's heap is {:x}-{:x}; the dumper says {:x}-{:x}: read it from the target's own /proc/PID/maps", heap.0, heap.1, got.0, got.1))]
                 } else if size != heap.1 - heap.0 {
                     vec![Problem::at(&shown, None, format!("the heap is {} bytes; the dumper says {size}", heap.1 - heap.0))]
                 } else {
@@ -123,31 +185,48 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         checks.record("prints the heap range", problems);
         let counted = Regex::new(r"^\s*(\d+) (.+)$").expect("valid regex");
         let count_of = |s: &str| out.lines().skip(1).filter_map(|l| counted.captures(l)).find(|c| &c[2] == s).and_then(|c| c[1].parse::<u64>().ok());
+        // The count and the word are random, new on every check: they can only come from the target's heap.
         for (name, text, want) in [("counts test_memory", "test_memory", copies), ("finds the word", word.as_str(), 3)] {
             let problems = match count_of(text) {
                 Some(n) if n == want => Vec::new(),
-                Some(n) => vec![Problem::at(&shown, None, format!("the heap holds {want} copies of `{text}`; the dumper counts {n}"))],
+                Some(n) => vec![Problem::at(&shown, None, format!("this time the target's heap held {want} copies of `{text}`; the dumper counts {n}"))],
                 None => vec![Problem::at(
                     &shown,
                     None,
-                    format!("no line `COUNT {text}`: the heap holds {want} copies of that NUL-terminated string (the target ran with `{copies} {word}`)"),
+                    format!("no line `COUNT {text}`: this time the target's heap held {want} copies of that NUL-terminated string"),
                 )],
             };
             checks.record(name, problems);
         }
     }
     checks.record(
-        "target runs on",
-        if state.starts_with('T') || state.starts_with('t') {
-            vec![Problem::at(&shown, None, format!("after the dumper, the target is `{state}`: detach so that it runs on"))]
-        } else {
+        "stops the target while copying",
+        if interrupted || at_exit.as_ref().is_some_and(|(s, t)| *t != 0 || stopped(s)) || stopped(&state) {
             Vec::new()
+        } else {
+            vec![Problem::at(
+                &shown,
+                None,
+                "the target was never stopped while the dumper ran, so its heap was copied while it could still change: attach with ptrace and wait for the stop before reading /proc/PID/mem",
+            )]
         },
     );
     checks.record(
-        "target is not traced",
-        if tracer != 0 {
-            vec![Problem::at(&shown, None, format!("after the dumper exited, the target is still traced by pid {tracer}: PTRACE_DETACH it"))]
+        "detaches before exiting",
+        match &at_exit {
+            Some((_, tracer)) if *tracer != 0 => vec![Problem::at(
+                &shown,
+                None,
+                "when the dumper exits, the target is still traced by it; the kernel detaches an exiting tracer's tracees, but a tool that lives on (a debugger, a profiler) would hold the target: PTRACE_DETACH once the copy is made",
+            )],
+            Some((s, _)) if stopped(s) => vec![Problem::at(&shown, None, format!("when the dumper exits, the target is `{s}`: detach so that it runs on"))],
+            _ => Vec::new(),
+        },
+    );
+    checks.record(
+        "target runs on",
+        if stopped(&state) {
+            vec![Problem::at(&shown, None, format!("after the dumper, the target is `{state}`: PTRACE_DETACH with signal 0 lets it run on; detach on every path"))]
         } else {
             Vec::new()
         },

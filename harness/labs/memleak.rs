@@ -1,8 +1,10 @@
 //! Lab 05: find a leak in a running program with bcc's memleak. The student
 //! writes the leaking function, line and block size in answers.toml; the
-//! checker compares them with the program's `//~ LEAK definite` annotation,
-//! and, when the `bcc` backend can run here, runs memleak on the program and
-//! confirms it reports that line.
+//! checker compares them with the ground truth in the lab's teacher material
+//! (teacher/labs/05-memleak/truth.toml: server.c carries no annotation, since
+//! the student reads it), and, when the `bcc` backend can run here, runs
+//! memleak on the program and confirms it reports the student's line. No
+//! feedback names the right line, function or size.
 
 use std::time::Duration;
 
@@ -10,10 +12,9 @@ use regex::Regex;
 
 use super::answers::Answers;
 use super::{compile, Checks, Ctx, Problem};
-use crate::annotations::{self, ExpectedLeak};
 use crate::backend::{self, RunConfig, Target};
 use crate::error::Error;
-use crate::report::{Kind, Status};
+use crate::report::Status;
 
 pub const CHECKS: &[&str] = &["answers.toml parses", "function", "line", "bytes per block", "bcc agrees"];
 
@@ -28,16 +29,44 @@ pub fn enclosing_function(text: &str, line: u32) -> Option<String> {
     text.lines().take(line as usize).filter_map(|l| def.captures(l).map(|c| c[1].to_string())).last()
 }
 
+/// One allocation of the ground truth.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Site {
+    line: u32,
+    /// Text on that line of server.c.
+    code: String,
+    #[serde(default)]
+    size: u64,
+}
+
+/// teacher/labs/05-memleak/truth.toml.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Truth {
+    /// The allocation that leaks, ever more blocks.
+    leak: Site,
+    /// The allocation that stays outstanding but does not grow.
+    kept: Site,
+}
+
+fn truth(ctx: &Ctx, text: &str) -> Result<Truth, Error> {
+    let path = ctx.lab.teacher_dir().join("truth.toml");
+    let raw = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let truth: Truth = toml::from_str(&raw).map_err(|e| Error::LabSetup(format!("{}: {e}", path.display())))?;
+    for site in [&truth.leak, &truth.kept] {
+        let at = text.lines().nth(site.line.saturating_sub(1) as usize).unwrap_or("");
+        if !at.contains(&site.code) {
+            return Err(Error::LabSetup(format!("{}: line {} of {SOURCE} should hold `{}`; was {SOURCE} edited?", path.display(), site.line, site.code)));
+        }
+    }
+    Ok(truth)
+}
+
 pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     let text = ctx.read(SOURCE)?;
-    let expected = annotations::parse(SOURCE, &text)?;
-    let leak: ExpectedLeak = expected
-        .leaks
-        .iter()
-        .find(|e| e.kind == Kind::Definite)
-        .cloned()
-        .ok_or_else(|| Error::LabSetup(format!("{SOURCE} has no `//~ LEAK definite` annotation")))?;
-    let function = enclosing_function(&text, leak.at.line).ok_or_else(|| Error::LabSetup(format!("no function encloses {}", leak.at)))?;
+    let truth = truth(ctx, &text)?;
+    let function = enclosing_function(&text, truth.leak.line).ok_or_else(|| Error::LabSetup(format!("no function encloses {SOURCE}:{}", truth.leak.line)))?;
 
     let Some(answers) = Answers::load_checked(ctx, checks) else {
         return Ok(());
@@ -59,11 +88,10 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         "line",
         match line {
             Err(p) => vec![p],
-            Ok(l) if l == leak.at.line => Vec::new(),
+            Ok(l) if l == truth.leak.line => Vec::new(),
             Ok(l) => {
-                let other = expected.leaks.iter().find(|e| e.at.line == l);
-                let why = match other {
-                    Some(e) if e.kind == Kind::Reachable => format!(
+                let why = match l {
+                    l if l == truth.kept.line => format!(
                         "line {l} allocates a block that is still reachable (a global points to it): memleak lists it as outstanding, but its count never grows"
                     ),
                     _ if enclosing_function(&text, l).as_deref() == Some(function.as_str()) => {
@@ -79,7 +107,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         "bytes per block",
         match answers.number("bytes_per_block") {
             Err(p) => vec![p],
-            Ok(b) if b == leak.size as f64 => Vec::new(),
+            Ok(b) if b == truth.leak.size as f64 => Vec::new(),
             Ok(b) => vec![answers.problem("bytes_per_block", format!("{b} is not the size of one leaked block: divide memleak's bytes by its allocations"))],
         },
     );
@@ -107,9 +135,12 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
                 if seen {
                     Vec::new()
                 } else {
-                    let sites: Vec<String> = report.leaks.iter().filter_map(|l| l.site.as_ref()).map(|s| format!("{}:{}", s.file, s.line)).collect();
-                    let others = if sites.is_empty() { "none in server.c".to_string() } else { sites.join(", ") };
-                    vec![Problem::at(&ctx.shown(SOURCE), Some(at), format!("memleak reports no outstanding allocation here; it reports {others}"))]
+                    // Not the lines it does report: that would be the answer.
+                    vec![Problem::at(
+                        &ctx.shown(SOURCE),
+                        Some(at),
+                        "memleak reports no outstanding allocation made on this line: read its stacks again, and turn the innermost server.c frame (`function+0xOFFSET`) into a line as the README shows",
+                    )]
                 }
             }
         },

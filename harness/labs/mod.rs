@@ -33,6 +33,17 @@ pub fn labs_root() -> PathBuf {
     }
 }
 
+/// Teacher material (reference solutions, ground truth): `LEAKLAB_TEACHER_DIR`,
+/// or teacher/labs/ of the checkout. Kept out of labs/ and out of the book, so
+/// that a student working in labs/ does not stumble on the answers.
+#[must_use]
+pub fn teacher_root() -> PathBuf {
+    match std::env::var_os("LEAKLAB_TEACHER_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("teacher").join("labs"),
+    }
+}
+
 /// c-samples/, for leaklab.h.
 #[must_use]
 pub fn samples_include_dir() -> PathBuf {
@@ -76,6 +87,12 @@ impl Lab {
     pub fn dir(&self) -> PathBuf {
         labs_root().join(self.slug())
     }
+
+    /// The lab's teacher material: solution/ and the checker's ground truth.
+    #[must_use]
+    pub fn teacher_dir(&self) -> PathBuf {
+        teacher_root().join(self.slug())
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,8 +111,7 @@ pub fn labs() -> Result<Vec<Lab>, Error> {
             return Err(Error::LabSetup(format!("{}: lab {}: unknown check `{}` (known: {})", path.display(), lab.id, lab.check, CHECKERS.join(", "))));
         }
         for f in &lab.files {
-            for sub in ["starter", "solution"] {
-                let p = lab.dir().join(sub).join(f);
+            for p in [FileSet::Starter.dir(lab).join(f), FileSet::Solution.dir(lab).join(f)] {
                 if !p.is_file() {
                     return Err(Error::LabSetup(format!("lab {}: {} is missing", lab.id, p.display())));
                 }
@@ -132,17 +148,20 @@ pub enum FileSet {
     Work,
     /// labs/NN-name/starter/: what `reset` restores.
     Starter,
-    /// labs/NN-name/solution/: the reference solution.
+    /// teacher/labs/NN-name/solution/: the reference solution.
     Solution,
+    /// A directory the caller names (`check_given`): the suite's wrong solutions.
+    Given,
 }
 
 impl FileSet {
+    /// Where the set's files are; `Given` has no place of its own (see `check_given`).
     #[must_use]
     pub fn dir(self, lab: &Lab) -> PathBuf {
         match self {
-            FileSet::Work => lab.dir(),
+            FileSet::Work | FileSet::Given => lab.dir(),
             FileSet::Starter => lab.dir().join("starter"),
-            FileSet::Solution => lab.dir().join("solution"),
+            FileSet::Solution => lab.teacher_dir().join("solution"),
         }
     }
 }
@@ -255,14 +274,13 @@ pub struct Ctx {
     pub copy: FileSet,
     /// Where the student's files were taken from.
     pub files_dir: PathBuf,
-    pub build: tempfile::TempDir,
+    pub build: crate::contain::Scratch,
 }
 
 impl Ctx {
-    fn new(lab: &Lab, copy: FileSet) -> Result<Ctx, Error> {
-        let build = tempfile::Builder::new().prefix("leaklab-lab-").tempdir().map_err(|e| Error::Os(format!("tempdir: {e}")))?;
+    fn new(lab: &Lab, copy: FileSet, files_dir: PathBuf) -> Result<Ctx, Error> {
+        let build = crate::contain::scratch()?;
         let dir = lab.dir();
-        let files_dir = copy.dir(lab);
         // The lab's own files (the programs the student does not edit, expected outputs).
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         for entry in entries {
@@ -389,6 +407,16 @@ fn extra_requirements(lab: &Lab) -> Option<Unavailable> {
 /// Builds and checks one lab's files. Harness failures are errors; the
 /// student's mistakes are failed checks.
 pub fn check(lab: &Lab, copy: FileSet) -> Result<LabResult, Error> {
+    check_files(lab, copy, copy.dir(lab))
+}
+
+/// Checks the lab's files taken from `dir` (a wrong solution of the suite);
+/// records no progress.
+pub fn check_given(lab: &Lab, dir: &Path) -> Result<LabResult, Error> {
+    check_files(lab, FileSet::Given, dir.to_path_buf())
+}
+
+fn check_files(lab: &Lab, copy: FileSet, files_dir: PathBuf) -> Result<LabResult, Error> {
     let mut result = LabResult {
         id: lab.id.clone(),
         name: lab.name.clone(),
@@ -411,7 +439,7 @@ pub fn check(lab: &Lab, copy: FileSet) -> Result<LabResult, Error> {
         result.unavailable = Some(u);
         return Ok(result);
     }
-    let ctx = Ctx::new(lab, copy)?;
+    let ctx = Ctx::new(lab, copy, files_dir)?;
     let (names, run): (&[&'static str], Checker) = match lab.check.as_str() {
         "observe" => (observe::CHECKS, observe::run),
         "valgrind-fix" => (valgrind_fix::CHECKS, valgrind_fix::run),

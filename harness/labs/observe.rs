@@ -213,14 +213,10 @@ fn confirm_with_watch(ctx: &Ctx, checks: &mut Checks, answers: &Answers) -> Resu
             if agrees {
                 Vec::new()
             } else {
-                let seen: Vec<String> =
-                    grew.iter().map(|r| format!("{}{}", r.kind.as_str(), r.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default())).collect();
+                // Not what it saw: that is the answer to `region` and `kind`.
                 vec![answers.problem(
                     "kind",
-                    format!(
-                        "leaklab's watch backend saw {} grow, not {kind} {region}",
-                        if seen.is_empty() { "nothing".to_string() } else { seen.join(", ") }
-                    ),
+                    format!("leaklab's watch backend did not see {kind} memory grow in `{region}`: look at the maps again, a few seconds apart"),
                 )]
             }
         }
