@@ -57,6 +57,10 @@ enum BookAction {
         /// Only the outputs derived from the snapshots (fast, no runs).
         #[arg(long)]
         derived_only: bool,
+        /// The derived outputs and the real reports the chapters show (a few
+        /// minutes), not the costs, benches, dumps and plots.
+        #[arg(long, conflicts_with = "derived_only")]
+        reports_only: bool,
     },
     /// Say which generated outputs are stale (exit 1 if any).
     Check,
@@ -116,6 +120,9 @@ enum Command {
         /// Leak suppressions in LeakSanitizer's format (`leak:PATTERN`), for backends that apply them (repeatable).
         #[arg(long, value_name = "FILE")]
         suppressions: Vec<std::path::PathBuf>,
+        /// Show everything (long headers, run counts, the per-sample table) however wide; by default the output fits 100 columns.
+        #[arg(long)]
+        wide: bool,
     },
     /// What each detector costs: an allocation-heavy program natively and under each tool, median time and peak memory.
     Bench {
@@ -396,7 +403,10 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             match format {
                 Format::Human => {
-                    print!("{}", render::report(&report_with_stats(shown.clone(), &report), style));
+                    // A person sees the real figures (bytes, rates, addresses);
+                    // the placeholders of normalization are for snapshots.
+                    let real = if raw { report.clone() } else { normalize::for_reading(report.clone()) };
+                    print!("{}", render::report(&real, style));
                     if let Some(s) = &scored {
                         print!("{}", render::score(s, style));
                     }
@@ -415,7 +425,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }),
             }
         }
-        Command::Compare { backend, sample, format, jobs, timeout, suppressions } => {
+        Command::Compare { backend, sample, format, jobs, timeout, suppressions, wide } => {
             let config = CompareConfig {
                 backends: backend,
                 samples: sample,
@@ -442,7 +452,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 bar.finish_and_clear();
             }
             match format {
-                Format::Human => print!("{}", render::comparison(&result, style)),
+                Format::Human => print!("{}", render::comparison_view(&result, style, if wide { render::View::WIDE } else { render::View::DEFAULT })),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
             }
             if result.backends.is_empty() {
@@ -550,8 +560,13 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
         Command::Book { action } => {
             let paths = book::BookPaths::in_repo(Path::new(env!("CARGO_MANIFEST_DIR")));
             match action {
-                BookAction::Generate { derived_only } => {
-                    for name in book::generate(&paths, derived_only)? {
+                BookAction::Generate { derived_only, reports_only } => {
+                    let parts = match (derived_only, reports_only) {
+                        (true, _) => book::Parts::Derived,
+                        (_, true) => book::Parts::Reports,
+                        _ => book::Parts::All,
+                    };
+                    for name in book::generate(&paths, parts)? {
                         println!("wrote {name}");
                     }
                     Ok(0)
