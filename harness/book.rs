@@ -15,7 +15,7 @@ use crate::backend;
 use crate::catalogue;
 use crate::compare::{self, CompareConfig, Comparison, Outcome};
 use crate::error::Error;
-use crate::render::{self, Style, View};
+use crate::render::{self, Style};
 use crate::report::Report;
 use crate::score::score;
 
@@ -72,18 +72,9 @@ pub fn snapshot_reports(dir: &Path) -> Result<BTreeMap<(String, String), Report>
     Ok(out)
 }
 
-/// The outputs derived from the snapshots: reports as a person reads them,
-/// the catalogue, and the accuracy matrix.
-pub fn derived(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
-    let plain = Style { color: false };
+/// The accuracy matrix scored from the snapshots, in the registry's backend order.
+pub fn snapshot_comparison(paths: &BookPaths) -> Result<Comparison, Error> {
     let reports = snapshot_reports(&paths.snapshots)?;
-    let mut out = vec![Artifact { name: "catalogue.txt".into(), content: render::catalogue(catalogue::samples(), plain).into_bytes() }];
-    for ((b, s), r) in &reports {
-        if SHOWN_SAMPLES.contains(&s.as_str()) {
-            out.push(Artifact { name: format!("report-{b}-{s}.txt"), content: render::report(r, plain).into_bytes() });
-        }
-    }
-    // The accuracy matrix, scored from the snapshots, in the registry's backend order.
     let mut outcomes = Vec::new();
     let mut backends = Vec::new();
     for b in backend::all() {
@@ -100,10 +91,112 @@ pub fn derived(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
         }
     }
     let samples = catalogue::samples().iter().map(|s| s.name.to_string()).collect();
-    let c = Comparison::from_outcomes(backends, samples, outcomes, Vec::new());
-    out.push(Artifact { name: "accuracy.txt".into(), content: render::comparison_view(&c, plain, View { timings: false, per_sample: false }).into_bytes() });
-    out.push(Artifact { name: "per-sample.txt".into(), content: render::comparison_view(&c, plain, View { timings: false, per_sample: true }).into_bytes() });
+    Ok(Comparison::from_outcomes(backends, samples, outcomes, Vec::new()))
+}
+
+/// The outputs derived from the snapshots: the catalogue, and the accuracy
+/// matrix as text (for the README), as an HTML table and as a heatmap, and
+/// the per-sample table.
+pub fn derived(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
+    let plain = Style { color: false };
+    let mut out = vec![Artifact { name: "catalogue.txt".into(), content: render::catalogue(catalogue::samples(), plain).into_bytes() }];
+    let c = snapshot_comparison(paths)?;
+    out.push(Artifact { name: "accuracy.txt".into(), content: render::matrix_narrow(&c, plain, false).into_bytes() });
+    out.push(Artifact { name: "accuracy.html".into(), content: matrix_html(&c).into_bytes() });
+    out.push(Artifact { name: "accuracy-heatmap.svg".into(), content: heatmap_svg(&c).into_bytes() });
+    out.push(Artifact { name: "per-sample.html".into(), content: per_sample_html(&c).into_bytes() });
     Ok(out)
+}
+
+/// Text made safe inside HTML or SVG.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The matrix as an HTML table (mdbook passes raw HTML through).
+fn matrix_html(c: &Comparison) -> String {
+    let classes = render::classes_of(c);
+    let mut out = String::from("<table class=\"matrix\">\n<thead><tr><th>backend</th>");
+    for cl in &classes {
+        out.push_str(&format!("<th title=\"{}\">{}</th>", cl.as_str(), render::short_class(*cl)));
+    }
+    out.push_str("<th>recall</th><th>precision</th><th>kind</th></tr></thead>\n<tbody>\n");
+    for b in &c.backends {
+        let s = &c.summary[b];
+        out.push_str(&format!("<tr><th>{}</th>", esc(b)));
+        for cl in &classes {
+            let t = s.by_class.get(cl).copied().unwrap_or_default();
+            out.push_str(&format!("<td>{}</td>", render::class_cell(*cl, t)));
+        }
+        let pct = |x: Option<f64>| x.map_or_else(|| "–".to_string(), |v| format!("{:.0}%", v * 100.0));
+        out.push_str(&format!("<td>{}</td><td>{}</td><td>{}</td></tr>\n", pct(s.total.recall()), pct(s.total.precision()), pct(render::kind_share(s))));
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+/// The per-sample table as HTML: a row per sample, a column per backend.
+fn per_sample_html(c: &Comparison) -> String {
+    let mut out = String::from("<table class=\"per-sample\">\n<thead><tr><th>sample</th>");
+    for b in &c.backends {
+        out.push_str(&format!("<th>{}</th>", esc(b)));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for sample in &c.samples {
+        out.push_str(&format!("<tr><th>{}</th>", esc(sample)));
+        for b in &c.backends {
+            // The long cell as a tooltip; in the table the known misses are
+            // a `*`, so a row stays on one line.
+            let long = render::sample_cell(c, b, sample);
+            let short = regex::Regex::new(r" \(\d+ known miss\)").expect("valid regex").replace(&long, "*").replace(" false", "f");
+            out.push_str(&format!("<td title=\"{}\">{}</td>", esc(&long), esc(&short)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+/// The heatmap of the matrix: a row per backend, a column per leak class,
+/// recall as the cell's colour (red 0 % to green 100 %, grey where nothing
+/// was annotated), found/missed/false written in the cell.
+fn heatmap_svg(c: &Comparison) -> String {
+    let classes = render::classes_of(c);
+    let (label_w, cell_w, cell_h, top) = (110, 86, 34, 40);
+    let width = label_w + cell_w * (classes.len() + 1) + 10;
+    let height = top + cell_h * c.backends.len() + 40;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"14\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let columns: Vec<String> = classes.iter().map(|cl| cl.as_str().to_string()).chain(std::iter::once("all".to_string())).collect();
+    for (i, name) in columns.iter().enumerate() {
+        let x = label_w + cell_w * i + cell_w / 2;
+        out.push_str(&format!("<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\" font-weight=\"bold\">{name}</text>\n", top - 12));
+    }
+    for (row, b) in c.backends.iter().enumerate() {
+        let s = &c.summary[b];
+        let y = top + cell_h * row;
+        out.push_str(&format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-weight=\"bold\">{}</text>\n", label_w - 8, y + cell_h / 2 + 5, esc(b)));
+        let tallies = classes.iter().map(|cl| s.by_class.get(cl).copied().unwrap_or_default()).chain(std::iter::once(s.total));
+        for (i, t) in tallies.enumerate() {
+            let x = label_w + cell_w * i;
+            let fill = t.recall().map_or_else(|| "#e4e4e4".to_string(), |r| format!("hsl({:.0}, 70%, 72%)", 120.0 * r));
+            out.push_str(&format!("<rect x=\"{x}\" y=\"{y}\" width=\"{cell_w}\" height=\"{cell_h}\" fill=\"{fill}\" stroke=\"white\" stroke-width=\"2\"/>\n"));
+            out.push_str(&format!(
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}/{}/{}</text>\n",
+                x + cell_w / 2,
+                y + cell_h / 2 + 5,
+                t.found,
+                t.missed,
+                t.false_reports
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "<text x=\"{label_w}\" y=\"{}\" font-size=\"13\">cells: found/missed/false; colour: recall, red 0 % to green 100 %; grey: nothing annotated</text>\n</svg>\n",
+        height - 14
+    ));
+    out
 }
 
 /// A fingerprint of what the measured outputs depend on: every sample's
@@ -131,7 +224,7 @@ pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     let mut out = Vec::new();
 
     let c = compare::compare(&CompareConfig { jobs: 1, ..CompareConfig::default() }, &|_, _, _| {})?;
-    let mut cost = render::comparison_view(&c, plain, View { timings: true, per_sample: false });
+    let mut cost = render::matrix_narrow(&c, plain, true);
     cost.push_str("\nmedian ms/run: wall time of one sample run under the backend, runs one at a time on a 2-core machine\n");
     out.push(Artifact { name: "cost.txt".into(), content: cost.into_bytes() });
 
@@ -147,6 +240,8 @@ pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     };
     let scan_text = crate::scan::bench::render(&crate::scan::bench::run(&scan_config)?);
     out.push(Artifact { name: "scan-bench.txt".into(), content: scan_text.into_bytes() });
+
+    out.extend(reports(paths)?);
 
     out.push(Artifact { name: "heap-dump-strdup_loop.txt".into(), content: heap_dump_of_strdup_loop()?.into_bytes() });
 
@@ -166,6 +261,123 @@ pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     let session = crate::watch::session(&subject, &options, &paths.generated.join("watch-strdup_loop"), false)?;
     out.push(Artifact { name: "watch-strdup_loop.txt".into(), content: crate::watch::render_summary(&session.summary).into_bytes() });
     Ok(out)
+}
+
+/// The real reports the book shows, kept as run (JSON) for the freshness check.
+const REAL_REPORTS: &str = "reports.json";
+
+/// memcheck's own text report of the sample the book shows beside leaklab's.
+const MEMCHECK_LOG: &str = "memcheck-lost_tree.txt";
+const MEMCHECK_SAMPLE: &str = "lost_tree";
+
+/// The backends and samples whose real reports the book shows: each shown
+/// sample under each backend that has a snapshot of it.
+fn shown_runs(paths: &BookPaths) -> Result<Vec<(String, String)>, Error> {
+    let snapshots = snapshot_reports(&paths.snapshots)?;
+    Ok(backend::all()
+        .iter()
+        .flat_map(|b| SHOWN_SAMPLES.iter().map(move |s| (b.name().to_string(), (*s).to_string())))
+        .filter(|key| snapshots.contains_key(key))
+        .collect())
+}
+
+/// A report as the book prints it: what the user sees from `leaklab run`,
+/// with a growth rate (which depends on the machine's speed) written as
+/// "about" its value to two figures.
+#[must_use]
+pub fn book_text(report: &Report) -> String {
+    static RATE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| regex::Regex::new(r"(\d+) bytes per second").expect("valid regex"));
+    let mut shown = crate::normalize::for_reading(report.clone());
+    for note in &mut shown.notes {
+        *note = RATE.replace_all(note, |c: &regex::Captures| format!("about {} per second", about_bytes(c[1].parse().unwrap_or(0)))).into_owned();
+    }
+    render::report(&shown, Style { color: false })
+}
+
+/// A byte count to two significant figures in B, KiB or MiB.
+fn about_bytes(n: u64) -> String {
+    let (v, unit) = match n {
+        0..1024 => return format!("{n} B"),
+        1024..1_048_576 => (n as f64 / 1024.0, "KiB"),
+        _ => (n as f64 / 1_048_576.0, "MiB"),
+    };
+    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 0 } else { 1 };
+    let rounded = if v >= 100.0 { (v / 10.0).round() * 10.0 } else { v };
+    format!("{rounded:.digits$} {unit}")
+}
+
+/// The real reports and memcheck's own log.
+fn reports(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
+    let mut out = real_reports(paths)?;
+    out.push(Artifact { name: MEMCHECK_LOG.into(), content: memcheck_log()?.into_bytes() });
+    Ok(out)
+}
+
+/// Runs every shown sample under every shown backend for real.
+fn real_reports(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
+    let mut kept = BTreeMap::new();
+    let mut out = Vec::new();
+    for (b, s) in shown_runs(paths)? {
+        let backend = backend::by_name(&b)?;
+        let target = crate::backend::Target::sample(catalogue::find(&s)?)?;
+        let report = backend::execute(backend.as_ref(), &target, &crate::backend::RunConfig::default());
+        out.push(Artifact { name: format!("report-{b}-{s}.txt"), content: book_text(&report).into_bytes() });
+        kept.insert(format!("{b}::{s}"), report);
+    }
+    let json = serde_json::to_string_pretty(&kept).map_err(|e| Error::MalformedOutput { tool: "serde_json".into(), message: e.to_string() })?;
+    out.push(Artifact { name: REAL_REPORTS.into(), content: (json + "\n").into_bytes() });
+    Ok(out)
+}
+
+/// memcheck run the way a user types it, its own text report (stderr) as
+/// it printed it, the checkout's path cut from the command line.
+fn memcheck_log() -> Result<String, Error> {
+    use crate::process::Spec;
+    let sample = catalogue::find(MEMCHECK_SAMPLE)?;
+    let spec = Spec::new("valgrind", std::time::Duration::from_secs(120))
+        .arg("--leak-check=full")
+        .arg("--show-leak-kinds=all")
+        .arg(sample.executable("plain")?)
+        .args(sample.args())
+        .env_remove("LEAKLAB_CHECKPOINT")
+        .env_remove("DEBUGINFOD_URLS");
+    let finished = crate::process::run(&spec)?;
+    let text = finished.stderr_text();
+    let exe = sample.executable("plain")?.display().to_string();
+    let name = exe.rsplit('/').next().unwrap_or(&exe).to_string();
+    Ok(text.replace(&exe, &format!("./{name}")))
+}
+
+/// The "LEAK SUMMARY" of a memcheck text report: bytes and blocks per kind
+/// (definitely, indirectly, possibly lost, still reachable).
+fn memcheck_summary(text: &str) -> BTreeMap<String, (u64, u64)> {
+    static LINE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(definitely lost|indirectly lost|possibly lost|still reachable): ([\d,]+) bytes in ([\d,]+) blocks").expect("valid regex")
+    });
+    let number = |s: &str| s.replace(',', "").parse().unwrap_or(0);
+    LINE.captures_iter(text).map(|c| (c[1].to_string(), (number(&c[2]), number(&c[3])))).collect()
+}
+
+/// The same summary from a leaklab report.
+fn report_summary(r: &Report) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> =
+        ["definitely lost", "indirectly lost", "possibly lost", "still reachable"].iter().map(|k| ((*k).to_string(), (0, 0))).collect();
+    for l in &r.leaks {
+        let key = match l.kind {
+            crate::report::Kind::Definite => "definitely lost",
+            crate::report::Kind::Indirect => "indirectly lost",
+            crate::report::Kind::Possible => "possibly lost",
+            crate::report::Kind::Reachable => "still reachable",
+            crate::report::Kind::Unclassified => continue,
+        };
+        if l.region.is_some() {
+            continue;
+        }
+        let e = out.entry(key.to_string()).or_default();
+        e.0 += l.bytes;
+        e.1 += l.blocks;
+    }
+    out
 }
 
 /// The article's demo: the strdup loop stopped at its checkpoint, its [heap]
@@ -189,11 +401,25 @@ fn heap_dump_of_strdup_loop() -> Result<String, Error> {
 
 const MANIFEST: &str = "MANIFEST";
 
-/// Writes the derived outputs, and the measured ones unless `derived_only`.
-pub fn generate(paths: &BookPaths, derived_only: bool) -> Result<Vec<String>, Error> {
+/// Which generated outputs to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// Only those derived from the snapshots: no runs.
+    Derived,
+    /// The derived ones and the real reports (with memcheck's own log).
+    Reports,
+    /// Everything, the measured manifest too.
+    All,
+}
+
+/// Writes the generated outputs `parts` names.
+pub fn generate(paths: &BookPaths, parts: Parts) -> Result<Vec<String>, Error> {
     std::fs::create_dir_all(&paths.generated).map_err(|e| Error::io(&paths.generated, e))?;
     let mut artifacts = derived(paths)?;
-    if !derived_only {
+    if parts == Parts::Reports {
+        artifacts.extend(reports(paths)?);
+    }
+    if parts == Parts::All {
         artifacts.extend(measured(paths)?);
         let manifest = format!("# inputs of the measured outputs; `{REFRESH}` rewrites this\nfingerprint {}\n", fingerprint());
         artifacts.push(Artifact { name: MANIFEST.into(), content: manifest.into_bytes() });
@@ -245,6 +471,7 @@ pub fn stale(paths: &BookPaths) -> Result<Vec<String>, Error> {
             Err(_) => problems.push(format!("book/src/generated/{} is missing", a.name)),
         }
     }
+    problems.extend(stale_real_reports(paths)?);
     let manifest = std::fs::read_to_string(paths.generated.join(MANIFEST)).unwrap_or_default();
     let recorded = manifest.lines().find_map(|l| l.strip_prefix("fingerprint ")).unwrap_or("none");
     if recorded != fingerprint() {
@@ -252,6 +479,50 @@ pub fn stale(paths: &BookPaths) -> Result<Vec<String>, Error> {
             "the measured outputs (cost, plots, dumps) were made from other samples or backends (fingerprint {recorded}, now {})",
             fingerprint()
         ));
+    }
+    Ok(problems)
+}
+
+/// The real reports are fresh when each, normalized, is its committed
+/// snapshot (which the suite keeps true to what the backend prints), its
+/// text is what the book makes of it, and memcheck's own report sums to
+/// what leaklab's valgrind backend found. Timings and addresses may
+/// differ from run to run; what they found may not.
+fn stale_real_reports(paths: &BookPaths) -> Result<Vec<String>, Error> {
+    let mut problems = Vec::new();
+    let path = paths.generated.join(REAL_REPORTS);
+    let kept: BTreeMap<String, Report> = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| Error::MalformedOutput { tool: "book".into(), message: format!("{}: {e}", path.display()) })?,
+        Err(_) => {
+            problems.push(format!("book/src/generated/{REAL_REPORTS} is missing"));
+            BTreeMap::new()
+        }
+    };
+    let snapshots = snapshot_reports(&paths.snapshots)?;
+    let yaml = |r: &Report| serde_yaml::to_string(r).unwrap_or_default();
+    for (b, s) in shown_runs(paths)? {
+        let Some(real) = kept.get(&format!("{b}::{s}")) else {
+            problems.push(format!("book/src/generated/{REAL_REPORTS} lacks the run of {b} on {s}"));
+            continue;
+        };
+        if yaml(&crate::normalize::normalize(real.clone())) != yaml(&snapshots[&(b.clone(), s.clone())]) {
+            problems.push(format!("the book's run of {b} on {s} found other leaks than its snapshot tests/snapshots/{b}__{s}.snap"));
+        }
+        let txt = format!("report-{b}-{s}.txt");
+        match std::fs::read_to_string(paths.generated.join(&txt)) {
+            Ok(text) if text == book_text(real) => {}
+            Ok(_) => problems.push(format!("book/src/generated/{txt} is not what the book makes of its run")),
+            Err(_) => problems.push(format!("book/src/generated/{txt} is missing")),
+        }
+    }
+    if let Some(snapshot) = snapshots.get(&("valgrind".to_string(), MEMCHECK_SAMPLE.to_string())) {
+        let log = std::fs::read_to_string(paths.generated.join(MEMCHECK_LOG)).unwrap_or_default();
+        let summary = memcheck_summary(&log);
+        if summary.is_empty() {
+            problems.push(format!("book/src/generated/{MEMCHECK_LOG} is missing or has no LEAK SUMMARY"));
+        } else if summary != report_summary(snapshot) {
+            problems.push(format!("book/src/generated/{MEMCHECK_LOG}'s LEAK SUMMARY is not what the valgrind backend finds on {MEMCHECK_SAMPLE}"));
+        }
     }
     Ok(problems)
 }

@@ -76,6 +76,10 @@ enum BookAction {
         /// Only the outputs derived from the snapshots (fast, no runs).
         #[arg(long)]
         derived_only: bool,
+        /// The derived outputs and the real reports the chapters show (a few
+        /// minutes), not the costs, benches, dumps and plots.
+        #[arg(long, conflicts_with = "derived_only")]
+        reports_only: bool,
     },
     /// Say which generated outputs are stale (exit 1 if any).
     Check,
@@ -145,6 +149,9 @@ enum Command {
         /// worse since (exit 1 when anything got worse, else 0).
         #[arg(long, value_name = "FILE")]
         baseline: Option<std::path::PathBuf>,
+        /// Show everything (long headers, run counts, the per-sample table) however wide; by default the output fits 100 columns.
+        #[arg(long)]
+        wide: bool,
     },
     /// An external suite: the programs of a manifest (JSON lines), each under
     /// each backend, scored against the leaks the manifest lists.
@@ -470,7 +477,10 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             }
             match format {
                 Format::Human => {
-                    print!("{}", render::report(&report_with_stats(shown.clone(), &report), style));
+                    // A person sees the real figures (bytes, rates, addresses);
+                    // the placeholders of normalization are for snapshots.
+                    let real = if raw { report.clone() } else { normalize::for_reading(report.clone()) };
+                    print!("{}", render::report(&real, style));
                     if let Some(s) = &scored {
                         print!("{}", render::score(s, style));
                     }
@@ -489,7 +499,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 }),
             }
         }
-        Command::Compare { backend, sample, format, jobs, timeout, suppressions, detector, baseline } => {
+        Command::Compare { backend, sample, format, jobs, timeout, suppressions, detector, baseline, wide } => {
             let config = CompareConfig {
                 backends: backend,
                 samples: sample,
@@ -524,7 +534,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 return show_baseline(file, &result, format, style);
             }
             match format {
-                Format::Human => print!("{}", render::comparison(&result, style)),
+                Format::Human => print!("{}", render::comparison_view(&result, style, if wide { render::View::WIDE } else { render::View::DEFAULT })),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
             }
             if result.backends.is_empty() {
@@ -664,8 +674,13 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
         Command::Book { action } => {
             let paths = book::BookPaths::in_repo(Path::new(env!("CARGO_MANIFEST_DIR")));
             match action {
-                BookAction::Generate { derived_only } => {
-                    for name in book::generate(&paths, derived_only)? {
+                BookAction::Generate { derived_only, reports_only } => {
+                    let parts = match (derived_only, reports_only) {
+                        (true, _) => book::Parts::Derived,
+                        (_, true) => book::Parts::Reports,
+                        _ => book::Parts::All,
+                    };
+                    for name in book::generate(&paths, parts)? {
                         println!("wrote {name}");
                     }
                     Ok(0)

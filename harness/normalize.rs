@@ -54,6 +54,20 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
+/// The rules that only tidy a report for a reader (file names, no start-up
+/// frames, a stable order); the others put placeholders in place of real
+/// figures, which is for snapshots only.
+pub const READING: &[&str] = &["paths", "frames-below-main", "sort"];
+
+/// A report as a person reads it: the [`READING`] rules, in order.
+#[must_use]
+pub fn for_reading(mut report: Report) -> Report {
+    for rule in RULES.iter().filter(|r| READING.contains(&r.name)) {
+        (rule.apply)(&mut report);
+    }
+    report
+}
+
 /// Applies every rule, in order.
 #[must_use]
 pub fn normalize(mut report: Report) -> Report {

@@ -114,7 +114,12 @@ pub fn report(r: &Report, style: Style) -> String {
         let _ = writeln!(out, "  {}", style.green("no leaks found"));
     }
     for l in &r.leaks {
-        let mut head = format!("  {:<12} {} bytes in {} block{}", l.kind.as_str(), l.bytes, l.blocks, if l.blocks == 1 { "" } else { "s" });
+        // A mapping's growth (watch) has bytes but no blocks to count.
+        let mut head = if l.blocks == 0 && l.region.is_some() {
+            format!("  {:<12} {} bytes", l.kind.as_str(), l.bytes)
+        } else {
+            format!("  {:<12} {} bytes in {} block{}", l.kind.as_str(), l.bytes, l.blocks, if l.blocks == 1 { "" } else { "s" })
+        };
         if let Some(api) = &l.api {
             let _ = write!(head, " from {api}");
         }
@@ -266,114 +271,170 @@ fn pct(x: Option<f64>) -> String {
 pub struct View {
     /// The median cost column; off where the figures come from snapshots.
     pub timings: bool,
-    pub per_sample: bool,
+    /// Everything: the long-header matrix with the run counts and the
+    /// per-sample table, as wide as it takes. Otherwise the output fits
+    /// [`NARROW`] columns.
+    pub wide: bool,
 }
 
 impl View {
-    pub const FULL: View = View { timings: true, per_sample: true };
+    pub const DEFAULT: View = View { timings: true, wide: false };
+    pub const WIDE: View = View { timings: true, wide: true };
 }
 
-/// The accuracy matrix, the per-sample table and the unavailable backends.
+/// The width the default view of a comparison fits in.
+pub const NARROW: usize = 100;
+
+/// The accuracy matrix and the disagreements, in [`NARROW`] columns.
 #[must_use]
 pub fn comparison(c: &Comparison, style: Style) -> String {
-    comparison_view(c, style, View::FULL)
+    comparison_view(c, style, View::DEFAULT)
 }
 
-/// [`comparison`] with a choice of parts.
+/// The leak classes any backend of `c` has a tally in, in [`Class::ALL`] order.
+#[must_use]
+pub fn classes_of(c: &Comparison) -> Vec<Class> {
+    Class::ALL.into_iter().filter(|cl| c.summary.values().any(|s| s.by_class.contains_key(cl))).collect()
+}
+
+/// A short column header for a leak class.
+#[must_use]
+pub fn short_class(cl: Class) -> &'static str {
+    match cl {
+        Class::Definite => "def",
+        Class::Indirect => "ind",
+        Class::Possible => "poss",
+        Class::Reachable => "reach",
+        Class::Mmap => "mmap",
+        Class::Unclassified => "uncl",
+        Class::BadFree => "free",
+    }
+}
+
+/// Whether the annotations of a class carry a kind to agree on: a bad free
+/// has none, and an unclassified finding never agrees.
+fn has_kinds(cl: Class) -> bool {
+    !matches!(cl, Class::BadFree | Class::Unclassified)
+}
+
+/// One matrix cell: found/missed/false, then `kN` where N of the found
+/// were reported with the annotated kind.
+#[must_use]
+pub fn class_cell(cl: Class, t: crate::score::Tally) -> String {
+    if has_kinds(cl) { format!("{}/{}/{} k{}", t.found, t.missed, t.false_reports, t.kind_agreed) } else { format!("{}/{}/{}", t.found, t.missed, t.false_reports) }
+}
+
+/// Kind agreement of a backend as a share of what it found.
+#[must_use]
+pub fn kind_share(s: &crate::compare::BackendSummary) -> Option<f64> {
+    let (agreed, found) = s.kind_agreement();
+    (found > 0).then(|| f64::from(agreed) / f64::from(found))
+}
+
+/// The compact matrix: one row per backend, short headers, columns two
+/// spaces apart, numbers right-aligned; a legend after it.
+#[must_use]
+pub fn matrix_narrow(c: &Comparison, style: Style, timings: bool) -> String {
+    let classes = classes_of(c);
+    let mut header: Vec<String> = vec!["backend".into()];
+    header.extend(classes.iter().map(|cl| short_class(*cl).to_string()));
+    header.extend(["rec", "prec", "kind"].map(String::from));
+    if timings {
+        header.push("ms".into());
+    }
+    let mut rows = vec![header];
+    for b in &c.backends {
+        let s = &c.summary[b];
+        let mut row = vec![b.clone()];
+        row.extend(classes.iter().map(|cl| class_cell(*cl, s.by_class.get(cl).copied().unwrap_or_default())));
+        row.extend([pct(s.total.recall()), pct(s.total.precision()), pct(kind_share(s))]);
+        if timings {
+            row.push(s.median_wall_ms.to_string());
+        }
+        rows.push(row);
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = widths[i] - cell.chars().count();
+            if i == 0 {
+                let _ = write!(line, "{cell}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(line, "  {}{cell}", " ".repeat(pad));
+            }
+        }
+        let line = line.trim_end().to_string();
+        if n == 0 {
+            let _ = writeln!(out, "{}", style.bold(&line));
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let legend = format!(
+        "cells: annotations found/missed/false reports, kN: N of the found reported with the annotated kind. \
+         {}. rec: recall, found of annotated; prec: precision, found of reported; kind: found with the annotated kind{}",
+        classes.iter().map(|cl| format!("{} = {}", short_class(*cl), cl.as_str())).collect::<Vec<_>>().join(", "),
+        if timings { "; ms: median wall time of one sample run" } else { "" }
+    );
+    out.push_str(&style.dim(&wrap(&legend, "", NARROW)));
+    out
+}
+
+/// `text` broken at spaces into lines of at most `width` columns, every
+/// line after the first indented by `indent`; a word longer than a line
+/// stays whole.
+#[must_use]
+pub fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let lead = &text[..text.len() - text.trim_start().len()];
+    let mut out = String::new();
+    let mut line = lead.to_string();
+    let mut fresh = true;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if !fresh && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_string();
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+        }
+        line.push_str(word);
+        fresh = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// The accuracy matrix, the disagreements and the unavailable backends; in
+/// the wide view also the run counts and the per-sample table.
 #[must_use]
 pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
     let mut out = String::new();
-    let classes: Vec<Class> = Class::ALL
-        .into_iter()
-        .filter(|cl| c.summary.values().any(|s| s.by_class.contains_key(cl)))
-        .collect();
-
-    let mut matrix = Table::new();
-    let mut header = vec![Cell::new("backend")];
-    header.extend(classes.iter().map(|cl| Cell::new(cl.as_str())));
-    header.extend(["recall", "precision", "kind\nagreed", "runs"].map(Cell::new));
-    if view.timings {
-        header.push(Cell::new("median\nms/run"));
+    if view.wide {
+        out.push_str(&matrix_wide(c, style, view.timings));
+        out.push('\n');
+        out.push_str(&per_sample(c, style));
+    } else {
+        let _ = writeln!(out, "{}", style.bold("Accuracy by leak class"));
+        out.push_str(&matrix_narrow(c, style, view.timings));
     }
-    matrix.set_header(header);
-    for b in &c.backends {
-        let s = &c.summary[b];
-        let mut row = vec![Cell::new(b)];
-        for cl in &classes {
-            let t = s.by_class.get(cl).copied().unwrap_or_default();
-            row.push(Cell::new(format!("{}/{}/{}", t.found, t.missed, t.false_reports)).set_alignment(CellAlignment::Center));
-        }
-        row.push(Cell::new(pct(s.total.recall())).set_alignment(CellAlignment::Right));
-        row.push(Cell::new(pct(s.total.precision())).set_alignment(CellAlignment::Right));
-        // Of the annotations found, those reported with their kind: a
-        // backend without kinds scores 0 here, whatever it found.
-        let (agreed, found) = s.kind_agreement();
-        let kinds = format!("{agreed}/{found}");
-        row.push(Cell::new(kinds).set_alignment(CellAlignment::Right));
-        let runs = if s.failed_runs > 0 { format!("{} ({} failed)", s.runs, s.failed_runs) } else { s.runs.to_string() };
-        row.push(Cell::new(runs).set_alignment(CellAlignment::Right));
-        if view.timings {
-            row.push(Cell::new(s.median_wall_ms).set_alignment(CellAlignment::Right));
-        }
-        matrix.add_row(row);
-    }
-    let _ = writeln!(
-        out,
-        "{}\n{matrix}",
-        style.bold("Accuracy by leak class: annotations found/missed/false reports; kind agreed: found with the annotated kind")
-    );
-
-    if !view.per_sample {
-        return out;
-    }
-    let mut per_sample = Table::new();
-    let mut header = vec![Cell::new("sample")];
-    header.extend(c.backends.iter().map(Cell::new));
-    per_sample.set_header(header);
-    for sample in &c.samples {
-        let mut row = vec![Cell::new(sample)];
-        for b in &c.backends {
-            let cell = match c.outcome(b, sample) {
-                None => "n/a".to_string(),
-                Some(o) => match (&o.score, &o.report.status) {
-                    (None, _) => "skipped".to_string(),
-                    (Some(_), Status::Failed { .. }) => "✗ run failed".to_string(),
-                    (Some(_), Status::NotAnalysed { .. }) => "✗ not analysed".to_string(),
-                    (Some(s), _) => {
-                        let total = s.found.len() + s.missed.len();
-                        let mark = if s.passed() { "✓" } else { "✗" };
-                        let mut cell = format!("{mark} {}/{total}", s.found.len());
-                        let explained = s.missed.iter().filter(|m| m.explained.is_some()).count();
-                        if explained > 0 {
-                            let _ = write!(cell, " ({explained} known miss)");
-                        }
-                        if !s.false_reports.is_empty() {
-                            let _ = write!(cell, " +{} false", s.false_reports.len());
-                        }
-                        cell
-                    }
-                },
-            };
-            row.push(Cell::new(cell));
-        }
-        per_sample.add_row(row);
-    }
-    let _ = writeln!(out, "\n{}\n{per_sample}", style.bold("Per sample (✓ = agrees with the annotations and their notes)"));
-
+    let width = if view.wide { usize::MAX } else { NARROW };
     let failures: Vec<_> = c.outcomes.iter().filter(|o| !o.agrees()).collect();
     if !failures.is_empty() {
         let _ = writeln!(out, "\n{}", style.bold("Disagreements"));
         for o in failures {
+            let mut say = |what: &str| out.push_str(&wrap(&format!("  {}::{}: {what}", o.report.backend, o.report.sample), "      ", width));
             match (&o.score, &o.report.status) {
-                (_, Status::Failed { error }) => {
-                    let _ = writeln!(out, "  {}::{}: run failed: {error}", o.report.backend, o.report.sample);
-                }
-                (_, Status::NotAnalysed { reason }) => {
-                    let _ = writeln!(out, "  {}::{}: not analysed: {reason}", o.report.backend, o.report.sample);
-                }
+                (_, Status::Failed { error }) => say(&format!("run failed: {error}")),
+                (_, Status::NotAnalysed { reason }) => say(&format!("not analysed: {reason}")),
                 (Some(s), _) => {
                     for p in s.problems() {
-                        let _ = writeln!(out, "  {}::{}: {p}", o.report.backend, o.report.sample);
+                        say(&p.to_string());
                     }
                 }
                 _ => {}
@@ -383,8 +444,94 @@ pub fn comparison_view(c: &Comparison, style: Style, view: View) -> String {
     if !c.unavailable.is_empty() {
         let _ = writeln!(out, "\n{}", style.bold("Backends that cannot run here"));
         for u in &c.unavailable {
-            let _ = writeln!(out, "  {}: {}\n    fix: {}", u.backend, u.reason, u.fix);
+            out.push_str(&wrap(&format!("  {}: {}", u.backend, u.reason), "    ", width));
+            out.push_str(&wrap(&format!("    fix: {}", u.fix), "      ", width));
         }
     }
+    out
+}
+
+/// The matrix with long headers and the run counts, as wide as it takes.
+#[must_use]
+pub fn matrix_wide(c: &Comparison, style: Style, timings: bool) -> String {
+    let mut out = String::new();
+    let classes = classes_of(c);
+    let mut matrix = Table::new();
+    let mut header = vec![Cell::new("backend")];
+    header.extend(classes.iter().map(|cl| Cell::new(cl.as_str())));
+    header.extend(["recall", "precision", "kind\nagreed", "runs"].map(Cell::new));
+    if timings {
+        header.push(Cell::new("median\nms/run"));
+    }
+    matrix.set_header(header);
+    for b in &c.backends {
+        let s = &c.summary[b];
+        let mut row = vec![Cell::new(b)];
+        for cl in &classes {
+            let t = s.by_class.get(cl).copied().unwrap_or_default();
+            row.push(Cell::new(class_cell(*cl, t)).set_alignment(CellAlignment::Center));
+        }
+        row.push(Cell::new(pct(s.total.recall())).set_alignment(CellAlignment::Right));
+        row.push(Cell::new(pct(s.total.precision())).set_alignment(CellAlignment::Right));
+        // Of the annotations found, those reported with their kind: a
+        // backend without kinds scores 0 here, whatever it found.
+        let (agreed, found) = s.kind_agreement();
+        row.push(Cell::new(format!("{agreed}/{found}")).set_alignment(CellAlignment::Right));
+        let runs = if s.failed_runs > 0 { format!("{} ({} failed)", s.runs, s.failed_runs) } else { s.runs.to_string() };
+        row.push(Cell::new(runs).set_alignment(CellAlignment::Right));
+        if timings {
+            row.push(Cell::new(s.median_wall_ms).set_alignment(CellAlignment::Right));
+        }
+        matrix.add_row(row);
+    }
+    let _ = writeln!(
+        out,
+        "{}\n{matrix}",
+        style.bold("Accuracy by leak class: annotations found/missed/false reports, kN: N found with the annotated kind")
+    );
+    out
+}
+
+/// What one run of a backend on a sample scored, in a few characters:
+/// `✓ 2/2`, `✗ 1/2 +1 false`, `skipped`.
+#[must_use]
+pub fn sample_cell(c: &Comparison, backend: &str, sample: &str) -> String {
+    match c.outcome(backend, sample) {
+        None => "n/a".to_string(),
+        Some(o) => match (&o.score, &o.report.status) {
+            (None, _) => "skipped".to_string(),
+            (Some(_), Status::Failed { .. }) => "✗ run failed".to_string(),
+            (Some(_), Status::NotAnalysed { .. }) => "✗ not analysed".to_string(),
+            (Some(s), _) => {
+                let total = s.found.len() + s.missed.len();
+                let mark = if s.passed() { "✓" } else { "✗" };
+                let mut cell = format!("{mark} {}/{total}", s.found.len());
+                let explained = s.missed.iter().filter(|m| m.explained.is_some()).count();
+                if explained > 0 {
+                    let _ = write!(cell, " ({explained} known miss)");
+                }
+                if !s.false_reports.is_empty() {
+                    let _ = write!(cell, " +{} false", s.false_reports.len());
+                }
+                cell
+            }
+        },
+    }
+}
+
+/// The per-sample table: a row per sample, a column per backend.
+#[must_use]
+pub fn per_sample(c: &Comparison, style: Style) -> String {
+    let mut out = String::new();
+    let mut table = Table::new();
+    let mut header = vec![Cell::new("sample")];
+    header.extend(c.backends.iter().map(Cell::new));
+    table.set_header(header);
+    for sample in &c.samples {
+        let mut row = vec![Cell::new(sample)];
+        row.extend(c.backends.iter().map(|b| Cell::new(sample_cell(c, b, sample))));
+        table.add_row(row);
+    }
+    let _ = writeln!(out, "{}\n{table}", style.bold("Per sample (✓ = agrees with the annotations and their notes)"));
     out
 }

@@ -422,7 +422,7 @@ pub fn plot(samples: &[Sample], title: &str, svg: &Path, png: &Path) -> Result<b
     {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = if text {
-            root.titled(title, ("sans-serif", 20)).map_err(|e| e.to_string())?
+            root.titled(title, ("sans-serif", 26)).map_err(|e| e.to_string())?
         } else {
             root
         };
@@ -441,14 +441,16 @@ pub fn plot(samples: &[Sample], title: &str, svg: &Path, png: &Path) -> Result<b
             let mut builder = ChartBuilder::on(area);
             builder.margin(8);
             if text {
-                builder.x_label_area_size(30).y_label_area_size(60).caption(label, ("sans-serif", 16));
+                builder.x_label_area_size(44).y_label_area_size(84).caption(label, ("sans-serif", 22));
             }
             let mut chart = builder.build_cartesian_2d(0.0..t_max, (lo - pad)..(hi + pad)).map_err(|e| e.to_string())?;
             let mut mesh = chart.configure_mesh();
             // Only the major grid lines: the fine mesh drowns a slow trend.
             mesh.light_line_style(WHITE);
             if text {
-                mesh.x_desc("seconds");
+                // The book shows the plot at about 750 px of its 900: 18 px
+                // labels stay at 15 px there (plotters' default is 12).
+                mesh.x_desc("seconds").label_style(("sans-serif", 18)).axis_desc_style(("sans-serif", 18));
             } else {
                 mesh.disable_x_mesh().disable_y_mesh().x_labels(0).y_labels(0);
             }

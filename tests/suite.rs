@@ -14,6 +14,7 @@ use leaklab::compare::run_one;
 use leaklab::report::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+mod book;
 mod compiled;
 mod detector;
 mod cli;
@@ -156,6 +157,7 @@ fn main() {
     trials.extend(compiled::trials());
     trials.push(book_trial());
     trials.push(book_includes_trial());
+    trials.extend(book::trials());
     trials.extend(cli::trials());
     trials.extend(cli_repro::trials());
     trials.extend(scan::trials());
