@@ -131,9 +131,9 @@ enum Command {
         /// Runs per tool; the table shows medians.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Threads of the bench program.
-        #[arg(long, default_value_t = 4)]
-        threads: u32,
+        /// Threads of the bench program, one storm each (repeatable).
+        #[arg(long, default_values_t = [4, 1])]
+        threads: Vec<u32>,
         /// Allocation steps per thread.
         #[arg(long, default_value_t = 1_000_000)]
         steps: u64,
@@ -477,7 +477,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
                 Format::Human => print!("{}", bench::render(&result)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
             }
-            Ok(u8::from(result.rows.iter().any(|r| r.error.is_some())))
+            Ok(u8::from(result.storms.iter().flat_map(|s| &s.rows).any(|r| r.error.is_some())))
         }
         Command::Doctor { format } => {
             let diagnoses = setup::doctor();

@@ -63,7 +63,7 @@ fn load_image(text: &str) -> Result<Image, Failed> {
             ["thread", sp] => threads.push(Thread { tid: 1, sp: hex(sp)?, fs_base: 0, regs: vec![] }),
             ["block", name, addr, size, kind] => {
                 names.insert((*name).into(), hex(addr)?);
-                blocks.push(DumpBlock { addr: hex(addr)?, size: size.parse()?, api: "malloc".into(), tid: 1, pcs: vec![] });
+                blocks.push(DumpBlock { addr: hex(addr)?, base: hex(addr)?, size: size.parse()?, api: "malloc".into(), tid: 1, pcs: vec![] });
                 expected.push(((*name).to_string(), expect_word(kind)?));
             }
             ["region", name, addr, len, kind] => {
@@ -149,33 +149,43 @@ fn table_reader_reads_the_abi() -> Result<(), Failed> {
     let located = table::locate(std::slice::from_ref(&shim_map))?.ok_or("the shim mapping was not recognised")?;
     let desc = located.descriptor;
     const TABLES: u64 = 0x5000_0000;
-    let (shards, slots, stack, regions, own, nown, counts) = (TABLES, TABLES + 0x1000, TABLES + 0x2000, TABLES + 0x3000, TABLES + 0x4000, TABLES + 0x5000, TABLES + 0x5100);
-    let mut segs = vec![Segment { start: BASE, data: vec![0; 0x20_0000] }, Segment { start: TABLES, data: vec![0; 0x6000] }];
+    const HEAP: u64 = 0x6000_0000;
+    let (chunk_dir, chunk, stack_slots, stack, regions, own, nown, counts) =
+        (TABLES, TABLES + 0x1000, TABLES + 0x2000, TABLES + 0x2800, TABLES + 0x3000, TABLES + 0x4000, TABLES + 0x5000, TABLES + 0x5100);
+    let mut segs = vec![
+        Segment { start: BASE, data: vec![0; 0x20_0000] },
+        Segment { start: TABLES, data: vec![0; 0x6000] },
+        Segment { start: HEAP, data: vec![0; 0x4000] },
+    ];
     let mut d = Vec::new();
     d.extend_from_slice(table::MAGIC);
-    for v in [1u32, 168, 2, 64, 8, 16, 32, 16, 232, 408, 24, 4242] {
+    // version, size; entry, header; 8 entries a chunk, 4 chunks; 16 stack slots, stack header; region, bad free; frames, pid
+    for v in [2u32, 184, 16, 16, 8, 4, 16, 16, 232, 408, 24, 4242] {
         d.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [shards, counts, counts + 8, counts + 16, counts + 24, own, nown, BASE + 0x100, BASE + 0x200, counts + 32, counts + 40, counts + 48, counts + 56, counts + 64] {
+    let nchunks = counts + 72;
+    let stacks_ptr = counts + 80;
+    for v in [chunk_dir, nchunks, stacks_ptr, counts, counts + 8, counts + 16, counts + 24, own, nown, BASE + 0x100, BASE + 0x200, counts + 32, counts + 40, counts + 48, counts + 56, counts + 64] {
         d.extend_from_slice(&v.to_le_bytes());
     }
     put(&mut segs, desc, &d);
-    // Shard 1 has 4 slots: two blocks, one empty slot, one repeated (torn) record.
-    put(&mut segs, shards + 64 + 8, &slots.to_le_bytes());
-    put(&mut segs, shards + 64 + 16, &4u64.to_le_bytes());
-    let block = |addr: u64, size: u64, stack: u64, api: u8| {
-        let mut b = Vec::new();
-        b.extend_from_slice(&addr.to_le_bytes());
-        b.extend_from_slice(&size.to_le_bytes());
-        b.extend_from_slice(&stack.to_le_bytes());
-        b.extend_from_slice(&7u32.to_le_bytes());
-        b.push(api);
-        b.extend_from_slice(&[0; 3]);
-        b
-    };
-    put(&mut segs, slots, &[block(0x1000, 10, stack, 0), block(0, 0, 0, 0), block(0x2000, 20, 0, 10), block(0x1000, 10, stack, 0)].concat());
+    put(&mut segs, nchunks, &1u64.to_le_bytes());
+    put(&mut segs, chunk_dir, &chunk.to_le_bytes());
+    put(&mut segs, stacks_ptr, &stack_slots.to_le_bytes());
+    // Stack id 3 is slot 2.
+    put(&mut segs, stack_slots + 16, &stack.to_le_bytes());
     put(&mut segs, stack + 8, &2u32.to_le_bytes());
     put(&mut segs, stack + 16, &[0x401111u64.to_le_bytes(), 0x402222u64.to_le_bytes()].concat());
+    // Entries: 0 a malloc block, 1 free, 2 a new[] block aligned to 64, 3 an
+    // entry whose header names another entry (a block not handed out yet).
+    let entry = |addr: u64, tid: u32| [addr.to_le_bytes().as_slice(), &tid.to_le_bytes(), &[0; 4]].concat();
+    put(&mut segs, chunk, &[entry(HEAP + 0x10, 7), entry(0, 0), entry(HEAP + 0x1040, 8), entry(HEAP + 0x2010, 9)].concat());
+    let header = |size: u64, api: u64, shift: u64, stack: u32, entry: u32| {
+        [(size | api << 48 | shift << 56).to_le_bytes().as_slice(), &stack.to_le_bytes(), &entry.to_le_bytes()].concat()
+    };
+    put(&mut segs, HEAP, &header(10, 0, 4, 3, 0));
+    put(&mut segs, HEAP + 0x1030, &header(20, 10, 6, 0, 2));
+    put(&mut segs, HEAP + 0x2000, &header(30, 0, 4, 0, 1));
     // One region, recorded with MAP_SHARED on a file.
     let mut r = Vec::new();
     r.extend_from_slice(&0x9000u64.to_le_bytes());
@@ -197,8 +207,9 @@ fn table_reader_reads_the_abi() -> Result<(), Failed> {
         Ok(t) => t,
         Err(missing) => return Err(format!("no table: {missing:?}").into()),
     };
-    let blocks: Vec<(u64, u64, &str, Vec<u64>)> = t.dump.blocks.iter().map(|b| (b.addr, b.size, b.api.as_str(), b.pcs.clone())).collect();
-    let want = vec![(0x1000, 10, "malloc", vec![0x401111, 0x402222]), (0x2000, 20, "new[]", vec![])];
+    let blocks: Vec<(u64, u64, u64, &str, u32, Vec<u64>)> =
+        t.dump.blocks.iter().map(|b| (b.addr, b.base, b.size, b.api.as_str(), b.tid, b.pcs.clone())).collect();
+    let want = vec![(HEAP + 0x10, HEAP, 10, "malloc", 7, vec![0x401111, 0x402222]), (HEAP + 0x1040, HEAP + 0x1000, 20, "new[]", 8, vec![])];
     if blocks != want {
         return Err(format!("blocks {blocks:x?}, expected {want:x?}").into());
     }
@@ -211,10 +222,10 @@ fn table_reader_reads_the_abi() -> Result<(), Failed> {
     }
     // Another version is refused, not misread.
     let mut segs = mem.segments().to_vec();
-    put(&mut segs, desc + 8, &2u32.to_le_bytes());
+    put(&mut segs, desc + 8, &3u32.to_le_bytes());
     match table::read(9, "exit", &Memory::new(segs), std::slice::from_ref(&shim_map)) {
-        Err(e) if e.to_string().contains("version 2") => Ok(()),
-        other => Err(format!("a version-2 table was not refused: {other:?}").into()),
+        Err(e) if e.to_string().contains("version 3") => Ok(()),
+        other => Err(format!("a version-3 table was not refused: {other:?}").into()),
     }
 }
 
