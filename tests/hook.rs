@@ -337,6 +337,39 @@ fn full_descriptor_table_at_exit() -> Result<(), Failed> {
     }
 }
 
+/// inband.c: aligned blocks, reallocs, frees of pointers the shim did not
+/// hand out (one behind a copied header, one after an unmapped page, one
+/// twice), and 8 threads freeing each other's blocks: exactly the 82 blocks
+/// it loses (13,380 bytes), 2 invalid frees and 1 double free, and the
+/// program's own checks pass under the shim.
+fn inband_headers_and_foreign_frees() -> Result<(), Failed> {
+    let (rc, report, stderr) = run_hook(&["inband"])?;
+    let l = leaks(&report);
+    let sum = |key: &str| l.iter().filter_map(|x| x[key].as_u64()).sum::<u64>();
+    let definite = l.iter().all(|x| x["kind"] == "definite");
+    let by_api = |api: &str, bytes: u64| l.iter().any(|x| x["api"] == api && x["bytes"] == bytes && x["blocks"] == 1);
+    let bad: Vec<&str> = report["bad_frees"].as_array().map(|a| a.iter().filter_map(|b| b["kind"].as_str()).collect()).unwrap_or_default();
+    let mut bad_sorted = bad.clone();
+    bad_sorted.sort_unstable();
+    let ok = sum("blocks") == 82
+        && sum("bytes") == 13_380
+        && definite
+        && by_api("aligned_alloc", 5000)
+        && by_api("posix_memalign", 100)
+        && bad_sorted == ["double", "invalid", "invalid"]
+        && !stderr.contains("inband: ")
+        && rc == Some(1);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected 82 definite blocks of 13,380 bytes (aligned_alloc 5000, posix_memalign 100), bad frees double + 2 invalid, exit 1; rc {rc:?}, bad frees {bad:?}, leaks {}\n{stderr}",
+            describe(&report)
+        )
+        .into())
+    }
+}
+
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("hook::units::table_reader_reads_the_abi", table_reader_reads_the_abi),
@@ -347,5 +380,6 @@ pub fn trials() -> Vec<Trial> {
         user_trial("threads_and_iostreams_are_clean", threads_and_iostreams_are_clean),
         user_trial("reexec_without_the_preload_says_so", reexec_without_the_preload_says_so),
         user_trial("full_descriptor_table_at_exit", full_descriptor_table_at_exit),
+        user_trial("inband_headers_and_foreign_frees", inband_headers_and_foreign_frees),
     ]
 }

@@ -690,9 +690,11 @@ static inline struct entry *entry_of(uintptr_t q, struct header **hp, uint32_t *
 
 /* Recent frees of this thread, by address: to tell a double free from a
  * wild one. `free_pc_api`: the free's call site, the block's api in the
- * top byte. */
+ * top byte. The address is kept complemented: this cache is in the
+ * thread's TLS, which the harness scans as a root, and the address may be
+ * a live block's again. */
 struct freed {
-    uintptr_t addr;
+    uintptr_t not_addr;
     uintptr_t free_pc_api;
 };
 static TLS struct freed t_freed[FREED_CACHE];
@@ -700,7 +702,7 @@ static TLS struct freed t_freed[FREED_CACHE];
 static inline void note_freed(uintptr_t addr, uintptr_t pc, int api)
 {
     struct freed *f = &t_freed[(addr >> 4) & (FREED_CACHE - 1)];
-    f->addr = addr;
+    f->not_addr = ~addr;
     f->free_pc_api = (pc & ((1ull << 56) - 1)) | ((uintptr_t)api << 56);
 }
 
@@ -876,7 +878,7 @@ static void *release(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0, uint32
     struct freed before = t_freed[(addr >> 4) & (FREED_CACHE - 1)];
     uintptr_t pcs[MAX_FRAMES];
     int n = capture(pcs, fp, ret0);
-    if (before.addr == addr) {
+    if (before.not_addr == ~addr) {
         uintptr_t first_free = before.free_pc_api & ((1ull << 56) - 1);
         report_bad(BAD_DOUBLE, addr, dealloc, (int)(before.free_pc_api >> 56), 0, pcs, n, &first_free, 1);
         scrub(&first_free, sizeof first_free);
