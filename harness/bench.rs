@@ -1,8 +1,11 @@
 //! `leaklab bench`: what a detector costs. An allocation-heavy program
 //! (harness/bench/alloc_storm.cpp: threads replacing blocks of 16..4096
 //! bytes with malloc/free, new[]/delete[] and new/delete) runs natively and
-//! under each tool that can run here, several times each; the table gives
-//! the median wall time and peak RSS, and their ratios to native.
+//! under each tool that can run here, several times each (round-robin, so
+//! that a change of load weighs on every tool alike), once with 4 threads
+//! and once with 1 by default; the tables give the median wall and CPU time
+//! and peak RSS, their ratios to native, and the CPU ratio of every tool to
+//! every other.
 //!
 //! A tool joins the bench by adding a [`Contender`] to [`contenders`]: a
 //! name, and a function that wraps the command line (or says why it cannot
