@@ -52,7 +52,7 @@ fn chunk_boundary(snap: &Snapshot, b: &Block) -> Option<u64> {
         return None;
     }
     let next = (b.chunk - 16).checked_add(size & !7)?;
-    (next > b.addr && next < b.end()).then_some(next)
+    (next >= b.addr && next < b.end()).then_some(next)
 }
 
 /// Ranges of `r` outside `holes` (sorted).
