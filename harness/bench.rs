@@ -1,8 +1,11 @@
 //! `leaklab bench`: what a detector costs. An allocation-heavy program
 //! (harness/bench/alloc_storm.cpp: threads replacing blocks of 16..4096
 //! bytes with malloc/free, new[]/delete[] and new/delete) runs natively and
-//! under each tool that can run here, several times each; the table gives
-//! the median wall time and peak RSS, and their ratios to native.
+//! under each tool that can run here, several times each (round-robin, so
+//! that a change of load weighs on every tool alike), once with 4 threads
+//! and once with 1 by default; the tables give the median wall and CPU time
+//! and peak RSS, their ratios to native, and the CPU ratio of every tool to
+//! every other.
 //!
 //! A tool joins the bench by adding a [`Contender`] to [`contenders`]: a
 //! name, and a function that wraps the command line (or says why it cannot
@@ -158,7 +161,8 @@ pub struct BenchConfig {
     /// Contender names; empty means all.
     pub only: Vec<String>,
     pub runs: usize,
-    pub threads: u32,
+    /// One storm per entry: the program's thread count.
+    pub threads: Vec<u32>,
     /// Allocation steps per thread (each replaces one block: a free and an allocation).
     pub steps: u64,
     /// Bound on one run.
@@ -167,11 +171,11 @@ pub struct BenchConfig {
 
 impl Default for BenchConfig {
     fn default() -> Self {
-        BenchConfig { only: Vec::new(), runs: 5, threads: 4, steps: 1_000_000, timeout: Duration::from_secs(600) }
+        BenchConfig { only: Vec::new(), runs: 5, threads: vec![4, 1], steps: 1_000_000, timeout: Duration::from_secs(600) }
     }
 }
 
-/// One contender's figures.
+/// One contender's figures in one storm.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub name: String,
@@ -196,18 +200,28 @@ pub struct Row {
     pub cpu_ratio: Option<f64>,
     /// Median peak RSS over native's.
     pub memory_ratio: Option<f64>,
+    /// Median CPU time over each other contender's that ran, by name.
+    pub cpu_ratio_to: std::collections::BTreeMap<String, f64>,
+    /// Median wall time over each other contender's that ran, by name.
+    pub wall_ratio_to: std::collections::BTreeMap<String, f64>,
+}
+
+/// One storm: the program with one thread count, under every contender.
+#[derive(Debug, Clone, Serialize)]
+pub struct Storm {
+    pub threads: u32,
+    pub steps_per_thread: u64,
+    /// malloc/free pairs (and new/delete pairs) over all threads.
+    pub allocations: u64,
+    pub rows: Vec<Row>,
 }
 
 /// The whole bench.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     pub program: String,
-    pub threads: u32,
-    pub steps_per_thread: u64,
-    /// malloc/free pairs (and new/delete pairs) over all threads.
-    pub allocations: u64,
     pub runs: usize,
-    pub rows: Vec<Row>,
+    pub storms: Vec<Storm>,
 }
 
 fn median_f(v: &[f64]) -> Option<f64> {
@@ -230,12 +244,32 @@ fn median_u(v: &[u64]) -> Option<u64> {
     }
 }
 
+fn empty_row(c: &Contender) -> Row {
+    Row {
+        name: c.name.to_string(),
+        summary: c.summary.to_string(),
+        missing: None,
+        error: None,
+        wall_ms: Vec::new(),
+        cpu_ms: Vec::new(),
+        peak_rss_kib: Vec::new(),
+        median_wall_ms: None,
+        median_cpu_ms: None,
+        median_peak_rss_kib: None,
+        slowdown: None,
+        cpu_ratio: None,
+        memory_ratio: None,
+        cpu_ratio_to: std::collections::BTreeMap::new(),
+        wall_ratio_to: std::collections::BTreeMap::new(),
+    }
+}
+
 /// Runs the bench. `progress` gets (contender, run number, runs) before each run.
 pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Result<BenchResult, Error> {
     if config.runs == 0 {
         return Err(Error::Usage("--runs must be at least 1".into()));
     }
-    if config.threads == 0 || config.threads > 256 || config.steps == 0 {
+    if config.threads.is_empty() || config.threads.iter().any(|&t| t == 0 || t > 256) || config.steps == 0 {
         return Err(Error::Usage("--threads must be 1..=256 and --steps at least 1".into()));
     }
     let all = contenders();
@@ -246,112 +280,137 @@ pub fn bench(config: &BenchConfig, progress: &dyn Fn(&str, usize, usize)) -> Res
         }
     }
     let program = crate::artifacts::resolve(ALLOC_STORM)?;
-    let args = vec![config.threads.to_string(), config.steps.to_string()];
-    let mut rows = Vec::new();
     // Native always runs: it is what the ratios divide by.
-    for c in all.iter().filter(|c| c.name == "native" || config.only.is_empty() || config.only.iter().any(|o| o == c.name)) {
-        let mut row = Row {
-            name: c.name.to_string(),
-            summary: c.summary.to_string(),
-            missing: None,
-            error: None,
-            wall_ms: Vec::new(),
-            cpu_ms: Vec::new(),
-            peak_rss_kib: Vec::new(),
-            median_wall_ms: None,
-            median_cpu_ms: None,
-            median_peak_rss_kib: None,
-            slowdown: None,
-            cpu_ratio: None,
-            memory_ratio: None,
-        };
+    let chosen: Vec<&Contender> =
+        all.iter().filter(|c| c.name == "native" || config.only.is_empty() || config.only.iter().any(|o| o == c.name)).collect();
+    let mut storms = Vec::new();
+    for &threads in &config.threads {
+        let args = vec![threads.to_string(), config.steps.to_string()];
+        let mut rows: Vec<Row> = chosen.iter().map(|c| empty_row(c)).collect();
+        // Round-robin, one run of each contender in turn: a change of load on
+        // the machine then weighs on every contender alike.
         for run in 0..config.runs {
-            progress(c.name, run + 1, config.runs);
-            let scratch = crate::process::scratch()?;
-            let spec = match (c.wrap)(&program, &args, scratch.path(), config.timeout) {
-                Ok(spec) => spec.env_remove("LEAKLAB_CHECKPOINT"),
-                Err(m) => {
-                    row.missing = Some(m);
-                    break;
+            for (c, row) in chosen.iter().zip(rows.iter_mut()) {
+                if row.missing.is_some() || row.error.is_some() {
+                    continue;
                 }
-            };
-            match process::run(&spec) {
-                Ok(f) if f.exit.success() => {
-                    row.wall_ms.push(f.wall.as_secs_f64() * 1000.0);
-                    row.cpu_ms.push(f.cpu.as_secs_f64() * 1000.0);
-                    row.peak_rss_kib.push(f.peak_rss_kib);
-                }
-                Ok(f) => {
-                    row.error = Some(format!("the run {}: {}", f.exit.describe(), f.stderr_text().lines().last().unwrap_or("")));
-                    break;
-                }
-                Err(e) => {
-                    row.error = Some(e.to_string());
-                    break;
+                progress(c.name, run + 1, config.runs);
+                let scratch = crate::process::scratch()?;
+                let spec = match (c.wrap)(&program, &args, scratch.path(), config.timeout) {
+                    Ok(spec) => spec.env_remove("LEAKLAB_CHECKPOINT"),
+                    Err(m) => {
+                        row.missing = Some(m);
+                        continue;
+                    }
+                };
+                match process::run(&spec) {
+                    Ok(f) if f.exit.success() => {
+                        row.wall_ms.push(f.wall.as_secs_f64() * 1000.0);
+                        row.cpu_ms.push(f.cpu.as_secs_f64() * 1000.0);
+                        row.peak_rss_kib.push(f.peak_rss_kib);
+                    }
+                    Ok(f) => row.error = Some(format!("the run {}: {}", f.exit.describe(), f.stderr_text().lines().last().unwrap_or(""))),
+                    Err(e) => row.error = Some(e.to_string()),
                 }
             }
         }
-        if row.error.is_some() {
-            row.wall_ms.clear();
-            row.cpu_ms.clear();
-            row.peak_rss_kib.clear();
+        for row in &mut rows {
+            if row.error.is_some() {
+                row.wall_ms.clear();
+                row.cpu_ms.clear();
+                row.peak_rss_kib.clear();
+            }
+            row.median_wall_ms = median_f(&row.wall_ms);
+            row.median_cpu_ms = median_f(&row.cpu_ms);
+            row.median_peak_rss_kib = median_u(&row.peak_rss_kib);
         }
-        row.median_wall_ms = median_f(&row.wall_ms);
-        row.median_cpu_ms = median_f(&row.cpu_ms);
-        row.median_peak_rss_kib = median_u(&row.peak_rss_kib);
-        rows.push(row);
-    }
-    let base = rows.iter().find(|r| r.name == "native").map(|r| (r.median_wall_ms, r.median_cpu_ms, r.median_peak_rss_kib));
-    if let Some((Some(wall), Some(cpu), Some(rss))) = base {
+        let base = rows.iter().find(|r| r.name == "native").map(|r| (r.median_wall_ms, r.median_cpu_ms, r.median_peak_rss_kib));
+        if let Some((Some(wall), Some(cpu), Some(rss))) = base {
+            for r in &mut rows {
+                r.slowdown = r.median_wall_ms.map(|w| w / wall);
+                r.cpu_ratio = r.median_cpu_ms.map(|c| c / cpu.max(1e-3));
+                r.memory_ratio = r.median_peak_rss_kib.map(|k| k as f64 / rss.max(1) as f64);
+            }
+        }
+        let medians: Vec<(String, Option<f64>, Option<f64>)> = rows.iter().map(|r| (r.name.clone(), r.median_wall_ms, r.median_cpu_ms)).collect();
         for r in &mut rows {
-            r.slowdown = r.median_wall_ms.map(|w| w / wall);
-            r.cpu_ratio = r.median_cpu_ms.map(|c| c / cpu.max(1e-3));
-            r.memory_ratio = r.median_peak_rss_kib.map(|k| k as f64 / rss.max(1) as f64);
+            for (other, wall, cpu) in &medians {
+                if *other == r.name {
+                    continue;
+                }
+                if let (Some(mine), Some(theirs)) = (r.median_cpu_ms, cpu) {
+                    r.cpu_ratio_to.insert(other.clone(), mine / theirs.max(1e-3));
+                }
+                if let (Some(mine), Some(theirs)) = (r.median_wall_ms, wall) {
+                    r.wall_ratio_to.insert(other.clone(), mine / theirs.max(1e-3));
+                }
+            }
         }
+        storms.push(Storm { threads, steps_per_thread: config.steps, allocations: u64::from(threads) * config.steps, rows });
     }
-    Ok(BenchResult {
-        program: "alloc_storm".into(),
-        threads: config.threads,
-        steps_per_thread: config.steps,
-        allocations: u64::from(config.threads) * config.steps,
-        runs: config.runs,
-        rows,
-    })
+    Ok(BenchResult { program: "alloc_storm".into(), runs: config.runs, storms })
 }
 
-/// The result as a table.
+fn right(s: String) -> comfy_table::Cell {
+    comfy_table::Cell::new(s).set_alignment(comfy_table::CellAlignment::Right)
+}
+
+fn ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |s| format!("{s:.2}×"))
+}
+
+/// The result as tables: per storm, each contender's medians and ratios to
+/// native, then the CPU-time ratio of each contender to each other one.
 #[must_use]
 pub fn render(r: &BenchResult) -> String {
-    let mut table = comfy_table::Table::new();
-    table.set_header(["tool", "median wall", "slowdown", "median CPU", "CPU ratio", "median peak RSS", "memory", "runs", "what"]);
-    for row in &r.rows {
-        let right = |s: String| comfy_table::Cell::new(s).set_alignment(comfy_table::CellAlignment::Right);
-        let (wall, slow, cpu, cpu_ratio, rss, mem) = match (&row.missing, &row.error) {
-            (Some(m), _) => (format!("not run: {}", m.reason), String::new(), String::new(), String::new(), format!("fix: {}", m.fix), String::new()),
-            (None, Some(e)) => (format!("failed: {e}"), String::new(), String::new(), String::new(), String::new(), String::new()),
-            (None, None) => (
-                row.median_wall_ms.map_or_else(|| "–".into(), |w| format!("{w:.0} ms")),
-                row.slowdown.map_or_else(|| "–".into(), |s| format!("{s:.2}×")),
-                row.median_cpu_ms.map_or_else(|| "–".into(), |c| format!("{c:.0} ms")),
-                row.cpu_ratio.map_or_else(|| "–".into(), |s| format!("{s:.2}×")),
-                row.median_peak_rss_kib.map_or_else(|| "–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-                row.memory_ratio.map_or_else(|| "–".into(), |m| format!("{m:.2}×")),
-            ),
-        };
-        table.add_row(vec![
-            comfy_table::Cell::new(&row.name),
-            right(wall),
-            right(slow),
-            right(cpu),
-            right(cpu_ratio),
-            right(rss),
-            right(mem),
-            right(row.wall_ms.len().to_string()),
-            comfy_table::Cell::new(&row.summary),
-        ]);
+    let mut out = String::new();
+    for storm in &r.storms {
+        out.push_str(&format!(
+            "{} thread{} × {} steps ({} allocations and as many frees, 16..4096 bytes), median of {} runs each\n",
+            storm.threads,
+            if storm.threads == 1 { "" } else { "s" },
+            storm.steps_per_thread,
+            storm.allocations,
+            r.runs
+        ));
+        let mut table = comfy_table::Table::new();
+        table.set_header(["tool", "runs", "wall", "CPU", "peak RSS", "wall ×native", "CPU ×native", "RSS ×native"]);
+        for row in &storm.rows {
+            let cells = match (&row.missing, &row.error) {
+                (Some(m), _) => vec![format!("not run: {}", m.reason), String::new(), format!("fix: {}", m.fix), String::new(), String::new(), String::new()],
+                (None, Some(e)) => vec![format!("failed: {e}"), String::new(), String::new(), String::new(), String::new(), String::new()],
+                (None, None) => vec![
+                    row.median_wall_ms.map_or_else(|| "–".into(), |w| format!("{w:.0} ms")),
+                    row.median_cpu_ms.map_or_else(|| "–".into(), |c| format!("{c:.0} ms")),
+                    row.median_peak_rss_kib.map_or_else(|| "–".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                    ratio(row.slowdown),
+                    ratio(row.cpu_ratio),
+                    ratio(row.memory_ratio),
+                ],
+            };
+            let mut line = vec![comfy_table::Cell::new(&row.name), right(row.wall_ms.len().to_string())];
+            line.extend(cells.into_iter().map(right));
+            table.add_row(line);
+        }
+        out.push_str(&format!("{table}\n"));
+        let ran: Vec<&Row> = storm.rows.iter().filter(|row| row.median_cpu_ms.is_some()).collect();
+        if ran.len() > 1 {
+            out.push_str("CPU time, row ÷ column:\n");
+            let mut matrix = comfy_table::Table::new();
+            matrix.set_header(std::iter::once(String::new()).chain(ran.iter().map(|c| c.name.clone())));
+            for row in &ran {
+                let mut line = vec![comfy_table::Cell::new(&row.name)];
+                line.extend(ran.iter().map(|c| right(if c.name == row.name { "1×".into() } else { ratio(row.cpu_ratio_to.get(&c.name).copied()) })));
+                matrix.add_row(line);
+            }
+            out.push_str(&format!("{matrix}\n"));
+        }
+        out.push('\n');
     }
-    format!(
-        "{} threads × {} steps ({} allocations and as many frees, 16..4096 bytes), median of {} runs each\n{table}\n",
-        r.threads, r.steps_per_thread, r.allocations, r.runs
-    )
+    if let Some(storm) = r.storms.first() {
+        for row in &storm.rows {
+            out.push_str(&format!("{:<10} {}\n", row.name, row.summary));
+        }
+    }
+    out
 }

@@ -200,9 +200,9 @@ enum Command {
         /// Runs per tool; the table shows medians.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Threads of the bench program (default 4); with --scan, of the analysis (default: LEAKLAB_SCAN_THREADS, else one per CPU).
+        /// Threads of the bench program, one storm each (repeatable; default 4 and 1); with --scan, of the analysis (default: LEAKLAB_SCAN_THREADS, else one per CPU).
         #[arg(long)]
-        threads: Option<u32>,
+        threads: Vec<u32>,
         /// Allocation steps per thread.
         #[arg(long, default_value_t = 1_000_000)]
         steps: u64,
@@ -583,7 +583,7 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
         }
         Command::Bench { scan: true, heap_mib, runs, threads, format, snapshot, plot, .. } => {
             let methods = snapshot.map_or_else(|| vec![scan::snapshot::Want::Fork, scan::snapshot::Want::Copy], |s| vec![s.want()]);
-            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs, methods, threads: threads.map_or(0, |t| t as usize) })?;
+            let r = scan::bench::run(&scan::bench::ScanBench { heap_mib, runs, methods, threads: threads.first().map_or(0, |&t| t as usize) })?;
             if let Some(svg) = &plot {
                 scan::bench::plot(&r, svg)?;
             }
@@ -594,14 +594,15 @@ fn dispatch(command: Command, style: Style) -> anyhow::Result<u8> {
             Ok(u8::from(r.rows.iter().any(|row| row.leaked_found != row.leaked_expected)))
         }
         Command::Bench { scan: false, backend, runs, threads, steps, timeout, format, .. } => {
-            let config = bench::BenchConfig { only: backend, runs, threads: threads.unwrap_or(4), steps, timeout: seconds(timeout)? };
+            let threads = if threads.is_empty() { vec![4, 1] } else { threads };
+            let config = bench::BenchConfig { only: backend, runs, threads, steps, timeout: seconds(timeout)? };
             let progress = |name: &str, run: usize, of: usize| eprintln!("bench: {name}, run {run}/{of}");
             let result = bench::bench(&config, &progress)?;
             match format {
                 Format::Human => print!("{}", bench::render(&result)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
             }
-            Ok(u8::from(result.rows.iter().any(|r| r.error.is_some())))
+            Ok(u8::from(result.storms.iter().flat_map(|s| &s.rows).any(|r| r.error.is_some())))
         }
         Command::Doctor { format } => {
             let diagnoses = setup::doctor();

@@ -63,7 +63,7 @@ fn load_image(text: &str) -> Result<Image, Failed> {
             ["thread", sp] => threads.push(Thread { tid: 1, sp: hex(sp)?, fs_base: 0, regs: vec![] }),
             ["block", name, addr, size, kind] => {
                 names.insert((*name).into(), hex(addr)?);
-                blocks.push(DumpBlock { addr: hex(addr)?, size: size.parse()?, api: "malloc".into(), tid: 1, pcs: vec![] });
+                blocks.push(DumpBlock { addr: hex(addr)?, base: hex(addr)?, size: size.parse()?, api: "malloc".into(), tid: 1, pcs: vec![] });
                 expected.push(((*name).to_string(), expect_word(kind)?));
             }
             ["region", name, addr, len, kind] => {
@@ -151,33 +151,43 @@ fn table_reader_reads_the_abi() -> Result<(), Failed> {
     let located = table::locate(std::slice::from_ref(&shim_map))?.ok_or("the shim mapping was not recognised")?;
     let desc = located.descriptor;
     const TABLES: u64 = 0x5000_0000;
-    let (shards, slots, stack, regions, own, nown, counts) = (TABLES, TABLES + 0x1000, TABLES + 0x2000, TABLES + 0x3000, TABLES + 0x4000, TABLES + 0x5000, TABLES + 0x5100);
-    let mut segs = vec![Segment { start: BASE, data: vec![0; 0x20_0000] }, Segment { start: TABLES, data: vec![0; 0x6000] }];
+    const HEAP: u64 = 0x6000_0000;
+    let (chunk_dir, chunk, stack_slots, stack, regions, own, nown, counts) =
+        (TABLES, TABLES + 0x1000, TABLES + 0x2000, TABLES + 0x2800, TABLES + 0x3000, TABLES + 0x4000, TABLES + 0x5000, TABLES + 0x5100);
+    let mut segs = vec![
+        Segment { start: BASE, data: vec![0; 0x20_0000] },
+        Segment { start: TABLES, data: vec![0; 0x6000] },
+        Segment { start: HEAP, data: vec![0; 0x4000] },
+    ];
     let mut d = Vec::new();
     d.extend_from_slice(table::MAGIC);
-    for v in [1u32, 168, 2, 64, 8, 16, 32, 16, 232, 408, 24, 4242] {
+    // version, size; entry, header; 8 entries a chunk, 4 chunks; 16 stack slots, stack header; region, bad free; frames, pid
+    for v in [2u32, 184, 16, 16, 8, 4, 16, 16, 232, 408, 24, 4242] {
         d.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [shards, counts, counts + 8, counts + 16, counts + 24, own, nown, BASE + 0x100, BASE + 0x200, counts + 32, counts + 40, counts + 48, counts + 56, counts + 64] {
+    let nchunks = counts + 72;
+    let stacks_ptr = counts + 80;
+    for v in [chunk_dir, nchunks, stacks_ptr, counts, counts + 8, counts + 16, counts + 24, own, nown, BASE + 0x100, BASE + 0x200, counts + 32, counts + 40, counts + 48, counts + 56, counts + 64] {
         d.extend_from_slice(&v.to_le_bytes());
     }
     put(&mut segs, desc, &d);
-    // Shard 1 has 4 slots: two blocks, one empty slot, one repeated (torn) record.
-    put(&mut segs, shards + 64 + 8, &slots.to_le_bytes());
-    put(&mut segs, shards + 64 + 16, &4u64.to_le_bytes());
-    let block = |addr: u64, size: u64, stack: u64, api: u8| {
-        let mut b = Vec::new();
-        b.extend_from_slice(&addr.to_le_bytes());
-        b.extend_from_slice(&size.to_le_bytes());
-        b.extend_from_slice(&stack.to_le_bytes());
-        b.extend_from_slice(&7u32.to_le_bytes());
-        b.push(api);
-        b.extend_from_slice(&[0; 3]);
-        b
-    };
-    put(&mut segs, slots, &[block(0x1000, 10, stack, 0), block(0, 0, 0, 0), block(0x2000, 20, 0, 10), block(0x1000, 10, stack, 0)].concat());
+    put(&mut segs, nchunks, &1u64.to_le_bytes());
+    put(&mut segs, chunk_dir, &chunk.to_le_bytes());
+    put(&mut segs, stacks_ptr, &stack_slots.to_le_bytes());
+    // Stack id 3 is slot 2.
+    put(&mut segs, stack_slots + 16, &stack.to_le_bytes());
     put(&mut segs, stack + 8, &2u32.to_le_bytes());
     put(&mut segs, stack + 16, &[0x401111u64.to_le_bytes(), 0x402222u64.to_le_bytes()].concat());
+    // Entries: 0 a malloc block, 1 free, 2 a new[] block aligned to 64, 3 an
+    // entry whose header names another entry (a block not handed out yet).
+    let entry = |addr: u64, tid: u32| [addr.to_le_bytes().as_slice(), &tid.to_le_bytes(), &[0; 4]].concat();
+    put(&mut segs, chunk, &[entry(HEAP + 0x10, 7), entry(0, 0), entry(HEAP + 0x1040, 8), entry(HEAP + 0x2010, 9)].concat());
+    let header = |size: u64, api: u64, shift: u64, stack: u32, entry: u32| {
+        [(size | api << 48 | shift << 56).to_le_bytes().as_slice(), &stack.to_le_bytes(), &entry.to_le_bytes()].concat()
+    };
+    put(&mut segs, HEAP, &header(10, 0, 4, 3, 0));
+    put(&mut segs, HEAP + 0x1030, &header(20, 10, 6, 0, 2));
+    put(&mut segs, HEAP + 0x2000, &header(30, 0, 4, 0, 1));
     // One region, recorded with MAP_SHARED on a file.
     let mut r = Vec::new();
     r.extend_from_slice(&0x9000u64.to_le_bytes());
@@ -199,8 +209,9 @@ fn table_reader_reads_the_abi() -> Result<(), Failed> {
         Ok(t) => t,
         Err(missing) => return Err(format!("no table: {missing:?}").into()),
     };
-    let blocks: Vec<(u64, u64, &str, Vec<u64>)> = t.dump.blocks.iter().map(|b| (b.addr, b.size, b.api.as_str(), b.pcs.clone())).collect();
-    let want = vec![(0x1000, 10, "malloc", vec![0x401111, 0x402222]), (0x2000, 20, "new[]", vec![])];
+    let blocks: Vec<(u64, u64, u64, &str, u32, Vec<u64>)> =
+        t.dump.blocks.iter().map(|b| (b.addr, b.base, b.size, b.api.as_str(), b.tid, b.pcs.clone())).collect();
+    let want = vec![(HEAP + 0x10, HEAP, 10, "malloc", 7, vec![0x401111, 0x402222]), (HEAP + 0x1040, HEAP + 0x1000, 20, "new[]", 8, vec![])];
     if blocks != want {
         return Err(format!("blocks {blocks:x?}, expected {want:x?}").into());
     }
@@ -213,10 +224,10 @@ fn table_reader_reads_the_abi() -> Result<(), Failed> {
     }
     // Another version is refused, not misread.
     let mut segs = mem.segments().to_vec();
-    put(&mut segs, desc + 8, &2u32.to_le_bytes());
+    put(&mut segs, desc + 8, &3u32.to_le_bytes());
     match table::read(9, "exit", &Memory::new(segs), std::slice::from_ref(&shim_map)) {
-        Err(e) if e.to_string().contains("version 2") => Ok(()),
-        other => Err(format!("a version-2 table was not refused: {other:?}").into()),
+        Err(e) if e.to_string().contains("version 3") => Ok(()),
+        other => Err(format!("a version-3 table was not refused: {other:?}").into()),
     }
 }
 
@@ -328,6 +339,39 @@ fn full_descriptor_table_at_exit() -> Result<(), Failed> {
     }
 }
 
+/// inband.c: aligned blocks, reallocs, frees of pointers the shim did not
+/// hand out (one behind a copied header, one after an unmapped page, one
+/// twice), and 8 threads freeing each other's blocks: exactly the 82 blocks
+/// it loses (13,380 bytes), 2 invalid frees and 1 double free (exit 4:
+/// memory errors), and the program's own checks pass under the shim.
+fn inband_headers_and_foreign_frees() -> Result<(), Failed> {
+    let (rc, report, stderr) = run_hook(&["inband"])?;
+    let l = leaks(&report);
+    let sum = |key: &str| l.iter().filter_map(|x| x[key].as_u64()).sum::<u64>();
+    let definite = l.iter().all(|x| x["kind"] == "definite");
+    let by_api = |api: &str, bytes: u64| l.iter().any(|x| x["api"] == api && x["bytes"] == bytes && x["blocks"] == 1);
+    let bad: Vec<&str> = report["bad_frees"].as_array().map(|a| a.iter().filter_map(|b| b["kind"].as_str()).collect()).unwrap_or_default();
+    let mut bad_sorted = bad.clone();
+    bad_sorted.sort_unstable();
+    let ok = sum("blocks") == 82
+        && sum("bytes") == 13_380
+        && definite
+        && by_api("aligned_alloc", 5000)
+        && by_api("posix_memalign", 100)
+        && bad_sorted == ["double", "invalid", "invalid"]
+        && !stderr.contains("inband: ")
+        && rc == Some(4);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected 82 definite blocks of 13,380 bytes (aligned_alloc 5000, posix_memalign 100), bad frees double + 2 invalid, exit 4; rc {rc:?}, bad frees {bad:?}, leaks {}\n{stderr}",
+            describe(&report)
+        )
+        .into())
+    }
+}
+
 pub fn trials() -> Vec<Trial> {
     vec![
         Trial::test("hook::units::table_reader_reads_the_abi", table_reader_reads_the_abi),
@@ -338,5 +382,6 @@ pub fn trials() -> Vec<Trial> {
         user_trial("threads_and_iostreams_are_clean", threads_and_iostreams_are_clean),
         user_trial("reexec_without_the_preload_says_so", reexec_without_the_preload_says_so),
         user_trial("full_descriptor_table_at_exit", full_descriptor_table_at_exit),
+        user_trial("inband_headers_and_foreign_frees", inband_headers_and_foreign_frees),
     ]
 }

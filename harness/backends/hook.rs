@@ -370,6 +370,9 @@ fn read_dumps(dir: &Path, live: bool) -> Result<Vec<Dump>, Error> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DumpBlock {
     pub addr: u64,
+    /// The allocator's pointer to the block: `addr` less the shim's header
+    /// (and alignment); `addr` itself when not known (a dump file).
+    pub base: u64,
     pub size: u64,
     pub api: String,
     pub tid: u32,
@@ -499,7 +502,7 @@ pub fn parse_dump(text: &str) -> Result<Dump, Error> {
                 let size = dec(w.next(), "size", n)?;
                 let api = w.next().ok_or_else(|| malformed(n, "missing api"))?.to_string();
                 let tid = dec(w.next(), "thread id", n)?;
-                dump.blocks.push(DumpBlock { addr, size, api, tid, pcs: pcs(w, n)? });
+                dump.blocks.push(DumpBlock { addr, base: addr, size, api, tid, pcs: pcs(w, n)? });
             }
             Some("R") => {
                 let addr = hex(w.next().unwrap_or_default(), n)?;

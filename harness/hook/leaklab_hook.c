@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
@@ -39,13 +40,14 @@
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 #define MAX_FRAMES 24
-/* 16 groups of 16 shards: the group comes from the address's 64 MiB
- * region, which is one glibc arena's heap, so that the blocks of one thread
- * (one arena) mostly live in shards only its core touches. */
-#define GROUP_BITS 4
-#define SUB_BITS 4
-#define NSHARDS (1 << (GROUP_BITS + SUB_BITS))
-#define INITIAL_SLOTS 64
+/* Live blocks: a 16-byte header before each block (in-band, on the cache
+ * line the allocator touches anyway) and a 16-byte entry in a dense array
+ * of chunks, which is what the harness enumerates. */
+#define HDR 16
+#define CHUNK_BITS 12
+#define CHUNK_ENTRIES (1u << CHUNK_BITS)
+#define MAX_CHUNKS 65536
+#define FREED_CACHE 64
 #define STACK_SLOTS (1u << 20)
 #define STACK_CHUNK (1u << 20)
 #define FREED_RING 16
@@ -105,6 +107,7 @@ static void *(*real_aligned_alloc)(size_t, size_t);
 static void *(*real_memalign)(size_t, size_t);
 static void *(*real_valloc)(size_t);
 static void *(*real_pvalloc)(size_t);
+static size_t (*real_usable_size)(void *);
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 static int (*real_munmap)(void *, size_t);
 static void *(*real_mremap)(void *, size_t, size_t, int, ...);
@@ -171,7 +174,7 @@ static inline __attribute__((always_inline)) void unlock(spinlock *l)
 struct own_range { uintptr_t start, end; };
 static struct own_range g_own[MAX_OWN];
 static uint64_t g_nown, g_own_dropped;
-static spinlock g_own_lock; /* innermost: taken under the shard and stack locks */
+static spinlock g_own_lock; /* innermost: taken under the entry pool and stack locks */
 
 static void *raw_map(size_t len)
 {
@@ -185,19 +188,6 @@ static void *raw_map(size_t len)
         g_own_dropped++;
     unlock(&g_own_lock);
     return (void *)r;
-}
-
-static void raw_unmap(void *p, size_t len)
-{
-    lock(&g_own_lock);
-    for (uint64_t i = 0; i < g_nown; i++) {
-        if (g_own[i].start == (uintptr_t)p) {
-            g_own[i] = g_own[--g_nown];
-            break;
-        }
-    }
-    unlock(&g_own_lock);
-    syscall(SYS_munmap, p, len);
 }
 
 /* ---- the start-up arena (dlsym allocates before malloc is resolved) --- */
@@ -440,13 +430,32 @@ struct stack {
     uintptr_t pcs[];
 };
 
-struct block {
-    uintptr_t addr; /* 0: empty slot */
-    size_t size;
-    const struct stack *stack; /* NULL when the stack table is full */
-    uint32_t tid;
-    uint8_t api;
+/* In front of each block the shim hands out: what the allocator's block
+ * holds before the user's bytes. `size_api`: the requested size (bits
+ * 0-47), the api (48-55), log2 of the distance from the allocator's
+ * pointer to the user's (56-63: 4 for this header alone, more for an
+ * aligned block). */
+struct header {
+    uint64_t size_api;
+    uint32_t stack;  /* a slot of the stack table plus 1; 0: none (table full) */
+    uint32_t entry;  /* the block's entry */
 };
+
+/* A live block's entry, the table the harness reads. */
+struct entry {
+    uintptr_t addr;  /* the user's pointer; 0: free */
+    uint32_t tid;
+    uint32_t next;   /* free: the next free entry plus 1, 0 at the end of a list */
+};
+
+#define HDR_SIZE_MASK ((1ull << 48) - 1)
+static inline uint64_t hdr_pack(size_t size, int api, unsigned shift)
+{
+    return ((uint64_t)size & HDR_SIZE_MASK) | ((uint64_t)api << 48) | ((uint64_t)shift << 56);
+}
+static inline int hdr_api(const struct header *h) { return (int)((h->size_api >> 48) & 0xff); }
+static inline size_t hdr_size(const struct header *h) { return (size_t)(h->size_api & HDR_SIZE_MASK); }
+static inline size_t hdr_offset(const struct header *h) { return (size_t)1 << (h->size_api >> 56); }
 
 /* ---- the table of stacks: lock-free lookups, inserts by CAS ------------- */
 
@@ -488,7 +497,8 @@ static struct stack *new_stack(const uintptr_t *pcs, int n, uint64_t h)
     return st;
 }
 
-static const struct stack *intern_stack(const uintptr_t *pcs, int n)
+/* Returns the stack's id: its slot plus 1, or 0 when the table is full. */
+static uint32_t intern_stack(const uintptr_t *pcs, int n)
 {
     struct stack *volatile *slots = __atomic_load_n(&g_stack_slots, __ATOMIC_ACQUIRE);
     if (UNLIKELY(!slots)) {
@@ -498,7 +508,7 @@ static const struct stack *intern_stack(const uintptr_t *pcs, int n)
         slots = g_stack_slots;
         unlock(&g_stack_lock);
         if (!slots)
-            return NULL;
+            return 0;
     }
     uint64_t h = hash_pcs(pcs, n);
     struct stack *fresh = NULL;
@@ -512,7 +522,7 @@ static const struct stack *intern_stack(const uintptr_t *pcs, int n)
             struct stack *expected = NULL;
             if (__atomic_compare_exchange_n(&slots[i], &expected, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
                 __atomic_fetch_add(&g_nstacks, 1, __ATOMIC_RELAXED);
-                return fresh;
+                return (uint32_t)i + 1;
             }
             st = expected; /* another thread filled this slot first */
         }
@@ -521,99 +531,179 @@ static const struct stack *intern_stack(const uintptr_t *pcs, int n)
             while (k < n && st->pcs[k] == pcs[k])
                 k++;
             if (k == n)
-                return st; /* `fresh`, if any, stays unused in its chunk */
+                return (uint32_t)i + 1; /* `fresh`, if any, stays unused in its chunk */
         }
     }
     __atomic_fetch_add(&g_stacks_dropped, 1, __ATOMIC_RELAXED);
-    return NULL;
+    return 0;
 }
 
-/* A block freed recently, to tell a double free from a wild one. */
+static const struct stack *stack_of(uint32_t id)
+{
+    struct stack *volatile *slots = __atomic_load_n(&g_stack_slots, __ATOMIC_ACQUIRE);
+    return id && slots && id <= STACK_SLOTS ? slots[id - 1] : NULL;
+}
+
+/* ---- the entries of live blocks ------------------------------------------
+ * A dense array of 16-byte entries in chunks of CHUNK_ENTRIES, mapped as
+ * needed and never moved: a block's header holds its entry's index, so a
+ * free finds it without a search and touches one small, hot line. Free
+ * entries are kept in per-thread lists (no lock on the fast path: whoever
+ * frees a block owns its entry); a thread that has freed two lists' worth
+ * hands a full list to the shared pool, and a thread that runs dry takes
+ * one from there before mapping a new chunk. A thread's lists go to the
+ * pool when it exits. */
+
+static struct entry *g_chunks[MAX_CHUNKS];
+static uint64_t g_nchunks;
+static uint64_t g_chunks_dropped;
+
+struct entry_list { uint32_t head, count; }; /* head: an index plus 1 */
+#define POOL_LISTS 4096
+static struct entry_list g_pool[POOL_LISTS];
+static unsigned g_npool;
+static spinlock g_pool_lock;
+
+static TLS struct entry_list t_free, t_spare;
+static TLS uint32_t t_bump, t_bump_end; /* unused entries of a fresh chunk */
+static TLS int t_registered;
+static pthread_key_t g_exit_key;
+static int g_exit_key_ok;
+
+static inline struct entry *entry_at(uint32_t i)
+{
+    struct entry *c = g_chunks[i >> CHUNK_BITS];
+    return &c[i & (CHUNK_ENTRIES - 1)];
+}
+
+static void pool_put(struct entry_list l)
+{
+    if (!l.head)
+        return;
+    lock(&g_pool_lock);
+    if (g_npool < POOL_LISTS)
+        g_pool[g_npool++] = l;
+    unlock(&g_pool_lock); /* a full pool drops the list: free entries, not blocks */
+}
+
+static void thread_gone(void *unused)
+{
+    (void)unused;
+    GUARD;
+    pool_put(t_free);
+    pool_put(t_spare);
+    t_free = t_spare = (struct entry_list){0, 0};
+    /* The rest of a fresh chunk, as one more list. */
+    struct entry_list rest = {0, 0};
+    for (uint32_t i = t_bump; i < t_bump_end; i++) {
+        entry_at(i)->next = rest.head;
+        rest.head = i + 1;
+        rest.count++;
+    }
+    t_bump = t_bump_end = 0;
+    pool_put(rest);
+    t_registered = 0;
+}
+
+/* An unused entry's index, or UINT32_MAX when no chunk can be mapped. */
+static uint32_t entry_new(void)
+{
+    if (LIKELY(t_free.head)) {
+        uint32_t i = t_free.head - 1;
+        t_free.head = entry_at(i)->next;
+        t_free.count--;
+        return i;
+    }
+    if (t_bump < t_bump_end)
+        return t_bump++;
+    if (t_spare.head) {
+        t_free = t_spare;
+        t_spare = (struct entry_list){0, 0};
+        return entry_new();
+    }
+    if (UNLIKELY(!t_registered) && g_exit_key_ok) {
+        t_registered = 1;
+        pthread_setspecific(g_exit_key, (void *)1);
+    }
+    lock(&g_pool_lock);
+    if (g_npool) {
+        t_free = g_pool[--g_npool];
+        unlock(&g_pool_lock);
+        return entry_new();
+    }
+    uint64_t c = g_nchunks;
+    struct entry *chunk = c < MAX_CHUNKS ? raw_map(CHUNK_ENTRIES * sizeof(struct entry)) : NULL;
+    if (chunk) {
+        g_chunks[c] = chunk;
+        __atomic_store_n(&g_nchunks, c + 1, __ATOMIC_RELEASE);
+    } else {
+        g_chunks_dropped++;
+    }
+    unlock(&g_pool_lock);
+    if (!chunk)
+        return UINT32_MAX;
+    t_bump = (uint32_t)(c << CHUNK_BITS);
+    t_bump_end = t_bump + CHUNK_ENTRIES;
+    return t_bump++;
+}
+
+static inline void entry_free(uint32_t i, struct entry *e)
+{
+    e->next = t_free.head;
+    t_free.head = i + 1;
+    if (UNLIKELY(++t_free.count == CHUNK_ENTRIES)) {
+        if (t_spare.head)
+            pool_put(t_spare);
+        t_spare = t_free;
+        t_free = (struct entry_list){0, 0};
+    }
+}
+
+/* Whether `len` bytes at `a` can be read (for a pointer whose header would
+ * lie on the page before it: a wild pointer there may be unmapped). */
+static int readable(uintptr_t a, size_t len)
+{
+    char buf[HDR];
+    struct iovec local = {buf, len}, remote = {(void *)a, len};
+    return syscall(SYS_process_vm_readv, getpid(), &local, 1, &remote, 1, 0) == (long)len;
+}
+
+/* The entry of the live block the shim handed out at `q`, or NULL: a
+ * pointer the shim did not allocate (or no longer has) fails a check. */
+static inline struct entry *entry_of(uintptr_t q, struct header **hp, uint32_t *ip)
+{
+    if (UNLIKELY((q & 15) || q < 4096))
+        return NULL;
+    if (UNLIKELY((q & 4095) < HDR) && !readable(q - HDR, HDR))
+        return NULL;
+    struct header *h = (struct header *)(q - HDR);
+    uint32_t i = h->entry;
+    if (UNLIKELY((i >> CHUNK_BITS) >= __atomic_load_n(&g_nchunks, __ATOMIC_ACQUIRE)))
+        return NULL;
+    struct entry *e = entry_at(i);
+    if (UNLIKELY(__atomic_load_n(&e->addr, __ATOMIC_RELAXED) != q))
+        return NULL;
+    *hp = h;
+    *ip = i;
+    return e;
+}
+
+/* Recent frees of this thread, by address: to tell a double free from a
+ * wild one. `free_pc_api`: the free's call site, the block's api in the
+ * top byte. The address is kept complemented: this cache is in the
+ * thread's TLS, which the harness scans as a root, and the address may be
+ * a live block's again. */
 struct freed {
-    uintptr_t addr;
-    uintptr_t free_pc_api; /* the free's call site, the block's api in the top byte */
+    uintptr_t not_addr;
+    uintptr_t free_pc_api;
 };
+static TLS struct freed t_freed[FREED_CACHE];
 
-struct shard {
-    spinlock lock;
-    size_t cap, count;
-    struct block *slots;
-    struct freed ring[FREED_RING];
-    unsigned ring_next;
-} __attribute__((aligned(64)));
-
-static struct shard g_shards[NSHARDS];
-
-static inline uint64_t hash_addr(uintptr_t a)
+static inline void note_freed(uintptr_t addr, uintptr_t pc, int api)
 {
-    uint64_t h = (uint64_t)(a >> 4) * 0x9E3779B97F4A7C15ull;
-    return h ^ (h >> 31);
-}
-
-static inline struct shard *shard_of(uintptr_t addr, uint64_t h)
-{
-    uint64_t group = ((uint64_t)(addr >> 26) * 0x9E3779B97F4A7C15ull) >> (64 - GROUP_BITS);
-    return &g_shards[(group << SUB_BITS) | (h >> (64 - SUB_BITS))];
-}
-
-static void place(struct block *slots, size_t cap, const struct block *b)
-{
-    size_t i = hash_addr(b->addr) & (cap - 1);
-    while (slots[i].addr)
-        i = (i + 1) & (cap - 1);
-    slots[i] = *b;
-}
-
-/* Called with the shard locked. Returns 0 when the table cannot grow. */
-static int reserve(struct shard *s)
-{
-    if (s->slots && (s->count + 1) * 2 <= s->cap)
-        return 1;
-    size_t cap = s->cap ? s->cap * 2 : INITIAL_SLOTS;
-    struct block *slots = raw_map(cap * sizeof *slots);
-    if (!slots)
-        return s->slots && s->count + 1 < s->cap;
-    for (size_t i = 0; i < s->cap; i++)
-        if (s->slots[i].addr)
-            place(slots, cap, &s->slots[i]);
-    if (s->slots)
-        raw_unmap(s->slots, s->cap * sizeof *s->slots);
-    s->slots = slots;
-    s->cap = cap;
-    return 1;
-}
-
-static size_t find_slot(struct shard *s, uintptr_t addr, uint64_t h)
-{
-    if (!s->slots)
-        return (size_t)-1;
-    size_t mask = s->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        if (s->slots[i].addr == addr)
-            return i;
-        if (s->slots[i].addr == 0)
-            return (size_t)-1;
-    }
-}
-
-/* Backward-shift deletion: linear probing stays correct without tombstones. */
-static void remove_slot(struct shard *s, size_t i)
-{
-    size_t mask = s->cap - 1;
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (s->slots[j].addr == 0)
-            break;
-        size_t k = hash_addr(s->slots[j].addr) & mask;
-        int between = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
-        if (!between) {
-            s->slots[i] = s->slots[j];
-            i = j;
-        }
-    }
-    s->slots[i].addr = 0;
-    s->count--;
+    struct freed *f = &t_freed[(addr >> 4) & (FREED_CACHE - 1)];
+    f->not_addr = ~addr;
+    f->free_pc_api = (pc & ((1ull << 56) - 1)) | ((uintptr_t)api << 56);
 }
 
 /* ---- free errors and mappings ------------------------------------------ */
@@ -689,6 +779,7 @@ static void resolve(void)
     real_memalign = dlsym(RTLD_NEXT, "memalign");
     real_valloc = dlsym(RTLD_NEXT, "valloc");
     real_pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+    real_usable_size = dlsym(RTLD_NEXT, "malloc_usable_size");
     real_mmap = dlsym(RTLD_NEXT, "mmap");
     real_munmap = dlsym(RTLD_NEXT, "munmap");
     real_mremap = dlsym(RTLD_NEXT, "mremap");
@@ -722,169 +813,224 @@ static inline void scrub(void *p, size_t n)
     __asm__ volatile("" : : "r"(p) : "memory");
 }
 
-static void record(void *p, size_t size, int api, uintptr_t *fp, uintptr_t ret0)
+/* Stamps the allocator's block `p` as the user's block `size` bytes at
+ * p + 2^shift: writes the header in front of it and the block's entry
+ * `i`, with the stack walked from the hook's frame. */
+static void *stamp(char *p, size_t size, int api, unsigned shift, uint32_t i, uintptr_t *fp, uintptr_t ret0)
 {
-    GUARD;
-    /* The shard and its slot are likely cold: fetch them while the stack
-     * is walked and interned. */
-    uint64_t h = hash_addr((uintptr_t)p);
-    struct shard *s = shard_of((uintptr_t)p, h);
-    __builtin_prefetch(s, 1);
+    uintptr_t q = (uintptr_t)p + ((size_t)1 << shift);
+    struct header *h = (struct header *)(q - HDR);
     uintptr_t pcs[MAX_FRAMES];
     int n = capture(pcs, fp, ret0);
-    struct block *slots = s->slots;
-    if (LIKELY(slots != NULL))
-        __builtin_prefetch(&slots[h & (s->cap - 1)], 1);
-    struct block b;
-    b.addr = (uintptr_t)p;
-    b.size = size;
-    b.tid = tid();
-    b.api = (uint8_t)api;
-    b.stack = intern_stack(pcs, n);
+    h->size_api = hdr_pack(size, api, shift);
+    h->stack = intern_stack(pcs, n);
+    h->entry = i;
     scrub(pcs, (size_t)n * sizeof *pcs);
-    lock(&s->lock);
-    if (reserve(s)) {
-        place(s->slots, s->cap, &b);
-        s->count++;
-    }
-    unlock(&s->lock);
+    struct entry *e = entry_at(i);
+    e->tid = tid();
+    __atomic_store_n(&e->addr, q, __ATOMIC_RELEASE);
+    return (void *)q;
 }
 
-/* Forgets a block that is being freed. Returns 1 when the pointer may go to
- * the real free, 0 when it must not (a double or wild free, which would
- * crash the target; the event is reported instead). `kept` receives the
- * block for realloc. */
-static int release(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0, struct block *kept)
+/* Records the allocator's block `p` (2^shift bytes bigger than asked) and
+ * returns the user's pointer. Without memory for an entry the block goes
+ * out unrecorded, as the allocator made it (its free is then reported). */
+static void *record(void *p, size_t size, int api, unsigned shift, uintptr_t *fp, uintptr_t ret0)
 {
     GUARD;
-    uintptr_t addr = (uintptr_t)p;
-    uint64_t h = hash_addr(addr);
-    struct shard *s = shard_of(addr, h);
-    lock(&s->lock);
-    size_t i = find_slot(s, addr, h);
-    if (LIKELY(i != (size_t)-1)) {
-        struct block *b = &s->slots[i];
-        int mismatch = family_of_api(b->api) != family_of_dealloc(dealloc);
-        struct block copy = *b;
-        struct freed *fr = &s->ring[s->ring_next++ % FREED_RING];
-        fr->addr = addr;
-        fr->free_pc_api = (ret0 & ((1ull << 56) - 1)) | ((uintptr_t)b->api << 56);
-        remove_slot(s, i);
-        unlock(&s->lock);
-        if (UNLIKELY(mismatch)) {
+    uint32_t i = entry_new();
+    if (UNLIKELY(i == UINT32_MAX))
+        return p;
+    return stamp(p, size, api, shift, i, fp, ret0);
+}
+
+/* Forgets a block that is being freed. Returns the allocator's pointer to
+ * pass to the real free, or NULL when nothing may be freed (a double or
+ * wild free, which would crash the target: the event is reported
+ * instead). With `kept` (realloc), the entry is kept, claimed, in *kept. */
+static void *release(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0, uint32_t *kept)
+{
+    GUARD;
+    uintptr_t addr = (uintptr_t)q;
+    struct header *h;
+    uint32_t i;
+    struct entry *e = entry_of(addr, &h, &i);
+    /* No atomic exchange: two threads freeing one block at once is a race
+     * in the program, and a locked instruction here costs a tenth of a free. */
+    if (LIKELY(e != NULL)) {
+        __atomic_store_n(&e->addr, 0, __ATOMIC_RELAXED);
+        int api = hdr_api(h);
+        note_freed(addr, ret0, api);
+        if (UNLIKELY(family_of_api(api) != family_of_dealloc(dealloc))) {
             uintptr_t pcs[MAX_FRAMES];
             int n = capture(pcs, fp, ret0);
-            report_bad(BAD_MISMATCHED, addr, dealloc, copy.api, copy.size, pcs, n, copy.stack ? copy.stack->pcs : NULL,
-                       copy.stack ? (int)copy.stack->depth : 0);
+            const struct stack *st = stack_of(h->stack);
+            report_bad(BAD_MISMATCHED, addr, dealloc, api, hdr_size(h), pcs, n, st ? st->pcs : NULL, st ? (int)st->depth : 0);
             scrub(pcs, sizeof pcs);
         }
+        void *p = (char *)q - hdr_offset(h);
         if (kept)
-            *kept = copy;
-        return 1;
+            *kept = i;
+        else
+            entry_free(i, e);
+        return p;
     }
-    struct freed before = {0};
-    for (unsigned k = 0; k < FREED_RING; k++)
-        if (s->ring[k].addr == addr)
-            before = s->ring[k];
-    unlock(&s->lock);
+    struct freed before = t_freed[(addr >> 4) & (FREED_CACHE - 1)];
     uintptr_t pcs[MAX_FRAMES];
     int n = capture(pcs, fp, ret0);
-    if (before.addr) {
+    if (before.not_addr == ~addr) {
         uintptr_t first_free = before.free_pc_api & ((1ull << 56) - 1);
         report_bad(BAD_DOUBLE, addr, dealloc, (int)(before.free_pc_api >> 56), 0, pcs, n, &first_free, 1);
         scrub(&first_free, sizeof first_free);
-    }
-    else
+    } else {
         report_bad(BAD_INVALID, addr, dealloc, 0xff, 0, pcs, n, NULL, 0);
+    }
     scrub(pcs, sizeof pcs);
     scrub(&before, sizeof before);
-    return 0;
+    return NULL;
 }
 
 #define FRAME() ((uintptr_t *)__builtin_frame_address(0))
 #define RET() ((uintptr_t)__builtin_return_address(0))
+#define SHIFT_HDR 4 /* log2(HDR) */
 
-/* ---- the malloc family --------------------------------------------------- */
+/* ---- the malloc family ---------------------------------------------------
+ * Every block the shim records is the allocator's block grown by its
+ * header (or, aligned, by the alignment, the header at its end). */
 
 EXPORT void *malloc(size_t n)
 {
     if (UNLIKELY(!ready()))
         return arena_alloc(n);
-    void *p = real_malloc(n);
-    if (LIKELY(p && !t_guard)) {
-        record(p, n, A_MALLOC, FRAME(), RET());
-        if (UNLIKELY(g_dump_pending))
-            maybe_dump_pending();
+    if (UNLIKELY(t_guard))
+        return real_malloc(n);
+    if (UNLIKELY(n > SIZE_MAX - 4096)) {
+        errno = ENOMEM;
+        return NULL;
     }
-    return p;
+    void *p = real_malloc(n + HDR);
+    if (UNLIKELY(!p))
+        return NULL;
+    void *q = record(p, n, A_MALLOC, SHIFT_HDR, FRAME(), RET());
+    if (UNLIKELY(g_dump_pending))
+        maybe_dump_pending();
+    return q;
 }
 
-EXPORT void free(void *p)
+static inline void free_common(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0)
 {
-    if (!p || UNLIKELY(arena_owns(p)))
+    if (!q || UNLIKELY(arena_owns(q)))
         return;
-    if (UNLIKELY(!ready() || t_guard)) {
+    if (UNLIKELY(!ready())) {
         if (real_free)
-            real_free(p);
+            real_free(q);
         return;
     }
-    if (release(p, D_FREE, FRAME(), RET(), NULL))
+    if (UNLIKELY(t_guard)) {
+        /* The shim's own calls free what they allocated, raw; a recorded
+         * block is still released as one. */
+        struct header *h;
+        uint32_t i;
+        if (!entry_of((uintptr_t)q, &h, &i)) {
+            real_free(q);
+            return;
+        }
+    }
+    void *p = release(q, dealloc, fp, ret0, NULL);
+    if (LIKELY(p != NULL))
         real_free(p);
     if (UNLIKELY(g_dump_pending))
         maybe_dump_pending();
 }
 
-EXPORT void *calloc(size_t n, size_t size)
+EXPORT void free(void *p)
 {
-    if (UNLIKELY(!ready())) {
-        size_t total;
-        if (__builtin_mul_overflow(n, size, &total))
-            return NULL;
-        return arena_alloc(total); /* static memory is zeroed */
-    }
-    void *p = real_calloc(n, size);
-    if (LIKELY(p && !t_guard))
-        record(p, n * size, A_CALLOC, FRAME(), RET());
-    return p;
+    free_common(p, D_FREE, FRAME(), RET());
 }
 
-static void *do_realloc(void *p, size_t n, int api, uintptr_t *fp, uintptr_t ret0)
+EXPORT void *calloc(size_t n, size_t size)
 {
-    if (UNLIKELY(p && arena_owns(p))) {
-        void *q = malloc(n);
-        if (q)
-            memcpy(q, p, arena_size(p) < n ? arena_size(p) : n);
-        return q;
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total) || total > SIZE_MAX - 4096) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (UNLIKELY(!ready()))
+        return arena_alloc(total); /* static memory is zeroed */
+    if (UNLIKELY(t_guard))
+        return real_calloc(n, size);
+    void *p = real_calloc(1, total + HDR);
+    return p ? record(p, total, A_CALLOC, SHIFT_HDR, FRAME(), RET()) : NULL;
+}
+
+EXPORT size_t malloc_usable_size(void *q)
+{
+    if (!q)
+        return 0;
+    if (UNLIKELY(arena_owns(q)))
+        return arena_size(q);
+    if (UNLIKELY(!ready()) || !real_usable_size)
+        return 0;
+    struct header *h;
+    uint32_t i;
+    if (entry_of((uintptr_t)q, &h, &i)) {
+        size_t off = hdr_offset(h);
+        return real_usable_size((char *)q - off) - off;
+    }
+    return real_usable_size(q);
+}
+
+static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret0)
+{
+    if (UNLIKELY(q && arena_owns(q))) {
+        void *r = malloc(n);
+        if (r)
+            memcpy(r, q, arena_size(q) < n ? arena_size(q) : n);
+        return r;
     }
     if (UNLIKELY(!ready() || t_guard))
-        return real_realloc ? real_realloc(p, n) : arena_alloc(n);
-    if (!p) {
-        void *q = real_malloc(n);
-        if (q)
-            record(q, n, api, fp, ret0);
-        return q;
+        return real_realloc ? real_realloc(q, n) : arena_alloc(n);
+    if (UNLIKELY(n > SIZE_MAX - 4096)) {
+        errno = ENOMEM;
+        return NULL;
     }
-    struct block old;
-    if (!release(p, D_REALLOC, fp, ret0, &old)) {
+    if (!q) {
+        void *p = real_malloc(n + HDR);
+        return p ? record(p, n, api, SHIFT_HDR, fp, ret0) : NULL;
+    }
+    uint32_t i;
+    char *p = release(q, D_REALLOC, fp, ret0, &i);
+    if (!p) {
         errno = EINVAL;
         return NULL;
     }
-    void *q = real_realloc(p, n);
-    if (q && n) {
-        record(q, n, api, fp, ret0);
-    } else if (!q && n) {
-        /* The old block is still the caller's. */
-        GUARD;
-        uint64_t h = hash_addr(old.addr);
-        struct shard *s = shard_of(old.addr, h);
-        lock(&s->lock);
-        if (reserve(s)) {
-            place(s->slots, s->cap, &old);
-            s->count++;
-        }
-        unlock(&s->lock);
+    struct entry *e = entry_at(i);
+    const struct header *h = (const struct header *)((char *)q - HDR);
+    if (n == 0) {
+        /* glibc frees the block and returns NULL. */
+        entry_free(i, e);
+        real_free(p);
+        return NULL;
     }
-    return q;
+    size_t off = hdr_offset(h), old = hdr_size(h);
+    char *np;
+    if (off == HDR) {
+        np = real_realloc(p, n + HDR);
+    } else {
+        /* An aligned block: a plain one takes its place (realloc keeps no alignment). */
+        np = real_malloc(n + HDR);
+        if (np) {
+            memcpy(np + HDR, q, old < n ? old : n);
+            real_free(p);
+        }
+    }
+    if (!np) {
+        /* The old block is still the caller's. */
+        __atomic_store_n(&e->addr, (uintptr_t)q, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    GUARD;
+    return stamp(np, n, api, SHIFT_HDR, i, fp, ret0);
 }
 
 EXPORT void *realloc(void *p, size_t n)
@@ -902,31 +1048,77 @@ EXPORT void *reallocarray(void *p, size_t n, size_t size)
     return do_realloc(p, total, A_REALLOCARRAY, FRAME(), RET());
 }
 
+/* log2 of the distance from the allocator's pointer to the user's for an
+ * alignment (rounded up to a power of two, as glibc's memalign does), or
+ * -1 when it cannot be honoured. */
+static int align_shift(size_t align)
+{
+    if (align > ((size_t)1 << 40))
+        return -1;
+    unsigned s = SHIFT_HDR;
+    while (((size_t)1 << s) < align)
+        s++;
+    return (int)s;
+}
+
+/* The allocator's block for a user's block of n bytes aligned to 2^shift. */
+static void *real_aligned(unsigned shift, size_t n)
+{
+    size_t off = (size_t)1 << shift;
+    if (n > SIZE_MAX - off - 4096)
+        return NULL;
+    return shift == SHIFT_HDR ? real_malloc(n + HDR) : real_memalign(off, n + off);
+}
+
+static void *aligned_common(size_t align, size_t n, int api, uintptr_t *fp, uintptr_t ret0)
+{
+    if (UNLIKELY(!ready()))
+        return NULL;
+    if (UNLIKELY(t_guard))
+        return real_memalign(align, n);
+    int shift = align_shift(align);
+    if (shift < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *p = real_aligned((unsigned)shift, n);
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return record(p, n, api, (unsigned)shift, fp, ret0);
+}
+
 EXPORT int posix_memalign(void **out, size_t align, size_t n)
 {
     if (UNLIKELY(!ready()))
         return ENOMEM;
-    int r = real_posix_memalign(out, align, n);
-    if (r == 0 && *out && !t_guard)
-        record(*out, n, A_POSIX_MEMALIGN, FRAME(), RET());
+    if (UNLIKELY(t_guard))
+        return real_posix_memalign(out, align, n);
+    if (align == 0 || (align & (align - 1)) || align % sizeof(void *))
+        return EINVAL;
+    int saved = errno;
+    void *p = aligned_common(align, n, A_POSIX_MEMALIGN, FRAME(), RET());
+    int r = p ? 0 : errno;
+    errno = saved;
+    if (p)
+        *out = p;
     return r;
 }
 
-#define SIMPLE_ALIGNED(name, api, params, call, size)   \
-    EXPORT void *name params                            \
-    {                                                   \
-        if (UNLIKELY(!ready()))                         \
-            return NULL;                                \
-        void *p = call;                                 \
-        if (p && !t_guard)                              \
-            record(p, size, api, FRAME(), RET());       \
-        return p;                                       \
-    }
+EXPORT void *aligned_alloc(size_t align, size_t n) { return aligned_common(align, n, A_ALIGNED_ALLOC, FRAME(), RET()); }
+EXPORT void *memalign(size_t align, size_t n) { return aligned_common(align, n, A_MEMALIGN, FRAME(), RET()); }
+EXPORT void *valloc(size_t n) { return aligned_common(4096, n, A_VALLOC, FRAME(), RET()); }
 
-SIMPLE_ALIGNED(aligned_alloc, A_ALIGNED_ALLOC, (size_t align, size_t n), real_aligned_alloc(align, n), n)
-SIMPLE_ALIGNED(memalign, A_MEMALIGN, (size_t align, size_t n), real_memalign(align, n), n)
-SIMPLE_ALIGNED(valloc, A_VALLOC, (size_t n), real_valloc(n), n)
-SIMPLE_ALIGNED(pvalloc, A_PVALLOC, (size_t n), real_pvalloc(n), n)
+EXPORT void *pvalloc(size_t n)
+{
+    size_t rounded = n ? (n + 4095) & ~(size_t)4095 : 4096;
+    if (rounded < n) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return aligned_common(4096, rounded, A_PVALLOC, FRAME(), RET());
+}
 
 /* ---- operator new and delete (Itanium C++ ABI names) --------------------- */
 
@@ -946,37 +1138,35 @@ static inline void *new_common(size_t n, int api, uintptr_t *fp, uintptr_t ret0,
 {
     if (UNLIKELY(!ready()))
         return arena_alloc(n);
-    void *p = real_malloc(n ? n : 1);
+    if (UNLIKELY(t_guard))
+        return real_malloc(n ? n : 1);
+    /* Too big: the real operator fails as it should (throws, or NULL). */
+    size_t want = n > SIZE_MAX - 4096 ? SIZE_MAX : n + HDR;
+    void *p = want == SIZE_MAX ? NULL : real_malloc(want);
     if (UNLIKELY(!p) && !nothrow)
-        p = new_slow(api == A_NEW ? real_new : real_new_array, n);
-    if (p && !t_guard)
-        record(p, n, api, fp, ret0);
-    return p;
+        p = new_slow(api == A_NEW ? real_new : real_new_array, want);
+    return p ? record(p, n, api, SHIFT_HDR, fp, ret0) : NULL;
 }
 
 static inline void *new_aligned_common(size_t n, size_t align, int api, uintptr_t *fp, uintptr_t ret0, int nothrow)
 {
     if (UNLIKELY(!ready()))
         return NULL;
-    void *p = real_memalign(align, n ? n : 1);
-    if (UNLIKELY(!p) && !nothrow)
-        p = new_aligned_slow(api == A_NEW_ALIGNED ? real_new_aligned : real_new_array_aligned, n, align);
-    if (p && !t_guard)
-        record(p, n, api, fp, ret0);
-    return p;
+    if (UNLIKELY(t_guard))
+        return real_memalign(align, n ? n : 1);
+    int shift = align_shift(align);
+    void *p = shift < 0 ? NULL : real_aligned((unsigned)shift, n);
+    if (UNLIKELY(!p) && !nothrow) {
+        size_t off = shift < 0 ? 0 : (size_t)1 << shift;
+        p = new_aligned_slow(api == A_NEW_ALIGNED ? real_new_aligned : real_new_array_aligned,
+                             shift < 0 || n > SIZE_MAX - off - 4096 ? SIZE_MAX : n + off, shift < 0 ? align : off);
+    }
+    return p ? record(p, n, api, (unsigned)shift, fp, ret0) : NULL;
 }
 
 static inline void delete_common(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0)
 {
-    if (!p || UNLIKELY(arena_owns(p)))
-        return;
-    if (UNLIKELY(!ready() || t_guard)) {
-        if (real_free)
-            real_free(p);
-        return;
-    }
-    if (release(p, dealloc, fp, ret0, NULL))
-        real_free(p);
+    free_common(p, dealloc, fp, ret0);
 }
 
 typedef struct { char unused; } nothrow_t;
@@ -1217,9 +1407,11 @@ static int g_inspect_on_exec;
  * worth a stop. */
 static int anything_outstanding(void)
 {
-    for (int k = 0; k < NSHARDS; k++)
-        if (__atomic_load_n(&g_shards[k].count, __ATOMIC_RELAXED))
-            return 1;
+    uint64_t chunks = __atomic_load_n(&g_nchunks, __ATOMIC_ACQUIRE);
+    for (uint64_t c = 0; c < chunks; c++)
+        for (uint32_t k = 0; k < CHUNK_ENTRIES; k++)
+            if (__atomic_load_n(&g_chunks[c][k].addr, __ATOMIC_RELAXED))
+                return 1;
     return __atomic_load_n(&g_nregions, __ATOMIC_RELAXED) || __atomic_load_n(&g_nerrors, __ATOMIC_RELAXED);
 }
 
@@ -1325,13 +1517,14 @@ EXPORT int execle(const char *path, const char *arg, ...)
 
 struct leaklab_hook_table {
     char magic[8];                  /* "LLHOOKT\0" */
-    uint32_t version, size;         /* 1, sizeof this struct */
-    uint32_t nshards, shard_stride; /* g_shards[nshards], each shard_stride bytes */
-    uint32_t shard_slots_at, shard_cap_at; /* offsets of `slots` and `cap` in a shard */
-    uint32_t block_size, stack_header;     /* a block record; a stack's header before its pcs */
+    uint32_t version, size;         /* 2, sizeof this struct */
+    uint32_t entry_size, header_size;      /* a live block's entry; its header before the user's bytes */
+    uint32_t chunk_entries, max_chunks;    /* entries per chunk; the chunk directory's length */
+    uint32_t stack_slots, stack_header;    /* the stack table's length; a stack's header before its pcs */
     uint32_t region_size, bad_free_size;
     uint32_t max_frames, pid;      /* the pid that last wrote `pid` (set at start and in fork children) */
-    uintptr_t shards;
+    uintptr_t chunks, nchunks;     /* g_chunks (entry chunk pointers) and the address of its u64 count */
+    uintptr_t stacks;              /* the address of the pointer to the stack slots */
     uintptr_t regions, nregions;   /* addresses of g_regions (a pointer) and g_nregions */
     uintptr_t errors, nerrors;
     uintptr_t own, nown;           /* the shim's own mappings: own_range[nown] */
@@ -1340,25 +1533,29 @@ struct leaklab_hook_table {
     uintptr_t dropped_stacks, dropped_regions, dropped_errors; /* addresses of the counters */
 };
 
-_Static_assert(sizeof(struct block) == 32, "block record of the table ABI");
+_Static_assert(sizeof(struct entry) == 16, "entry record of the table ABI");
+_Static_assert(sizeof(struct header) == HDR, "block header of the table ABI");
 _Static_assert(sizeof(struct region) == 40 + 8 * MAX_FRAMES, "region record of the table ABI");
 _Static_assert(sizeof(struct bad_free) == 24 + 16 * MAX_FRAMES, "bad free record of the table ABI");
 _Static_assert(sizeof(struct stack) == 16, "stack header of the table ABI");
+_Static_assert(sizeof(struct leaklab_hook_table) == 184, "descriptor of the table ABI");
 
 EXPORT struct leaklab_hook_table leaklab_hook_table = {
     .magic = "LLHOOKT",
-    .version = 1,
+    .version = 2,
     .size = sizeof(struct leaklab_hook_table),
-    .nshards = NSHARDS,
-    .shard_stride = sizeof(struct shard),
-    .shard_slots_at = offsetof(struct shard, slots),
-    .shard_cap_at = offsetof(struct shard, cap),
-    .block_size = sizeof(struct block),
+    .entry_size = sizeof(struct entry),
+    .header_size = sizeof(struct header),
+    .chunk_entries = CHUNK_ENTRIES,
+    .max_chunks = MAX_CHUNKS,
+    .stack_slots = STACK_SLOTS,
     .stack_header = sizeof(struct stack),
     .region_size = sizeof(struct region),
     .bad_free_size = sizeof(struct bad_free),
     .max_frames = MAX_FRAMES,
-    .shards = (uintptr_t)g_shards,
+    .chunks = (uintptr_t)g_chunks,
+    .nchunks = (uintptr_t)&g_nchunks,
+    .stacks = (uintptr_t)&g_stack_slots,
     .regions = (uintptr_t)&g_regions,
     .nregions = (uintptr_t)&g_nregions,
     .errors = (uintptr_t)&g_errors,
@@ -1503,26 +1700,36 @@ static void dump(const char *why)
     out_str(o, "\nreason ");
     out_str(o, why);
     out_str(o, "\n");
-    for (int k = 0; k < NSHARDS; k++) {
-        struct shard *s = &g_shards[k];
-        lock(&s->lock);
-        for (size_t i = 0; s->slots && i < s->cap; i++) {
-            const struct block *b = &s->slots[i];
-            if (!b->addr)
+    /* Other threads may free while this runs: a block is written out
+     * whole or not at all, from a copy of its entry and header. */
+    uint64_t chunks = __atomic_load_n(&g_nchunks, __ATOMIC_ACQUIRE);
+    for (uint64_t c = 0; c < chunks; c++) {
+        for (uint32_t k = 0; k < CHUNK_ENTRIES; k++) {
+            const struct entry *e = &g_chunks[c][k];
+            uintptr_t addr = __atomic_load_n(&e->addr, __ATOMIC_ACQUIRE);
+            if (!addr)
                 continue;
+            /* A copy that cannot fault: the block may be freed and unmapped meanwhile. */
+            struct header h;
+            struct iovec local = {&h, sizeof h}, remote = {(void *)(addr - HDR), sizeof h};
+            if (syscall(SYS_process_vm_readv, getpid(), &local, 1, &remote, 1, 0) != (long)sizeof h)
+                continue;
+            uint32_t tid_ = e->tid;
+            if (__atomic_load_n(&e->addr, __ATOMIC_ACQUIRE) != addr || h.entry != (uint32_t)((c << CHUNK_BITS) | k) || hdr_api(&h) > A_NEW_ARRAY_ALIGNED)
+                continue;
+            const struct stack *st = stack_of(h.stack);
             out_str(o, "B ");
-            out_hex(o, b->addr);
+            out_hex(o, addr);
             out_str(o, " ");
-            out_dec(o, b->size);
+            out_dec(o, hdr_size(&h));
             out_str(o, " ");
-            out_str(o, api_names[b->api]);
+            out_str(o, api_names[hdr_api(&h)]);
             out_str(o, " ");
-            out_dec(o, b->tid);
-            if (b->stack)
-                out_pcs(o, b->stack->pcs, (int)b->stack->depth);
+            out_dec(o, tid_);
+            if (st)
+                out_pcs(o, st->pcs, (int)st->depth);
             out_str(o, "\n");
         }
-        unlock(&s->lock);
     }
     lock(&g_regions_lock);
     for (size_t i = 0; i < g_nregions; i++) {
@@ -1622,8 +1829,7 @@ static void on_signal(int sig)
 static void fork_prepare(void)
 {
     lock(&g_dump_lock);
-    for (int k = 0; k < NSHARDS; k++)
-        lock(&g_shards[k].lock);
+    lock(&g_pool_lock);
     lock(&g_regions_lock);
     lock(&g_errors_lock);
     lock(&g_stack_lock);
@@ -1638,8 +1844,7 @@ static void fork_parent(void)
     unlock(&g_stack_lock);
     unlock(&g_errors_lock);
     unlock(&g_regions_lock);
-    for (int k = NSHARDS - 1; k >= 0; k--)
-        unlock(&g_shards[k].lock);
+    unlock(&g_pool_lock);
     unlock(&g_dump_lock);
 }
 
@@ -1683,6 +1888,7 @@ __attribute__((constructor(101))) static void hook_init(void)
     dl_iterate_phdr(add_object, NULL);
     cxx_freeres = (void (*)(void))dlsym(RTLD_DEFAULT, "_ZN9__gnu_cxx9__freeresEv");
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    g_exit_key_ok = pthread_key_create(&g_exit_key, thread_gone) == 0;
     if (g_dump_signal) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

@@ -45,12 +45,14 @@ fn mmapped_chunk(snap: &Snapshot, addr: u64) -> Option<(u64, u64)> {
 /// bytes: glibc's usable size includes the next chunk's first word, and the
 /// allocator's own pointers (main_arena's `top`, a bin) point there.
 fn chunk_boundary(snap: &Snapshot, b: &Block) -> Option<u64> {
-    let size = snap.memory.word(b.addr.checked_sub(8)?)?;
+    // `chunk` is what malloc returned to the shim, which put its header
+    // (and the user's block) after it.
+    let size = snap.memory.word(b.chunk.checked_sub(8)?)?;
     if size & IS_MMAPPED != 0 {
         return None;
     }
-    let next = (b.addr - 16).checked_add(size & !7)?;
-    (next > b.addr && next < b.end()).then_some(next)
+    let next = (b.chunk - 16).checked_add(size & !7)?;
+    (next >= b.addr && next < b.end()).then_some(next)
 }
 
 /// Ranges of `r` outside `holes` (sorted).
@@ -82,7 +84,7 @@ pub fn classify(snap: &Snapshot, table: &Table, stop: StopPoint) -> Kinds {
     let blocks: Vec<Block> = dump
         .blocks
         .iter()
-        .map(|b| Block { chunk: b.addr, addr: b.addr, size: b.size.max(1), mmapped: false, first: snap.memory.word(b.addr).unwrap_or(0) })
+        .map(|b| Block { chunk: b.base, addr: b.addr, size: b.size.max(1), mmapped: false, first: snap.memory.word(b.addr).unwrap_or(0) })
         .collect();
     let overlaps_block = |s: u64, e: u64| {
         let i = blocks.partition_point(|b| b.end() <= s);
@@ -96,7 +98,7 @@ pub fn classify(snap: &Snapshot, table: &Table, stop: StopPoint) -> Kinds {
         if in_brk {
             continue;
         }
-        if let Some(r) = mmapped_chunk(snap, b.addr) {
+        if let Some(r) = mmapped_chunk(snap, b.chunk) {
             mmapped.push(r);
         } else if let Some(m) = snap.maps.iter().find(|m| m.contains(b.addr)) {
             // An arena heap of glibc's (or another allocator's extent).

@@ -1,7 +1,8 @@
 //! Reading the shim's published table (harness/hook/README.md, "The table")
 //! out of a memory snapshot of the process: the descriptor
 //! `leaklab_hook_table`, found by its dynamic symbol in the mapped
-//! libleaklab_hook.so, points to the live-block shards, the stacks, the
+//! libleaklab_hook.so, points to the live blocks' entries (each block's
+//! size, api and stack are in the header the shim put before it), the stacks, the
 //! mappings, the bad frees, the shim's own mappings and the maps of
 //! modules unloaded by dlclose. Everything is read through
 //! `Memory`'s bounds-checked reads: a torn or corrupt table gives an error
@@ -19,12 +20,13 @@ use crate::symbolize::MapEntry;
 /// The descriptor's symbol and the version this reader knows.
 pub const SYMBOL: &str = "leaklab_hook_table";
 pub const MAGIC: &[u8; 8] = b"LLHOOKT\0";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The shim's file name, as it appears in /proc/PID/maps.
 pub const SHIM_FILE_NAME: &str = "libleaklab_hook.so";
 
-// Version 1's record layouts (the shim's _Static_asserts keep them).
-const BLOCK_SIZE: u64 = 32;
+// Version 2's record layouts (the shim's _Static_asserts keep them).
+const ENTRY_SIZE: u64 = 16;
+const HEADER_SIZE: u64 = 16;
 const STACK_HEADER: u64 = 16;
 const MAX_FRAMES: u64 = 24;
 const REGION_SIZE: u64 = 40 + 8 * MAX_FRAMES;
@@ -149,15 +151,24 @@ pub fn read(pid: u32, reason: &str, mem: &Memory, maps: &[Mapping]) -> Result<Re
         return Err(corrupt(format!("table version {version}; this leaklab reads version {VERSION}")));
     }
     let f32 = |i: u64| r.u32(desc + 16 + 4 * i, "descriptor field");
-    let (nshards, stride, slots_at, cap_at) = (u64::from(f32(0)?), u64::from(f32(1)?), u64::from(f32(2)?), u64::from(f32(3)?));
-    let layout = [f32(4)?, f32(5)?, f32(6)?, f32(7)?, f32(8)?];
-    let expected = [BLOCK_SIZE, STACK_HEADER, REGION_SIZE, BAD_FREE_SIZE, MAX_FRAMES].map(|v| v as u32);
+    let (entry_size, header_size, chunk_entries, max_chunks) = (f32(0)?, f32(1)?, u64::from(f32(2)?), u64::from(f32(3)?));
+    let (stack_slots, stack_header) = (u64::from(f32(4)?), f32(5)?);
+    let layout = [entry_size, header_size, stack_header, f32(6)?, f32(7)?, f32(8)?];
+    let expected = [ENTRY_SIZE, HEADER_SIZE, STACK_HEADER, REGION_SIZE, BAD_FREE_SIZE, MAX_FRAMES].map(|v| v as u32);
     if layout != expected {
         return Err(corrupt(format!("record sizes {layout:?}, expected {expected:?}: a shim of another build")));
     }
+    if chunk_entries == 0 || chunk_entries > 1 << 20 || max_chunks > 1 << 20 {
+        return Err(corrupt(format!("{max_chunks} chunks of {chunk_entries} entries")));
+    }
     // Pointers start after 16 bytes of header and 10 u32 fields.
     let ptr = |i: u64, what: &str| r.word(desc + 56 + 8 * i, what);
-    let shards = ptr(0, "shards")?;
+    let chunks = ptr(0, "chunks")?;
+    let nchunks = r.word(ptr(1, "nchunks")?, "the chunk count")?;
+    if nchunks > max_chunks {
+        return Err(corrupt(format!("{nchunks} entry chunks, at most {max_chunks}")));
+    }
+    let stacks = r.word(ptr(2, "stacks")?, "the stack slots pointer")?;
 
     let mut dump = Dump {
         pid,
@@ -171,35 +182,51 @@ pub fn read(pid: u32, reason: &str, mem: &Memory, maps: &[Mapping]) -> Result<Re
         maps: maps_entries(maps),
         map_lines: maps.len(),
     };
-    for k in 0..nshards.min(1 << 16) {
-        let s = shards + k * stride;
-        let slots = r.word(s + slots_at, "a shard's slots")?;
-        let cap = r.word(s + cap_at, "a shard's capacity")?;
-        if slots == 0 || cap == 0 {
+    for c in 0..nchunks {
+        let chunk = r.word(chunks + 8 * c, "an entry chunk pointer")?;
+        if chunk == 0 {
             continue;
         }
-        if cap > SANE_COUNT {
-            return Err(corrupt(format!("shard {k} claims {cap} slots")));
-        }
-        let bytes = mem.bytes(slots, cap * BLOCK_SIZE).ok_or_else(|| corrupt(format!("shard {k}'s {cap} slots at {slots:#x} were not copied")))?;
-        for rec in bytes.chunks_exact(BLOCK_SIZE as usize) {
-            let w = |i: usize| u64::from_le_bytes(rec[8 * i..8 * i + 8].try_into().expect("8 bytes"));
-            let addr = w(0);
+        let bytes = mem
+            .bytes(chunk, chunk_entries * ENTRY_SIZE)
+            .ok_or_else(|| corrupt(format!("entry chunk {c} at {chunk:#x} was not copied")))?;
+        for (k, rec) in bytes.chunks_exact(ENTRY_SIZE as usize).enumerate() {
+            let addr = u64::from_le_bytes(rec[0..8].try_into().expect("8 bytes"));
             if addr == 0 {
                 continue;
             }
-            let api = BLOCK_APIS.get(rec[28] as usize).copied().unwrap_or("malloc");
-            let tid = u32::from_le_bytes(rec[24..28].try_into().expect("4 bytes"));
-            dump.blocks.push(DumpBlock { addr, size: w(1), api: api.to_string(), tid, pcs: r.stack(w(2)) });
+            let tid = u32::from_le_bytes(rec[8..12].try_into().expect("4 bytes"));
+            // The header in front of the block; a thread stopped between
+            // writing an entry and its header leaves one that does not
+            // point back: that block is not handed out yet.
+            let Some(h) = addr.checked_sub(HEADER_SIZE).and_then(|a| mem.bytes(a, HEADER_SIZE)) else { continue };
+            let size_api = u64::from_le_bytes(h[0..8].try_into().expect("8 bytes"));
+            let stack = u64::from(u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")));
+            let entry = u64::from(u32::from_le_bytes(h[12..16].try_into().expect("4 bytes")));
+            let (api, shift) = ((size_api >> 48) & 0xff, size_api >> 56);
+            if entry != c * chunk_entries + k as u64 || api as usize >= BLOCK_APIS.len() || !(4..=40).contains(&shift) {
+                continue;
+            }
+            let pcs = if stack != 0 && stack <= stack_slots && stacks != 0 {
+                mem.word(stacks + 8 * (stack - 1)).map(|s| r.stack(s)).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            dump.blocks.push(DumpBlock {
+                addr,
+                base: addr - (1 << shift),
+                size: size_api & ((1 << 48) - 1),
+                api: BLOCK_APIS[api as usize].to_string(),
+                tid,
+                pcs,
+            });
         }
     }
-    // A thread stopped in the middle of a backward-shift deletion can leave
-    // one record twice in the copy.
     dump.blocks.sort_by_key(|b| b.addr);
     dump.blocks.dedup_by_key(|b| b.addr);
 
-    let regions = r.word(ptr(1, "regions")?, "the regions pointer")?;
-    let nregions = r.word(ptr(2, "nregions")?, "the region count")?;
+    let regions = r.word(ptr(3, "regions")?, "the regions pointer")?;
+    let nregions = r.word(ptr(4, "nregions")?, "the region count")?;
     if regions != 0 && nregions > 0 {
         if nregions > SANE_COUNT {
             return Err(corrupt(format!("{nregions} regions")));
@@ -229,8 +256,8 @@ pub fn read(pid: u32, reason: &str, mem: &Memory, maps: &[Mapping]) -> Result<Re
         }
     }
 
-    let errors = r.word(ptr(3, "errors")?, "the bad-free pointer")?;
-    let nerrors = r.word(ptr(4, "nerrors")?, "the bad-free count")?;
+    let errors = r.word(ptr(5, "errors")?, "the bad-free pointer")?;
+    let nerrors = r.word(ptr(6, "nerrors")?, "the bad-free count")?;
     if errors != 0 {
         for i in 0..nerrors.min(SANE_COUNT) {
             let a = errors + i * BAD_FREE_SIZE;
@@ -252,22 +279,22 @@ pub fn read(pid: u32, reason: &str, mem: &Memory, maps: &[Mapping]) -> Result<Re
         }
     }
 
-    let own_at = ptr(5, "own")?;
-    let nown = r.word(ptr(6, "nown")?, "the own-range count")?.min(1 << 16);
+    let own_at = ptr(7, "own")?;
+    let nown = r.word(ptr(8, "nown")?, "the own-range count")?.min(1 << 16);
     let mut own: Vec<(u64, u64)> = (0..nown).filter_map(|i| Some((mem.word(own_at + 16 * i)?, mem.word(own_at + 16 * i + 8)?))).collect();
     own.sort_unstable();
-    let arena = (ptr(7, "arena start")?, ptr(8, "arena end")?);
+    let arena = (ptr(9, "arena start")?, ptr(10, "arena end")?);
 
-    let unloaded = r.word(ptr(9, "unloaded")?, "the unloaded-maps pointer")?;
-    let unloaded_len = r.word(ptr(10, "unloaded length")?, "the unloaded-maps length")?;
+    let unloaded = r.word(ptr(11, "unloaded")?, "the unloaded-maps pointer")?;
+    let unloaded_len = r.word(ptr(12, "unloaded length")?, "the unloaded-maps length")?;
     if unloaded != 0 && unloaded_len > 0 {
         if let Some(text) = mem.bytes(unloaded, unloaded_len) {
             dump.maps.extend(unloaded_entries(&String::from_utf8_lossy(text), &dump.maps));
         }
     }
-    dump.dropped_stacks = r.word(ptr(11, "dropped stacks")?, "a counter")?;
-    dump.dropped_regions = r.word(ptr(12, "dropped regions")?, "a counter")?;
-    dump.dropped_errors = r.word(ptr(13, "dropped errors")?, "a counter")?;
+    dump.dropped_stacks = r.word(ptr(13, "dropped stacks")?, "a counter")?;
+    dump.dropped_regions = r.word(ptr(14, "dropped regions")?, "a counter")?;
+    dump.dropped_errors = r.word(ptr(15, "dropped errors")?, "a counter")?;
 
     Ok(Ok(Table { dump, own, arena, shim_data: located.data }))
 }
