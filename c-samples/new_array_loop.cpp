@@ -11,7 +11,7 @@
 static void leak_one_array()
 {
     int *p = new int[102400]; //~ LEAK definite size=409600 count=10
-    // Only written pages become resident: touching a quarter makes RES grow //~^[bcc] MISS: libstdc++'s operator new has no frame pointer: the kernel's stack walk skips the frame that called new, and the block lands on its caller's line (line 27)
+    // Only written pages become resident: touching a quarter makes RES grow
     // about a quarter as fast as VIRT. //~^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
     memset(p, 0x5a, sizeof(int) * 102400 / 4); //~^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
 } //~^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (4587520 bytes in 10 blocks here), not at the size asked for
@@ -24,7 +24,7 @@ int main(int argc, char **argv) //~[dmalloc] FALSE: under dmalloc no block has a
         fflush(stdout);
     }
     for (long i = 0; n == 0 || i < n; i++) {
-        leak_one_array(); //~[bcc] FALSE: the blocks of line 13 land here: operator new has no frame pointer, so the walk skips leak_one_array()
+        leak_one_array();
         if (n == 0)
             sleep(1); // slow enough to watch
     }

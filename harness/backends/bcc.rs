@@ -14,23 +14,24 @@
 //!   take the first complete report printed after the stop, read
 //!   /proc/PID/maps (the target is stopped), stop memleak with SIGTERM (in
 //!   the background it ignores SIGINT), and let the target finish.
-//! - The target runs with one malloc arena and an mmap threshold above any
-//!   sample's block (GLIBC_TUNABLES): a thread's first malloc would otherwise
-//!   mmap an arena inside the malloc, and memleak's per-thread pending record
-//!   of the malloc is overwritten by the inner mmap's (the thread's leak comes
-//!   and goes from run to run); and a large block served by its own mmap
-//!   would be recorded as a raw mmap with a stack inside libc.
+//! - The target runs with one malloc arena and without malloc's own mmaps
+//!   (GLIBC_TUNABLES `arena_max=1:mmap_max=0`): memleak keeps one pending
+//!   record per thread, and an mmap inside a malloc (a thread's first
+//!   arena, or a block above the mmap threshold, which glibc caps at 32 MiB)
+//!   overwrites the malloc's: the block was lost, or recorded as a raw mmap
+//!   with a stack inside libc.
 //! - memleak symbolizes with bcc's own resolver; we resolve the addresses
 //!   ourselves through DWARF (addr2line), from the module's mapping in
 //!   /proc/PID/maps, so that sites are file:line like every other backend's.
 //!
-//! What remains is inherent: glibc and libstdc++ are built without frame
-//! pointers, so a stack through strdup, asprintf, getline... ends inside
-//! libc (the caller's frame is lost), and under `operator new` the frame of
-//! the function that called `new` is skipped (the block lands on its
-//! caller's line). The samples say so in `//~[bcc]` notes. Groups whose
-//! stack never leaves the C/C++ runtime are reported as notes, not leaks:
-//! at the checkpoint stdio's buffers and the like are outstanding too.
+//! glibc and libstdc++ are built without frame pointers, so the kernel's
+//! walk loses frames there; `recover` puts back what the program's code
+//! determines (the caller of `operator new` when its function calls `new`
+//! from one place; a `strdup` the program imports, reported without a
+//! site) and the rest is explained in `//~[bcc]` notes. Groups whose stack
+//! never leaves the C/C++ runtime through a function the program calls are
+//! notes, not leaks: at the checkpoint stdio's buffers and the like are
+//! outstanding too.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -45,6 +46,8 @@ use crate::process::{Child, Spec};
 use crate::report::{End, Frame, Kind, Leak, Process, Region, RegionKind, Report, Stats};
 use crate::maps::{self, Mapping};
 
+mod recover;
+
 pub struct Bcc;
 
 const MEMLEAK: &str = "memleak-bpfcc";
@@ -58,9 +61,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 const ATTACH_ATTEMPTS: u32 = 3;
 /// memleak's line between the compile and the probes.
 const ATTACHING: &[u8] = b"Attaching to pid";
-/// Environment of the target; see the module comment. 32 MiB is the
-/// largest mmap threshold glibc accepts on 64-bit.
-const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432";
+/// Environment of the target; see the module comment. No mmap at all
+/// rather than a high threshold: glibc caps the threshold at 32 MiB, and a
+/// bigger block's inner mmap erased memleak's record of its malloc.
+const TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0";
 
 fn kernel_release() -> Option<String> {
     // SAFETY: an all-zero utsname is valid; uname fills it.
@@ -389,19 +393,33 @@ fn run_once(target: &Target, config: &RunConfig) -> Result<Report, Error> {
     if config.after.is_some() {
         report.processes.push(Process { pid: pid as u32, parent: None, program: target.name.clone(), end: End::Running, analysed: true });
     }
+    let mut modules = recover::Modules::default();
     for group in &parsed.groups {
-        let stack: Vec<Frame> = group.frames.iter().map(|f| symbolizer.frame(&maps, f)).collect();
+        let mut frames = group.frames.clone();
+        if let Some(address) = modules.skipped_frame(&maps, &frames) {
+            frames.insert(1, RawFrame { address, symbol: String::new() });
+        }
+        let stack: Vec<Frame> = frames.iter().map(|f| symbolizer.frame(&maps, f)).collect();
         let own = stack.iter().any(|f| f.object.as_deref().is_some_and(|o| !is_runtime_object(o)));
         if !own {
-            let top = stack.first().and_then(|f| f.function.clone()).unwrap_or_else(|| "??".into());
-            report.notes.push(format!(
-                "{} bytes in {} allocations from a stack that never leaves the C/C++ runtime (innermost: {top}): a runtime buffer, or a caller lost to libc's missing frame pointers",
-                group.bytes, group.count
-            ));
-            continue;
+            // The walk ended in the runtime. A function the program imports
+            // (strdup, getline) was called by the program from a lost frame:
+            // its leak, without a site. Anything else is the runtime's own.
+            // Its blocks must be malloc's (in [heap]: the run has no mmapped
+            // chunks): pthread_create's thread stacks are the runtime's.
+            let names = frames.first().map(|f| modules.function_names(&maps, f.address)).unwrap_or_default();
+            let imports = modules.program_imports(&maps);
+            if !names.iter().any(|n| imports.contains(n)) || !in_heap(&maps, &parsed.allocations, group) {
+                let top = stack.first().and_then(|f| f.function.clone()).unwrap_or_else(|| "??".into());
+                report.notes.push(format!(
+                    "{} bytes in {} allocations from a stack that never leaves the C/C++ runtime (innermost: {top}): a runtime buffer, or a caller lost to libc's missing frame pointers",
+                    group.bytes, group.count
+                ));
+                continue;
+            }
         }
         let mut leak = Leak::new(Kind::Unclassified, group.bytes, group.count);
-        leak.api = group.frames.first().and_then(|f| symbolizer.api(&maps, f, &stack[0]));
+        leak.api = frames.first().and_then(|f| symbolizer.api(&maps, f, &stack[0]));
         if leak.api.as_deref().is_some_and(|a| a.starts_with("mmap")) {
             leak.region = region_of(&maps, &parsed.allocations, group);
         }
@@ -511,6 +529,19 @@ pub fn parse_report(text: &str) -> Result<MemleakReport, Error> {
         return Err(malformed(format!("a group of {} bytes without a stack", g.bytes)));
     }
     Ok(out)
+}
+
+/// Whether the group's blocks are malloc's: of one size, and every
+/// outstanding allocation of that size in `[heap]` (memleak's `-a` list
+/// does not say which allocation is whose). A group of mixed sizes stays a
+/// note: no annotation's shape could match it.
+fn in_heap(maps: &[Mapping], allocations: &[(u64, u64)], group: &Group) -> bool {
+    if group.count == 0 || group.bytes % group.count != 0 {
+        return false;
+    }
+    let size = group.bytes / group.count;
+    let mut of_size = allocations.iter().filter(|(_, s)| *s == size).peekable();
+    of_size.peek().is_some() && of_size.all(|(a, _)| mapping_of(maps, *a).is_some_and(|m| m.path_text() == "[heap]"))
 }
 
 fn mapping_of(maps: &[Mapping], address: u64) -> Option<&Mapping> {
@@ -629,24 +660,32 @@ fn read_at<'a>(elf: &object::File<'a>, vaddr: u64, len: u64) -> Option<&'a [u8]>
 fn plt_callee(elf: &object::File, ret: u64) -> Option<String> {
     let got = if read_at(elf, ret - 5, 1)? == [0xe8] {
         let rel = i32::from_le_bytes(read_at(elf, ret - 4, 4)?.try_into().ok()?);
-        let mut stub = ret.wrapping_add_signed(i64::from(rel));
-        if read_at(elf, stub, 4) == Some(&[0xf3, 0x0f, 0x1e, 0xfa]) {
-            stub += 4;
-        }
-        if read_at(elf, stub, 1) == Some(&[0xf2]) {
-            stub += 1;
-        }
-        if read_at(elf, stub, 2)? != [0xff, 0x25] {
-            return None;
-        }
-        let disp = i32::from_le_bytes(read_at(elf, stub + 2, 4)?.try_into().ok()?);
-        (stub + 6).wrapping_add_signed(i64::from(disp))
+        return stub_target(elf, ret.wrapping_add_signed(i64::from(rel)));
     } else if read_at(elf, ret - 6, 2)? == [0xff, 0x15] {
         let disp = i32::from_le_bytes(read_at(elf, ret - 4, 4)?.try_into().ok()?);
         ret.wrapping_add_signed(i64::from(disp))
     } else {
         return None;
     };
+    got_symbol(elf, got)
+}
+
+/// The function a PLT stub at `stub` jumps to, by its GOT slot's relocation.
+fn stub_target(elf: &object::File, mut stub: u64) -> Option<String> {
+    if read_at(elf, stub, 4) == Some(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+        stub += 4;
+    }
+    if read_at(elf, stub, 1) == Some(&[0xf2]) {
+        stub += 1;
+    }
+    if read_at(elf, stub, 2)? != [0xff, 0x25] {
+        return None;
+    }
+    let disp = i32::from_le_bytes(read_at(elf, stub + 2, 4)?.try_into().ok()?);
+    got_symbol(elf, (stub + 6).wrapping_add_signed(i64::from(disp)))
+}
+
+fn got_symbol(elf: &object::File, got: u64) -> Option<String> {
     let symbols = elf.dynamic_symbol_table()?;
     elf.dynamic_relocations()?.find_map(|(offset, r)| match r.target() {
         object::RelocationTarget::Symbol(i) if offset == got => symbols.symbol_by_index(i).ok()?.name().ok().map(str::to_string),
