@@ -16,8 +16,8 @@ static int process(int value)
 {
     int *scratch = new int[64]; //~ LEAK definite size=256 count=2
     scratch[0] = value;
-    check(value); //~^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
-    int result = scratch[0] * 2; //~^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
+    check(value);
+    int result = scratch[0] * 2;
     delete[] scratch;
     return result;
 }

@@ -16,8 +16,8 @@ static size_t first_word_length(FILE *in)
     ssize_t n = getline(&line, &cap, in); //~ LEAK definite size=120 count=3
     //~^[debug-new] MISS: getline allocates inside libc, which the forced include does not recompile
     //~^^[bcc] MISS: the stack ends inside libc's getdelim, built without frame pointers: the caller's frame is lost (the block is in the report's notes)
-    return n > 0 ? strcspn(line, "\n") : 0; // missing: free(line) //~^^^[mtrace] MISS: mtrace logs one caller, the return address of the malloc call, which is inside libc (strdup, vasprintf, getdelim): the program's line is not known
-} //~^^^^[mtrace] FALSE: the blocks are reported with no site: their one logged caller is inside libc
+    return n > 0 ? strcspn(line, "\n") : 0; // missing: free(line)
+}
 //~^^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (384 bytes in 3 blocks here), not at the size asked for
 int main(void) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {

@@ -9,8 +9,8 @@ static void greet(const char *who)
 {
     char *line = strdup(who); //~ LEAK definite size=6 count=1
     printf("hello, %s\n", line);
-    line = NULL; //~^^[mtrace] MISS: mtrace logs one caller, the return address of the malloc call, which is inside libc (strdup, vasprintf, getdelim): the program's line is not known
-} //~^^^[mtrace] FALSE: the blocks are reported with no site: their one logged caller is inside libc
+    line = NULL;
+}
 //~^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (8 bytes in 1 block here), not at the size asked for
 int main(void) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {

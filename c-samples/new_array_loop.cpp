@@ -12,8 +12,8 @@ static void leak_one_array()
 {
     int *p = new int[102400]; //~ LEAK definite size=409600 count=10
     // Only written pages become resident: touching a quarter makes RES grow
-    // about a quarter as fast as VIRT. //~^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
-    memset(p, 0x5a, sizeof(int) * 102400 / 4); //~^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
+    // about a quarter as fast as VIRT.
+    memset(p, 0x5a, sizeof(int) * 102400 / 4);
 } //~^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (4587520 bytes in 10 blocks here), not at the size asked for
 
 int main(int argc, char **argv) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line

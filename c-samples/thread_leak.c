@@ -15,7 +15,7 @@ static void *worker(void *arg)
 {
     long id = (long)arg;
     char *result = malloc(48); //~ LEAK definite size=48 count=4
-    snprintf(result, 48, "worker %ld finished", id);
+    snprintf(result, 48, "worker %ld finished", id); //~^[tcmalloc] MISS: the heap checker counts all 4 blocks as live at exit: a root it scans still holds their addresses (the same on every run with a fixed layout)
     return (void *)(long)strlen(result);
 }
 

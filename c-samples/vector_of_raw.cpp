@@ -18,8 +18,8 @@ static void build_and_reset()
     for (int i = 0; i < 5; i++)
         widgets.push_back(new Widget(i)); //~ LEAK definite size=24 count=5
     std::printf("%zu widgets, last is %s\n", widgets.size(), widgets.back()->label);
-    widgets.clear(); // should have been: for (Widget *w : widgets) delete w; //~^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
-} //~^^^[mtrace] FALSE: the blocks operator new allocated are reported with no site: their one logged caller is in libstdc++
+    widgets.clear(); // should have been: for (Widget *w : widgets) delete w;
+}
 //~^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (160 bytes in 5 blocks here), not at the size asked for
 int main() //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {

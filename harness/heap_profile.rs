@@ -147,6 +147,9 @@ pub struct Profiler<'a> {
     /// Why a process that left no dump was not analysed, given how it
     /// ended; None when no dump is the tool's clean result.
     pub why_unchecked: fn(&ProcessEnd) -> Option<String>,
+    /// Where the program is laid out (a conservative checker's verdict on
+    /// a sample must not depend on ASLR).
+    pub layout: crate::process::Layout,
 }
 
 /// What the event file of a process says about its end.
@@ -192,6 +195,7 @@ pub fn run(profiler: &Profiler, target: &Target, config: &RunConfig, kind: Kind)
     let mut spec = Spec::new(&program, config.timeout)
         .args(&target.args)
         .io(config.io)
+        .layout(profiler.layout)
         .env("LD_PRELOAD", preload.join(":"))
         .env("LEAKLAB_LSAN_PROCS", &procs)
         // Dumps happen only at exit: a checkpoint stop would gain nothing.

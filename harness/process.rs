@@ -79,6 +79,19 @@ pub struct Spec {
     /// instruction; `wait_stop` then `resume` lets it go on.
     pub stop_before_exec: bool,
     pub io: ProgramIo,
+    pub layout: Layout,
+}
+
+/// Where the program's stacks, heap and libraries are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Randomized, as every program runs (ASLR).
+    #[default]
+    Randomized,
+    /// The same addresses on every run (`personality(ADDR_NO_RANDOMIZE)`,
+    /// as `setarch -R`): a conservative checker's verdict then does not
+    /// depend on where a stale copy of a pointer happens to fall.
+    Fixed,
 }
 
 impl Spec {
@@ -90,6 +103,7 @@ impl Spec {
             env_remove: Vec::new(),
             timeout,
             stop_before_exec: false,
+            layout: Layout::Randomized,
             io: ProgramIo::Capture,
         }
     }
@@ -127,6 +141,12 @@ impl Spec {
     #[must_use]
     pub fn stop_before_exec(mut self) -> Spec {
         self.stop_before_exec = true;
+        self
+    }
+
+    #[must_use]
+    pub fn layout(mut self, layout: Layout) -> Spec {
+        self.layout = layout;
         self
     }
 
@@ -247,11 +267,19 @@ impl Child {
         // The terminal is handed to the program only when it is leaklab's
         // foreground terminal (not when leaklab itself runs in the background).
         let terminal = (spec.io == ProgramIo::Inherit && is_foreground(0)).then_some(0);
+        let fixed_layout = spec.layout == Layout::Fixed;
         // SAFETY: prctl, write, signal and tcsetpgrp are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
                 // If the harness dies, so does the child (its group is killed on the orderly paths).
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if fixed_layout {
+                    // 0xffffffff reads the persona without changing it.
+                    let current = libc::personality(0xffff_ffff);
+                    if current == -1 || libc::personality((current as libc::c_ulong) | libc::ADDR_NO_RANDOMIZE as libc::c_ulong) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 if let Some(fd) = procs_fd {
                     // Enter the run's cgroup before exec: nothing the program starts can leave it.
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {

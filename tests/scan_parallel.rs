@@ -116,7 +116,7 @@ fn sample_trial(sample: &leaklab::catalogue::SampleInfo) -> Result<Completion, F
     let exe = sample.executable("plain").map_err(|e| e.to_string())?;
     let mut child = Child::spawn(&Spec::new(exe, Duration::from_secs(60)).args(sample.args()).env("LEAKLAB_CHECKPOINT", "1")).map_err(|e| e.to_string())?;
     child.wait_stop().map_err(|e| e.to_string())?;
-    let snap = scan::snapshot::take(child.pid()).map_err(|e| e.to_string())?;
+    let snap = scan::snapshot::take(child.pid(), &scan::snapshot::Options::default()).map_err(|e| e.to_string())?;
     drop(child);
     let analyse = |threads: usize| scan::analyse_with(&snap, scan::StopPoint::Checkpoint, &scan::AnalyseOptions { threads });
     let one = analyse(1);

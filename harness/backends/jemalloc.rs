@@ -125,6 +125,7 @@ impl Backend for Jemalloc {
             dump_pid,
             defaults: &defaults,
             why_unchecked,
+            layout: crate::process::Layout::Randomized,
         };
         heap_profile::run(&profiler, target, config, Kind::Unclassified)
     }
