@@ -265,13 +265,7 @@ pub fn run(profiler: &Profiler, target: &Target, config: &RunConfig, kind: Kind)
                         None => None,
                     };
                     if let Some(rule) = rule {
-                        match report.suppressed.iter_mut().find(|s| s.rule == rule) {
-                            Some(s) => {
-                                s.leaks += leak.blocks;
-                                s.bytes += leak.bytes;
-                            }
-                            None => report.suppressed.push(Suppressed { rule, leaks: leak.blocks, bytes: leak.bytes }),
-                        }
+                        report.count_suppressed(Suppressed { rule, leaks: leak.blocks, bytes: leak.bytes });
                         continue;
                     }
                     leak.site = target.site_of(&leak.stack);

@@ -252,6 +252,19 @@ pub struct Suppressed {
     pub bytes: u64,
 }
 
+impl Report {
+    /// Counts leaks a rule left out, one tally per rule.
+    pub fn count_suppressed(&mut self, add: Suppressed) {
+        match self.suppressed.iter_mut().find(|s| s.rule == add.rule) {
+            Some(s) => {
+                s.leaks += add.leaks;
+                s.bytes += add.bytes;
+            }
+            None => self.suppressed.push(add),
+        }
+    }
+}
+
 /// How the run went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]

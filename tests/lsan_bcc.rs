@@ -5,23 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use leaklab::backend::{self, Availability};
+
 use libtest_mimic::{Completion, Failed, Trial};
 use serde_json::Value;
 
 use crate::repro;
 
-/// Why a backend's trials cannot run here, unless LEAKLAB_REQUIRE_BACKENDS wants it.
-fn unavailable(name: &str) -> Result<Option<Completion>, Failed> {
-    let b = backend::by_name(name).map_err(|e| e.to_string())?;
-    match b.availability() {
-        Availability::Ready => Ok(None),
-        Availability::Unavailable { reason, fix } if crate::required(name) => {
-            Err(format!("backend `{name}` is required but cannot run: {reason}; fix: {fix}").into())
-        }
-        Availability::Unavailable { reason, .. } => Ok(Some(Completion::ignored_with(reason))),
-    }
-}
+use crate::unavailable;
 
 /// A trial of `backend` that is ignored where it cannot run.
 fn trial(name: &str, backend: &'static str, check: fn() -> Result<(), Failed>) -> Trial {

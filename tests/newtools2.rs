@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use leaklab::backend::{self, Availability};
+use leaklab::backend::Availability;
 use libtest_mimic::{Completion, Failed, Trial};
 use serde_json::Value;
 
@@ -54,16 +54,7 @@ fn built() -> Result<&'static Path, Failed> {
     .map_err(|e| Failed::from(e.clone()))
 }
 
-fn unavailable(name: &str) -> Result<Option<Completion>, Failed> {
-    let b = backend::by_name(name).map_err(|e| e.to_string())?;
-    match b.availability() {
-        Availability::Ready => Ok(None),
-        Availability::Unavailable { reason, fix } if crate::required(name) => {
-            Err(format!("backend `{name}` is required but cannot run: {reason}; fix: {fix}").into())
-        }
-        Availability::Unavailable { reason, .. } => Ok(Some(Completion::ignored_with(reason))),
-    }
-}
+use crate::unavailable;
 
 fn trial(name: &str, backend: &'static str, check: fn() -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(name, move || {

@@ -40,6 +40,19 @@ pub(crate) fn required(backend: &str) -> bool {
     }
 }
 
+/// None when `name` can run; an ignored trial with the reason when it
+/// cannot and is not required; an error when it is required.
+pub(crate) fn unavailable(name: &str) -> Result<Option<Completion>, Failed> {
+    let b = backend::by_name(name).map_err(|e| e.to_string())?;
+    match b.availability() {
+        Availability::Ready => Ok(None),
+        Availability::Unavailable { reason, fix } if required(name) => {
+            Err(format!("backend `{name}` is required but cannot run: {reason}; fix: {fix}").into())
+        }
+        Availability::Unavailable { reason, .. } => Ok(Some(Completion::ignored_with(reason))),
+    }
+}
+
 fn snapshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots")
 }

@@ -120,13 +120,7 @@ fn report_of(target: &Target, run: &Run, recording: &Recording, suppressions: &S
         let stack: Vec<Frame> = recording.stack(trace).into_iter().flat_map(|ip| recording.frames(ip, &mut sym)).collect();
         if let Some(rule) = suppressions.matching(&stack) {
             let rule = format!("leak:{} ({})", rule.pattern, rule.origin);
-            match report.suppressed.iter_mut().find(|s| s.rule == rule) {
-                Some(s) => {
-                    s.leaks += blocks;
-                    s.bytes += bytes;
-                }
-                None => report.suppressed.push(Suppressed { rule, leaks: blocks, bytes }),
-            }
+            report.count_suppressed(Suppressed { rule, leaks: blocks, bytes });
             continue;
         }
         let mut leak = Leak::new(Kind::Unclassified, bytes, blocks);

@@ -320,13 +320,7 @@ fn merge(report: &mut Report, mut part: Report) {
     report.bad_frees.append(&mut part.bad_frees);
     report.notes.append(&mut part.notes);
     for s in part.suppressed {
-        match report.suppressed.iter_mut().find(|x| x.rule == s.rule) {
-            Some(x) => {
-                x.leaks += s.leaks;
-                x.bytes += s.bytes;
-            }
-            None => report.suppressed.push(s),
-        }
+        report.count_suppressed(s);
     }
 }
 

@@ -516,13 +516,7 @@ impl SanitizedRun {
                     .iter()
                     .find(|r| r.pattern == template)
                     .map_or_else(|| format!("leak:{template}"), |r| format!("leak:{} ({})", r.pattern, r.origin));
-                match report.suppressed.iter_mut().find(|s| s.rule == rule) {
-                    Some(s) => {
-                        s.leaks += count;
-                        s.bytes += bytes;
-                    }
-                    None => report.suppressed.push(Suppressed { rule, leaks: count, bytes }),
-                }
+                report.count_suppressed(Suppressed { rule, leaks: count, bytes });
             }
             let stopped_by_lsan = files.log.as_ref().is_some_and(|l| !l.errors.is_empty() && !l.checked);
             for p in self.images(target, pid, files) {

@@ -129,13 +129,7 @@ fn report_of(target: &Target, run: &Run, logs: &BTreeMap<u32, Log>, suppressions
             let stack = caller.frames(target, &mut sym);
             if let Some(rule) = suppressions.matching(&stack) {
                 let rule = format!("leak:{} ({})", rule.pattern, rule.origin);
-                match report.suppressed.iter_mut().find(|s| s.rule == rule) {
-                    Some(s) => {
-                        s.leaks += blocks;
-                        s.bytes += bytes;
-                    }
-                    None => report.suppressed.push(Suppressed { rule, leaks: blocks, bytes }),
-                }
+                report.count_suppressed(Suppressed { rule, leaks: blocks, bytes });
                 continue;
             }
             let mut leak = Leak::new(Kind::Unclassified, bytes, blocks);
