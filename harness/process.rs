@@ -11,6 +11,7 @@
 //! output goes to anonymous files and is read back bounded: the head of
 //! stdout, the tail of stderr.
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -90,7 +91,9 @@ pub enum Layout {
     Randomized,
     /// The same addresses on every run (`personality(ADDR_NO_RANDOMIZE)`,
     /// as `setarch -R`): a conservative checker's verdict then does not
-    /// depend on where a stale copy of a pointer happens to fall.
+    /// depend on where a stale copy of a pointer happens to fall. The
+    /// environment is cut to a fixed set of names and padded, so that the
+    /// stack starts at the same address on every machine too.
     Fixed,
 }
 
@@ -153,6 +156,45 @@ impl Spec {
     fn label(&self) -> String {
         Path::new(&self.program).file_name().unwrap_or(&self.program).to_string_lossy().into_owned()
     }
+}
+
+/// What the stack of a program started with a fixed layout begins with:
+/// the names it inherits (a default where the harness has none), and the
+/// size the strings at the top of its stack are padded to.
+const FIXED_ENV_NAMES: [(&str, &str); 2] = [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", "/")];
+const FIXED_STACK_STRINGS: usize = 8192;
+const STACK_PAD: &str = "LEAKLAB_STACK_PAD";
+
+/// Makes the strings the kernel copies to the top of the new stack (the
+/// file name, argv and the environment) the same size on every machine and
+/// in every run: with `ADDR_NO_RANDOMIZE` the stack then starts at the same
+/// address, so every frame, and every stale pointer a frame leaves, is at
+/// the same place whatever the caller's environment or the path of the
+/// build. The environment is cut to a fixed set of names for that: which
+/// variables a machine has would otherwise move the pointer arrays below
+/// the strings.
+fn fixed_environment(cmd: &mut Command, spec: &Spec) {
+    let mut env: BTreeMap<OsString, OsString> = FIXED_ENV_NAMES
+        .iter()
+        .map(|(k, default)| (OsString::from(k), std::env::var_os(k).unwrap_or_else(|| OsString::from(default))))
+        .collect();
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => env.insert(k.to_owned(), v.to_owned()),
+            None => env.remove(k),
+        };
+    }
+    for k in &spec.env_remove {
+        env.remove(k);
+    }
+    // The file name is copied once for AT_EXECFN and once as argv[0].
+    let mut used = 2 * (spec.program.len() + 1) + spec.args.iter().map(|a| a.len() + 1).sum::<usize>();
+    used += env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+    let pad_entry = STACK_PAD.len() + 2;
+    let target = (used + pad_entry).div_ceil(FIXED_STACK_STRINGS) * FIXED_STACK_STRINGS;
+    env.insert(STACK_PAD.into(), "x".repeat(target - used - pad_entry).into());
+    cmd.env_clear();
+    cmd.envs(env);
 }
 
 /// How a child ended.
@@ -263,6 +305,9 @@ impl Child {
         let contain = Containment::new()?;
         let (marker, value) = contain.env();
         cmd.env(marker, value);
+        if spec.layout == Layout::Fixed {
+            fixed_environment(&mut cmd, spec);
+        }
         let procs_fd = contain.procs_fd();
         // The terminal is handed to the program only when it is leaklab's
         // foreground terminal (not when leaklab itself runs in the background).
@@ -578,4 +623,32 @@ pub fn signal_name(sig: i32) -> String {
         _ => return format!("signal {sig}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the kernel put the stack of a `cat /proc/self/stat` run by `spec`.
+    fn start_of_stack(spec: Spec) -> String {
+        let finished = run(&spec).expect("cat runs");
+        let stat = String::from_utf8_lossy(&finished.stdout).into_owned();
+        let after_name = stat.rsplit_once(')').expect("a stat line").1;
+        // Field 28 of proc(5), the 26th after the name.
+        after_name.split_whitespace().nth(25).expect("startstack").to_string()
+    }
+
+    #[test]
+    fn a_fixed_layout_starts_the_stack_at_one_address_whatever_the_environment_and_arguments() {
+        let timeout = Duration::from_secs(10);
+        let short = Spec::new("/bin/cat", timeout).arg("/proc/self/stat").env("LEAKLAB_X", "1").layout(Layout::Fixed);
+        let long = Spec::new("/bin/cat", timeout)
+            .arg("/proc/self/../self/../self/stat")
+            .env("LEAKLAB_X", "1".repeat(3000))
+            .layout(Layout::Fixed);
+        assert_eq!(start_of_stack(short.clone()), start_of_stack(long.clone()));
+        // Randomized, as a control: the two would differ even without ASLR.
+        let (a, b) = (start_of_stack(short.layout(Layout::Randomized)), start_of_stack(long.layout(Layout::Randomized)));
+        assert_ne!(a, b);
+    }
 }

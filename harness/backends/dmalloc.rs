@@ -100,6 +100,21 @@ impl Backend for Dmalloc {
     }
 }
 
+/// The text a block's dump starts with. dmalloc dumps a fixed number of
+/// bytes, so when a block's text runs past the dump, where it is cut
+/// depends on the length of every number before the cut (a pid, a
+/// counter): such a text is kept only up to its first digit, so that the
+/// same leak reads the same in every run.
+fn dump_text(dump: &[u8], size: u64) -> Option<String> {
+    let text = string_prefix(dump)?;
+    let cut_by_dump = (dump.len() as u64) < size && text.len() == dump.len();
+    if !cut_by_dump {
+        return Some(text);
+    }
+    let keep = text.find(|c: char| c.is_ascii_digit()).unwrap_or(text.len());
+    Some(text[..keep].to_string())
+}
+
 fn report_of(target: &Target, run: &Run, logs: &BTreeMap<u32, Log>) -> Report {
     let mut report = Report::new(&target.name, "dmalloc");
     let processes = run.processes(target, |p| logs.get(&p.pid).is_some_and(|l| l.checked) && !matches!(p.end, End::Exec { .. }));
@@ -109,7 +124,7 @@ fn report_of(target: &Target, run: &Run, logs: &BTreeMap<u32, Log>) -> Report {
         // (size, where, whether it is text) → (blocks, the text they share)
         let mut groups: BTreeMap<(u64, Option<String>, bool), (u64, Option<String>)> = BTreeMap::new();
         for block in &log.not_freed {
-            let text = block.dump.as_deref().and_then(string_prefix);
+            let text = block.dump.as_deref().and_then(|d| dump_text(d, block.size));
             let entry = groups.entry((block.size, block.at.clone(), text.is_some())).or_insert((0, text.clone()));
             entry.0 += 1;
             if let (Some(have), Some(new)) = (&entry.1, &text) {
@@ -262,6 +277,17 @@ fn unescape(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_cut_by_the_dump_ends_before_its_first_number() {
+        // A pid of 4 or 5 digits moves where dmalloc's 20 bytes end.
+        assert_eq!(dump_text(b"child 1234, message ", 64).as_deref(), Some("child "));
+        assert_eq!(dump_text(b"child 12345, message", 64).as_deref(), Some("child "));
+        // A whole text (its NUL is in the dump) is kept as it is.
+        assert_eq!(dump_text(b"child 1\0\x41", 64).as_deref(), Some("child 1"));
+        // So is a block no longer than the dump.
+        assert_eq!(dump_text(b"1234567: 7\n12a4567:", 19).as_deref(), Some("1234567: 7\n12a4567:"));
+    }
 
     #[test]
     fn errors_and_unfreed_blocks_are_read() {
