@@ -368,10 +368,10 @@ fn soak(pid: i32, min: usize, mut busy: impl FnMut() -> bool) -> Result<(usize, 
     let bound = Instant::now() + LEAKLAB_LIFE;
     let (mut scans, mut failures) = (0, Vec::new());
     while (busy() || scans < min) && Instant::now() < bound {
-        let (code, _, stderr) = scan_json(pid)?;
+        let (code, report, stderr) = scan_json(pid)?;
         scans += 1;
         if !matches!(code, Some(0 | 1)) {
-            failures.push(format!("scan {scans}: exit {code:?}: {}", stderr.trim()));
+            failures.push(format!("scan {scans}: exit {code:?}: {} {} {}", stderr.trim(), report["status"], report["notes"]));
         }
     }
     left_running(pid)?;

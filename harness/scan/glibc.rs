@@ -99,6 +99,9 @@ pub struct Walk {
     /// Heaps whose chunk walk ended before the heap's end (a corrupt or
     /// missing chunk header), and why: blocks past that point were not seen.
     pub stopped: Vec<String>,
+    /// Arenas whose mutex was held when the image was taken: a thread was
+    /// inside malloc or free, and that arena's chunks may be half updated.
+    pub locked_arenas: Vec<u64>,
 }
 
 /// A chunk as the linear walk saw it.
@@ -509,6 +512,8 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
         }
     }
     // No main_arena with a [heap]: nothing was walked; `scan::verdict` says why.
+    // The mutex is the arena's first int (0 free, 1 or 2 held).
+    w.locked_arenas = w.arenas.iter().copied().filter(|&a| mem.word(a).is_some_and(|m| m & 0xffff_ffff != 0)).collect();
 
     // Free chunks: bins and fastbins of every arena, then the tcaches.
     let mut free: HashSet<u64> = HashSet::new();
@@ -836,6 +841,16 @@ mod tests {
         let w = walk(&mem, &layout);
         assert!(w.stopped.iter().any(|x| x.contains("impossible size")), "{:?}", w.stopped);
         assert!(w.blocks.iter().all(|b| b.chunk < a));
+    }
+
+    #[test]
+    fn a_held_arena_mutex_is_seen() {
+        let (mut im, _) = sample();
+        let (mem, layout) = im.memory();
+        assert!(walk(&mem, &layout).locked_arenas.is_empty());
+        im.put(ARENA, 2); // locked, with waiters
+        let (mem, layout) = im.memory();
+        assert_eq!(walk(&mem, &layout).locked_arenas, vec![ARENA]);
     }
 
     #[test]

@@ -514,11 +514,38 @@ fn verdict_and_notes(snap: &Snapshot, walk: &Walk, leaks: &mut Vec<Leak>) -> (Op
 pub fn scan_pid(pid: i32, stop: StopPoint, options: &snapshot::Options) -> Result<(Snapshot, Analysis), Error> {
     // A bad LEAKLAB_SCAN_THREADS is told before the process is stopped.
     reach::default_threads()?;
-    let snap = snapshot::take(pid, options)?;
-    let mut analysis = analyse(&snap, stop);
-    analysis.notes.push(snap.method.note(snap.pause));
-    analysis.notes.extend(snap.notes.iter().cloned());
-    Ok((snap, analysis))
+    let mut retaken = Vec::new();
+    loop {
+        let snap = snapshot::take(pid, options)?;
+        let mut analysis = analyse(&snap, stop);
+        // A thread stopped inside malloc may have left its arena's chunks
+        // half updated (a split whose second header is not written yet): a
+        // moment later the same heap walks cleanly, so the image is taken
+        // again rather than the heap called unreadable.
+        if caught_inside_malloc(&analysis) && retaken.len() < SNAPSHOT_RETAKES {
+            retaken.push(analysis.not_analysed.take().unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(1 << retaken.len()));
+            continue;
+        }
+        analysis.notes.push(snap.method.note(snap.pause));
+        analysis.notes.extend(snap.notes.iter().cloned());
+        if !retaken.is_empty() {
+            analysis.notes.push(format!(
+                "snapshot taken {} times: a thread was inside malloc (its arena locked) and the heap's walk stopped ({})",
+                retaken.len() + 1,
+                retaken.join("; ")
+            ));
+        }
+        return Ok((snap, analysis));
+    }
+}
+
+/// How many more images a live scan takes when malloc was caught mid-update.
+const SNAPSHOT_RETAKES: usize = 4;
+
+/// Whether the heap's walk stopped in a heap while some arena was locked.
+fn caught_inside_malloc(analysis: &Analysis) -> bool {
+    analysis.not_analysed.is_some() && !analysis.walk.stopped.is_empty() && !analysis.walk.locked_arenas.is_empty()
 }
 
 /// The command name of a process, for reports (`/proc/PID/comm`).
