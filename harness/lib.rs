@@ -28,6 +28,7 @@ pub mod symbols;
 pub mod trace;
 pub mod suite;
 pub mod suppressions;
+pub mod taskstats;
 pub mod symbolize;
 pub mod watch;
 

@@ -340,9 +340,11 @@ impl Child {
                 Ok(())
             });
         }
+        crate::taskstats::start();
         let mut groups = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
         let child = cmd.spawn().map_err(|e| Error::Spawn { program: spec.program.to_string_lossy().into_owned(), source: e })?;
         let pid = child.id() as i32;
+        crate::taskstats::watch(pid);
         groups.push(pid);
         drop(groups);
         // std's handle is not used past this point: we wait with wait4 ourselves.
@@ -404,7 +406,7 @@ impl Child {
                 unsafe { libc::wait4(self.pid, &mut status, 0, &mut usage) };
                 let exit = if libc::WIFSIGNALED(status) { Exit::Signal(libc::WTERMSIG(status)) } else { Exit::Code(libc::WEXITSTATUS(status)) };
                 let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
-                self.exit = Some((exit, usage.ru_maxrss.max(0) as u64, tv(usage.ru_utime) + tv(usage.ru_stime)));
+                self.exit = Some((exit, peak_rss_kib(self.pid, &usage), tv(usage.ru_utime) + tv(usage.ru_stime)));
                 forget_group(self.pid);
                 return Ok(Event::Exited(exit));
             }
@@ -549,6 +551,14 @@ impl Drop for Child {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The peak resident size of a reaped child, in KiB: the kernel's record
+/// of its own address space (`taskstats`), else wait4's `ru_maxrss`, which
+/// also counts what the child inherited from leaklab before its exec.
+#[must_use]
+pub fn peak_rss_kib(pid: i32, usage: &libc::rusage) -> u64 {
+    crate::taskstats::peak_rss_kib(pid).unwrap_or(usage.ru_maxrss.max(0) as u64)
 }
 
 /// Runs a child to completion under its spec's timeout.

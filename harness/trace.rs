@@ -469,7 +469,7 @@ impl<T> Tracer<'_, T> {
                     Stop::Exited(code) => Exit::Code(code),
                     _ => Exit::Signal(libc::SIGKILL),
                 };
-                self.main_status = Some((exit, usage.ru_maxrss.max(0) as u64, tv(usage.ru_utime) + tv(usage.ru_stime)));
+                self.main_status = Some((exit, crate::process::peak_rss_kib(tgid, &usage), tv(usage.ru_utime) + tv(usage.ru_stime)));
                 self.on_main_ended();
             }
         } else if let Some(p) = self.procs.get_mut(&tgid) {
