@@ -25,6 +25,7 @@ const TASKSTATS_TYPE_STATS: u16 = 3;
 const TASKSTATS_TYPE_AGGR_PID: u16 = 4;
 /// Offsets in `struct taskstats` (linux/taskstats.h; fields are only ever appended).
 const TS_VERSION: usize = 0;
+const TS_AC_PPID: usize = 132;
 const TS_HIWATER_RSS: usize = 200;
 const TS_AC_TGID: usize = 368;
 /// `ac_tgid` exists from version 12 on.
@@ -36,9 +37,18 @@ struct Listener {
     family: u16,
     /// Processes whose exit is awaited.
     watched: HashSet<u32>,
-    /// Their peak so far, over the threads that have exited, in KiB.
+    /// Their peak so far, over their threads and descendants that have
+    /// exited, in KiB.
     peaks: HashMap<u32, u64>,
+    /// The biggest peak among the exited children of a process not yet
+    /// known to be a watched one's descendant, by that process: a child's
+    /// record comes before its parent's (a wrapper like heaptrack's shell
+    /// script runs the program as its child).
+    below: HashMap<u32, u64>,
 }
+
+/// Bound on `below`: records of the rest of the machine are forgotten.
+const BELOW_LIMIT: usize = 1 << 14;
 
 static LISTENER: OnceLock<Option<Mutex<Listener>>> = OnceLock::new();
 
@@ -85,16 +95,45 @@ impl Listener {
             }
             for (ty, payload) in messages(&buf[..n as usize]) {
                 if ty == self.family && payload.len() >= 4 {
-                    for (task, peak) in exits(&payload[4..]) {
-                        if self.watched.contains(&task) {
-                            let p = self.peaks.entry(task).or_insert(0);
-                            *p = (*p).max(peak);
-                        }
+                    for exit in exits(&payload[4..]) {
+                        self.record(exit);
                     }
                 }
             }
         }
     }
+}
+
+impl Listener {
+    /// Counts an exit towards its process, or towards the watched process
+    /// it descends from: the peak of a run is that of its biggest process,
+    /// as wait4's `ru_maxrss` would say of its reaped children.
+    fn record(&mut self, exit: Exit) {
+        let peak = exit.peak.max(self.below.remove(&exit.process).unwrap_or(0));
+        let owner = if self.watched.contains(&exit.process) {
+            exit.process
+        } else if self.watched.contains(&exit.parent) {
+            exit.parent
+        } else {
+            if self.below.len() >= BELOW_LIMIT {
+                self.below.clear();
+            }
+            let b = self.below.entry(exit.parent).or_insert(0);
+            *b = (*b).max(peak);
+            return;
+        };
+        let p = self.peaks.entry(owner).or_insert(0);
+        *p = (*p).max(peak);
+    }
+}
+
+/// One task's exit: its process (thread group), that process's parent,
+/// and the peak of its address space in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Exit {
+    process: u32,
+    parent: u32,
+    peak: u64,
 }
 
 /// (type, payload) of each netlink message in a datagram.
@@ -127,10 +166,9 @@ fn attributes(mut data: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
-/// (process, peak KiB) of each task exit in a taskstats message: the
-/// process is the thread group (`ac_tgid`), or the task itself on a kernel
-/// too old to say.
-fn exits(attrs: &[u8]) -> Vec<(u32, u64)> {
+/// Each task exit in a taskstats message: the process is the thread group
+/// (`ac_tgid`), or the task itself on a kernel too old to say.
+fn exits(attrs: &[u8]) -> Vec<Exit> {
     let mut out = Vec::new();
     for (ty, nested) in attributes(attrs) {
         if ty != TASKSTATS_TYPE_AGGR_PID {
@@ -151,7 +189,8 @@ fn exits(attrs: &[u8]) -> Vec<(u32, u64)> {
             .then(|| u32::from_ne_bytes(s[TS_AC_TGID..TS_AC_TGID + 4].try_into().expect("4 bytes")))
             .filter(|&g| g != 0)
             .unwrap_or(task);
-        out.push((group, peak));
+        let parent = u32::from_ne_bytes(s[TS_AC_PPID..TS_AC_PPID + 4].try_into().expect("4 bytes"));
+        out.push(Exit { process: group, parent, peak });
     }
     out
 }
@@ -227,7 +266,7 @@ fn open() -> Option<Listener> {
     if refused {
         return None;
     }
-    Some(Listener { fd, family, watched: HashSet::new(), peaks: HashMap::new() })
+    Some(Listener { fd, family, watched: HashSet::new(), peaks: HashMap::new(), below: HashMap::new() })
 }
 
 /// Whether the kernel answered the registration with an error. Without
@@ -251,6 +290,21 @@ fn send_refused(fd: &OwnedFd) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_peaks_at_its_biggest_process_children_and_grandchildren_included() {
+        // SAFETY: a fresh duplicate of stderr; `record` never uses it.
+        let fd = unsafe { OwnedFd::from_raw_fd(libc::dup(2)) };
+        let mut l = Listener { fd, family: 0, watched: [100].into(), peaks: HashMap::new(), below: HashMap::new() };
+        // A grandchild (300, child of 200) exits first, then 200, then a thread of 100, then 100.
+        l.record(Exit { process: 300, parent: 200, peak: 900 });
+        l.record(Exit { process: 200, parent: 100, peak: 50 });
+        l.record(Exit { process: 100, parent: 1, peak: 10 });
+        l.record(Exit { process: 100, parent: 1, peak: 20 });
+        // Another process of the machine is not counted.
+        l.record(Exit { process: 400, parent: 1, peak: 5000 });
+        assert_eq!(l.peaks.get(&100), Some(&900));
+    }
 
     #[test]
     fn a_child_peaks_at_its_own_size_not_at_its_parents() {
