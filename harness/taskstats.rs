@@ -222,7 +222,7 @@ fn send(fd: &OwnedFd, ty: u16, cmd: u8, attrs: &[u8]) -> Option<()> {
     (n == m.len() as isize).then_some(())
 }
 
-/// The netlink error code of a reply (0: acknowledged), if it is one.
+/// The next datagram the kernel sends back.
 fn reply(fd: &OwnedFd) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 1 << 16];
     // SAFETY: a valid buffer of its length.
@@ -262,8 +262,7 @@ fn open() -> Option<Listener> {
     mask.push(0);
     send(&fd, family, TASKSTATS_CMD_GET, &attr(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, &mask))?;
     // An unprivileged registration is refused with an error message.
-    let refused = send_refused(&fd)?;
-    if refused {
+    if registration_refused(&fd)? {
         return None;
     }
     Some(Listener { fd, family, watched: HashSet::new(), peaks: HashMap::new(), below: HashMap::new() })
@@ -271,7 +270,7 @@ fn open() -> Option<Listener> {
 
 /// Whether the kernel answered the registration with an error. Without
 /// NLM_F_ACK a success sends nothing, so a short wait decides.
-fn send_refused(fd: &OwnedFd) -> Option<bool> {
+fn registration_refused(fd: &OwnedFd) -> Option<bool> {
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
     if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
