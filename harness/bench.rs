@@ -374,6 +374,8 @@ pub fn render(r: &BenchResult) -> String {
             r.runs
         ));
         let mut table = comfy_table::Table::new();
+        // No rule between rows: the tables fit 100 columns and the book's page.
+        table.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
         table.set_header(["tool", "runs", "wall", "CPU", "peak RSS", "wall ×native", "CPU ×native", "RSS ×native"]);
         for row in &storm.rows {
             let cells = match (&row.missing, &row.error) {
@@ -397,6 +399,7 @@ pub fn render(r: &BenchResult) -> String {
         if ran.len() > 1 {
             out.push_str("CPU time, row ÷ column:\n");
             let mut matrix = comfy_table::Table::new();
+            matrix.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
             matrix.set_header(std::iter::once(String::new()).chain(ran.iter().map(|c| c.name.clone())));
             for row in &ran {
                 let mut line = vec![comfy_table::Cell::new(&row.name)];

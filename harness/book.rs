@@ -105,7 +105,75 @@ pub fn derived(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     out.push(Artifact { name: "accuracy.html".into(), content: matrix_html(&c).into_bytes() });
     out.push(Artifact { name: "accuracy-heatmap.svg".into(), content: heatmap_svg(&c).into_bytes() });
     out.push(Artifact { name: "per-sample.html".into(), content: per_sample_html(&c).into_bytes() });
+    for (sample, source) in LISTED_SOURCES {
+        let info = catalogue::find(sample)?;
+        let Some(i) = info.sources.iter().position(|s| s == source) else {
+            return Err(Error::MalformedOutput { tool: "book".into(), message: format!("sample {sample} has no source {source}") });
+        };
+        let file = source.rsplit('/').next().unwrap_or(source);
+        out.push(Artifact { name: format!("listing-{file}"), content: listing(info.texts[i]).into_bytes() });
+    }
     Ok(out)
+}
+
+/// Sources the book prints, as (sample, source file).
+const LISTED_SOURCES: &[(&str, &str)] = &[
+    ("strdup_loop", "strdup_loop.c"),
+    ("mmap_shared_anon", "mmap_shared_anon.c"),
+    ("new_array_loop", "new_array_loop.cpp"),
+    ("lost_tree", "lost_tree.c"),
+    ("common_symbols", "common_symbols/filler.c"),
+    ("common_symbols", "common_symbols/releaser.c"),
+];
+
+/// A sample's source as the book prints it: without the per-backend notes
+/// (`//~[valgrind] MISS: ...`), which explain the scores but bury the code
+/// under fourteen detectors' limits. A line that was only notes goes; an
+/// annotation that reaches lines above with carets gets its carets
+/// recounted, so it still names the same line.
+#[must_use]
+pub fn listing(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut kept: Vec<(usize, String)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let stripped = match backend_note_start(line) {
+            Some(at) => line[..at].trim_end(),
+            None => line,
+        };
+        if stripped.trim().is_empty() && !line.trim().is_empty() {
+            continue;
+        }
+        kept.push((i, stripped.to_string()));
+    }
+    let new_index: BTreeMap<usize, usize> = kept.iter().enumerate().map(|(n, (i, _))| (*i, n)).collect();
+    let mut out = String::new();
+    for (n, (i, line)) in kept.iter().enumerate() {
+        out.push_str(&recount_carets(line, *i, n, &new_index));
+        out.push('\n');
+    }
+    out
+}
+
+/// Where a `//~[backend]` or `//~^^[backend]` note starts in a line.
+fn backend_note_start(line: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(rel) = line[from..].find("//~") {
+        let at = from + rel;
+        if line[at + 3..].trim_start_matches('^').starts_with('[') {
+            return Some(at);
+        }
+        from = at + 3;
+    }
+    None
+}
+
+/// `line` (old index `old`, new index `new`) with the carets of its
+/// annotation recounted for the lines that were dropped between it and its target.
+fn recount_carets(line: &str, old: usize, new: usize, new_index: &BTreeMap<usize, usize>) -> String {
+    let Some(at) = line.find("//~^") else { return line.to_string() };
+    let carets = line[at + 3..].chars().take_while(|c| *c == '^').count();
+    let Some(&target) = old.checked_sub(carets).and_then(|t| new_index.get(&t)) else { return line.to_string() };
+    format!("{}//~{}{}", &line[..at], "^".repeat(new - target), &line[at + 3 + carets..])
 }
 
 /// Text made safe inside HTML or SVG.
@@ -137,14 +205,20 @@ fn matrix_html(c: &Comparison) -> String {
 
 /// The per-sample table as HTML: a row per sample, a column per backend.
 fn per_sample_html(c: &Comparison) -> String {
+    // Fourteen backends do not fit the page's width: two tables of half each.
+    let half = c.backends.len().div_ceil(2).max(1);
+    c.backends.chunks(half).map(|bs| per_sample_table(c, bs)).collect::<Vec<_>>().join("\n")
+}
+
+fn per_sample_table(c: &Comparison, backends: &[String]) -> String {
     let mut out = String::from("<table class=\"per-sample\">\n<thead><tr><th>sample</th>");
-    for b in &c.backends {
+    for b in backends {
         out.push_str(&format!("<th>{}</th>", esc(b)));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     for sample in &c.samples {
         out.push_str(&format!("<tr><th>{}</th>", esc(sample)));
-        for b in &c.backends {
+        for b in backends {
             // The long cell as a tooltip; in the table the known misses are
             // a `*`, so a row stays on one line.
             let long = render::sample_cell(c, b, sample);
@@ -216,17 +290,30 @@ pub fn fingerprint() -> String {
     h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a run costs under each backend: the runs' wall times, median and
+/// slowest, beside the backend's recall (the matrix itself is shown once,
+/// above it in the book).
+fn cost_table(c: &Comparison) -> String {
+    let mut out = format!("{:<11} {:>5} {:>10} {:>9} {:>8}\n", "backend", "runs", "median ms", "max ms", "recall");
+    for b in &c.backends {
+        let mut walls: Vec<u64> = c.outcomes.iter().filter(|o| &o.report.backend == b).map(|o| o.wall_ms).collect();
+        walls.sort_unstable();
+        let s = &c.summary[b];
+        let recall = s.total.recall().map_or_else(|| "–".to_string(), |v| format!("{:.0}%", v * 100.0));
+        out.push_str(&format!("{:<11} {:>5} {:>10} {:>9} {:>8}\n", b, walls.len(), s.median_wall_ms, walls.last().copied().unwrap_or(0), recall));
+    }
+    out.push_str("\nwall time of one run of a sample (built beforehand) under the backend, two runs at a time on a 2-core machine\n");
+    out
+}
+
 /// The outputs that come from real runs on this machine: the cost of each
 /// backend on the catalogue, the allocation bench, the scan bench, a heap
 /// dump and a watch plot of the article's strdup loop.
 pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
-    let plain = Style { color: false };
     let mut out = Vec::new();
 
     let c = compare::compare(&CompareConfig { jobs: 2, ..CompareConfig::default() }, &|_, _, _| {})?;
-    let mut cost = render::matrix_narrow(&c, plain, true);
-    cost.push_str("\nmedian ms/run: wall time of one sample run under the backend, two runs at a time on a 2-core machine\n");
-    out.push(Artifact { name: "cost.txt".into(), content: cost.into_bytes() });
+    out.push(Artifact { name: "cost.txt".into(), content: cost_table(&c).into_bytes() });
 
     // mtrace (about 28x native) and efence (about 139x) would take most of
     // the book's time: `leaklab bench -b mtrace -b efence` measures them.
@@ -249,7 +336,7 @@ pub fn measured(paths: &BookPaths) -> Result<Vec<Artifact>, Error> {
     out.push(Artifact { name: "heap-dump-strdup_loop.txt".into(), content: heap_dump_of_strdup_loop()?.into_bytes() });
 
     // `leaklab symbols` links in a temporary directory; keep file names only.
-    let temp = regex::Regex::new(r"/tmp/\.tmp[^/ ]+/(link\d+/)?").expect("valid regex");
+    let temp = regex::Regex::new(r"/tmp/[^/ ]+/(link\d+/)?").expect("valid regex");
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
     for demo in ["weak_symbols", "weakref_optional", "common_symbols", "replace_operator_new"] {
         let text = crate::symbols::render(&crate::symbols::inspect(catalogue::find(demo)?)?);

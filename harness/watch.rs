@@ -437,13 +437,17 @@ pub fn plot(samples: &[Sample], title: &str, svg: &Path, png: &Path) -> Result<b
         ];
         for (area, (label, color, points)) in panels.iter().zip(series) {
             let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
-            let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.01).max(0.5);
+            // A count is whole: its axis runs between whole numbers and its
+            // labels are whole (a flat 24 is not "23.5 .. 24.5" in tenths).
+            let whole = label == "mappings";
+            let pad = if whole { ((hi - lo) * 0.1).ceil().max(1.0) } else { ((hi - lo) * 0.1).max(hi.abs() * 0.01).max(0.5) };
             let mut builder = ChartBuilder::on(area);
             builder.margin(8);
             if text {
                 builder.x_label_area_size(44).y_label_area_size(84).caption(label, ("sans-serif", 22));
             }
             let mut chart = builder.build_cartesian_2d(0.0..t_max, (lo - pad)..(hi + pad)).map_err(|e| e.to_string())?;
+            let whole_label = |v: &f64| format!("{v:.0}");
             let mut mesh = chart.configure_mesh();
             // Only the major grid lines: the fine mesh drowns a slow trend.
             mesh.light_line_style(WHITE);
@@ -453,6 +457,10 @@ pub fn plot(samples: &[Sample], title: &str, svg: &Path, png: &Path) -> Result<b
                 mesh.x_desc("seconds").label_style(("sans-serif", 18)).axis_desc_style(("sans-serif", 18));
             } else {
                 mesh.disable_x_mesh().disable_y_mesh().x_labels(0).y_labels(0);
+            }
+            if whole && text {
+                let span = (hi - lo + 2.0 * pad) as usize;
+                mesh.y_labels((span + 1).clamp(2, 6)).y_label_formatter(&whole_label);
             }
             mesh.draw().map_err(|e| e.to_string())?;
             chart.draw_series(LineSeries::new(points, color.stroke_width(2))).map_err(|e| e.to_string())?;

@@ -41,6 +41,17 @@ fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     out
 }
 
+/// The book prints a sample without the per-backend notes; the
+/// annotations it keeps still name the lines they named.
+fn listing_drops_backend_notes() -> Result<(), Failed> {
+    let got = leaklab::book::listing(&read(&data("listing-notes.c"))?);
+    let want = read(&data("listing-notes.expected"))?;
+    if got != want {
+        return Err(format!("listing of tests/data/book/listing-notes.c:\n{got}\nwanted:\n{want}").into());
+    }
+    Ok(())
+}
+
 fn placeholders() -> Result<Vec<String>, Failed> {
     Ok(read(&data("placeholders.txt"))?.lines().filter(|l| !l.is_empty()).map(String::from).collect())
 }
@@ -325,6 +336,7 @@ pub fn trials() -> Vec<Trial> {
         Trial::test("book::matrix_printed_once", matrix_once),
         Trial::test("book::figures_shown", figures_shown),
         Trial::test("book::links_resolve", links_resolve),
+        Trial::test("book::listing_drops_backend_notes", listing_drops_backend_notes),
         Trial::test("book::link_checker_finds_breaks", link_checker_finds_breaks),
     ]
 }
