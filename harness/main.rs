@@ -112,7 +112,7 @@ enum Command {
         /// Leak suppressions in LeakSanitizer's format (`leak:PATTERN`), for backends that apply them (repeatable).
         #[arg(long, value_name = "FILE")]
         suppressions: Vec<std::path::PathBuf>,
-        /// For a program without a checkpoint: inspect it after this many seconds (attaching backends).
+        /// For a program without a checkpoint: inspect it after it has run this many seconds (under valgrind, counted from when the program starts on memcheck's CPU, after valgrind's own start-up).
         #[arg(long)]
         after: Option<f64>,
         /// Capture the program's stdin, stdout and stderr instead of passing them

@@ -96,7 +96,14 @@ impl Backend for Valgrind {
         let deadline = started + config.timeout;
         let mut child = process::Child::spawn(&spec)?;
         let leader = child.pid() as u32;
-        let after = config.after.map(|a| started + a);
+        // `--after` counts the program's own seconds: from when it starts
+        // to run on memcheck's CPU (its loader has mapped memcheck's
+        // preload), not from valgrind's start-up, which takes a second on a
+        // quiet machine and several on a loaded one.
+        // A program that never maps the preload (a static one) is checked
+        // at the latest when start-up has had its allowance.
+        let mut after: Option<Instant> = None;
+        let latest = config.after.map(|a| started + a + STARTUP_ALLOWANCE);
 
         // Wait for the program itself; `has_exited` peeks without reaping
         // or killing, so its children are still there to be looked at.
@@ -107,7 +114,10 @@ impl Backend for Valgrind {
                 drop(child);
                 return Err(Error::Timeout { program: target.name.clone(), seconds: config.timeout.as_secs_f64() });
             }
-            if after.is_some_and(|a| now >= a) {
+            if after.is_none() {
+                after = config.after.filter(|_| client_started(leader)).map(|a| now + a);
+            }
+            if after.or(latest).is_some_and(|a| now >= a) {
                 after_fired = true;
                 break;
             }
@@ -244,6 +254,15 @@ impl Backend for Valgrind {
         report.stats = Some(Stats { wall_ms: finished.wall.as_millis() as u64, peak_rss_kib: Some(finished.peak_rss_kib), pause_ms: None });
         Ok(report)
     }
+}
+
+/// How long valgrind's own start-up may delay `--after` at most.
+const STARTUP_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// Whether the program under memcheck (pid `leader`) has begun to run: its
+/// dynamic loader mapped memcheck's preload.
+fn client_started(leader: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{leader}/maps")).is_ok_and(|m| m.contains("vgpreload_core"))
 }
 
 /// The valgrind command line of a run.
