@@ -286,6 +286,33 @@ fn unit_trials() -> Vec<Trial> {
             }
             Ok(())
         }),
+        Trial::test("labs::units::unseen_victim_leaks_and_deletes", || {
+            // Many seeds: every program parses, leaks on at least two lines and deletes at least two blocks.
+            for seed in 0..200 {
+                let src = labs::tracker::unseen_victim(&mut labs::generate::Rng::seeded(seed));
+                let e = leaklab::annotations::parse("victim_unseen.cpp", &src).map_err(|e| format!("seed {seed}: {e}\n{src}"))?;
+                let deletes = src.lines().filter(|l| l.trim_start().starts_with("delete")).count();
+                if e.leaks.len() < 2 || deletes < 2 || !src.contains("#include \"debug_new.h\"") {
+                    return Err(format!("seed {seed}: {} leak lines, {deletes} deletes:\n{src}", e.leaks.len()).into());
+                }
+            }
+            Ok(())
+        }),
+        Trial::test("labs::units::stock_list_is_new", || {
+            let example = "bolts:120\nnuts:75\nwashers:310\nscrews:42\nrivets:8\n";
+            let lists: Vec<String> = (0..50).map(|seed| labs::valgrind_fix::stock_list(&mut labs::generate::Rng::seeded(seed), example)).collect();
+            for l in &lists {
+                let items = l.lines().count();
+                if l == example || !(4..=12).contains(&items) || !l.lines().all(|i| i.split_once(':').is_some_and(|(n, q)| !n.is_empty() && q.parse::<u32>().is_ok())) {
+                    return Err(format!("not a new stock list of 4 to 12 `name:qty` lines: {l:?}").into());
+                }
+            }
+            let distinct: std::collections::BTreeSet<&String> = lists.iter().collect();
+            if distinct.len() < 45 {
+                return Err(format!("only {} distinct lists of 50", distinct.len()).into());
+            }
+            Ok(())
+        }),
         Trial::test("labs::units::observe_growth", || {
             use labs::observe::{growth, kind, name, Reading};
             let parse_maps = |t: &str| leaklab::maps::parse(t).expect("the test's maps parse");
