@@ -95,11 +95,11 @@ long __wrap_ptrace(int request, ...)
 const PTRACE_WITNESS_FILE: &str = "leaklab_ptrace_witness.c";
 const PTRACE_LOG: &str = "ptrace-detach.log";
 
-/// Whether the witness saw a PTRACE_DETACH of `pid` by the dumper while it
-/// was the target's tracer and the target was stopped.
-fn detached_from_a_stop(log: &str, pid: i32) -> bool {
+/// The target's states the witness saw at the dumper's PTRACE_DETACHes of
+/// `pid` while the dumper was its tracer.
+fn states_at_detach(log: &str, pid: i32) -> Vec<String> {
     let re = Regex::new(r"^detach pid=(-?\d+) tracer=(-?\d+) self=(\d+) state=(\S)$").expect("valid regex");
-    log.lines().filter_map(|l| re.captures(l)).any(|c| c[1].parse() == Ok(pid) && c[2] == c[3] && stopped(&c[4]))
+    log.lines().filter_map(|l| re.captures(l)).filter(|c| c[1].parse() == Ok(pid) && c[2] == c[3]).map(|c| c[4].to_string()).collect()
 }
 
 /// Attaching to a process that is not one's child needs root, or a Yama
@@ -260,12 +260,19 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     }
     // Traced: still the target's tracer at exit, or detached it from a ptrace stop.
     let log = std::fs::read_to_string(ctx.path(PTRACE_LOG)).unwrap_or_default();
-    let traced = at_exit.as_ref().is_some_and(|(_, t)| *t != 0) || detached_from_a_stop(&log, pid);
+    let at_detach = states_at_detach(&log, pid);
+    let traced = at_exit.as_ref().is_some_and(|(_, t)| *t != 0) || at_detach.iter().any(|s| stopped(s));
     let stopped_somehow = interrupted || at_exit.as_ref().is_some_and(|(s, _)| stopped(s)) || stopped(&state);
     checks.record(
         "stops the target while copying",
         if traced {
             Vec::new()
+        } else if !at_detach.is_empty() {
+            vec![Problem::at(
+                &shown,
+                None,
+                "the dumper was the target's tracer, but the target was not stopped when it detached: the attach only asks for a stop; wait for it (waitpid) before copying",
+            )]
         } else if stopped_somehow {
             vec![Problem::at(
                 &shown,
