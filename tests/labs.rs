@@ -261,6 +261,50 @@ fn cli_trials() -> Vec<Trial> {
     ]
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutOfSight {
+    lab: Vec<Secret>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Secret {
+    id: String,
+    phrases: Vec<String>,
+}
+
+/// Nothing a student reads gives an answer: tests/data/labs/answers-out-of-sight.toml.
+fn out_of_sight_trial() -> Trial {
+    Trial::test("labs::answers_out_of_sight", || {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("tests/data/labs/answers-out-of-sight.toml")).map_err(|e| e.to_string())?;
+        let secrets: OutOfSight = toml::from_str(&text).map_err(|e| e.to_string())?;
+        let all = labs::labs().map_err(|e| e.to_string())?;
+        let mut found = Vec::new();
+        for secret in &secrets.lab {
+            let lab = all.iter().find(|l| l.id == secret.id).ok_or_else(|| format!("no lab {}", secret.id))?;
+            let mut read: Vec<(String, String)> = Vec::new();
+            for dir in [lab.dir(), lab.dir().join("starter")] {
+                for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?.flatten() {
+                    if let Ok(t) = std::fs::read_to_string(entry.path()) {
+                        read.push((entry.path().display().to_string(), t));
+                    }
+                }
+            }
+            let page = root.join(&lab.chapter);
+            read.push((page.display().to_string(), std::fs::read_to_string(&page).map_err(|e| format!("{}: {e}", page.display()))?));
+            read.push((format!("the hints of lab {}", lab.id), lab.hints.join("\n")));
+            for (name, t) in &read {
+                for p in secret.phrases.iter().filter(|p| t.contains(p.as_str())) {
+                    found.push(format!("{name}: `{p}`"));
+                }
+            }
+        }
+        if found.is_empty() { Ok(()) } else { Err(format!("answers in plain sight:\n{}", found.join("\n")).into()) }
+    })
+}
+
 /// The checkers' parsers, on inputs written here.
 fn unit_trials() -> Vec<Trial> {
     vec![
@@ -283,6 +327,33 @@ fn unit_trials() -> Vec<Trial> {
             let got = (labs::memleak::enclosing_function(text, 5), labs::memleak::enclosing_function(text, 10), labs::memleak::enclosing_function(text, 1));
             if got != (Some("login".into()), Some("main".into()), None) {
                 return Err(format!("{got:?}").into());
+            }
+            Ok(())
+        }),
+        Trial::test("labs::units::unseen_victim_leaks_and_deletes", || {
+            // Many seeds: every program parses, leaks on at least two lines and deletes at least two blocks.
+            for seed in 0..200 {
+                let src = labs::tracker::unseen_victim(&mut labs::generate::Rng::seeded(seed));
+                let e = leaklab::annotations::parse("victim_unseen.cpp", &src).map_err(|e| format!("seed {seed}: {e}\n{src}"))?;
+                let deletes = src.lines().filter(|l| l.trim_start().starts_with("delete")).count();
+                if e.leaks.len() < 2 || deletes < 2 || !src.contains("#include \"debug_new.h\"") {
+                    return Err(format!("seed {seed}: {} leak lines, {deletes} deletes:\n{src}", e.leaks.len()).into());
+                }
+            }
+            Ok(())
+        }),
+        Trial::test("labs::units::stock_list_is_new", || {
+            let example = "bolts:120\nnuts:75\nwashers:310\nscrews:42\nrivets:8\n";
+            let lists: Vec<String> = (0..50).map(|seed| labs::valgrind_fix::stock_list(&mut labs::generate::Rng::seeded(seed), example)).collect();
+            for l in &lists {
+                let items = l.lines().count();
+                if l == example || !(4..=12).contains(&items) || !l.lines().all(|i| i.split_once(':').is_some_and(|(n, q)| !n.is_empty() && q.parse::<u32>().is_ok())) {
+                    return Err(format!("not a new stock list of 4 to 12 `name:qty` lines: {l:?}").into());
+                }
+            }
+            let distinct: std::collections::BTreeSet<&String> = lists.iter().collect();
+            if distinct.len() < 45 {
+                return Err(format!("only {} distinct lists of 50", distinct.len()).into());
             }
             Ok(())
         }),
@@ -314,6 +385,7 @@ fn unit_trials() -> Vec<Trial> {
 pub fn trials() -> Vec<Trial> {
     let mut t = lab_trials();
     t.extend(cli_trials());
+    t.push(out_of_sight_trial());
     t.extend(unit_trials());
     t
 }

@@ -147,24 +147,16 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         } else {
             format!("`size={} count={}` is {} bytes in {} blocks", e.size, e.count, e.bytes(), e.count)
         };
-        // A direction, never valgrind's figures.
-        let total: u64 = same_line.iter().map(|x| x.count).sum();
-        let blocks = match total.cmp(&f.blocks) {
-            std::cmp::Ordering::Less => "too few blocks",
-            std::cmp::Ordering::Greater => "too many blocks",
-            std::cmp::Ordering::Equal => "the right number of blocks",
-        };
+        // Neither valgrind's figures nor a direction (too many, too few),
+        // which a guess would home in on; only the slip of reading a loss
+        // record's total as one block is named.
         let bytes: u64 = same_line.iter().map(|x| x.bytes()).sum();
-        let size = match bytes.cmp(&f.bytes) {
-            std::cmp::Ordering::Less => "too few bytes",
-            std::cmp::Ordering::Greater => "too many bytes",
-            std::cmp::Ordering::Equal => "the right bytes",
+        let why = if bytes == f.bytes {
+            "the bytes add up to what valgrind reports here, but not how they split into blocks: size is one block's bytes, count the number of blocks"
+        } else {
+            "that is not what valgrind reports for the blocks allocated here: read this line's loss record again (its bytes and blocks give size = bytes / blocks)"
         };
-        figures.push(Problem::at(
-            &shown,
-            Some(e.at.line),
-            format!("{what}: {blocks} and {size} for what valgrind reports here (size is one block's bytes, count the number of blocks)"),
-        ));
+        figures.push(Problem::at(&shown, Some(e.at.line), format!("{what}: {why}")));
     }
     figures.dedup();
     checks.record("every leak annotated", unannotated);

@@ -7,7 +7,10 @@
 //! epoll_wait, which a ptrace stop (and nothing that only reads its memory)
 //! interrupts; the dumper is built with a destructor that stops it at exit,
 //! so the checker sees whether it detached itself before the kernel does it
-//! for the exiting tracer; and afterwards the target runs on.
+//! for the exiting tracer; its ptrace() calls go through a wrapper that
+//! notes, at PTRACE_DETACH, that the dumper was the target's tracer and the
+//! target was stopped (a stop signal alone traces nothing); and afterwards
+//! the target runs on.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +47,60 @@ __attribute__((destructor)) static void leaklab_exit_stop(void)
 }
 ";
 const EXIT_STOP_FILE: &str = "leaklab_exit_stop.c";
+
+/// Linked into the student's dumper with `-Wl,--wrap=ptrace`: every ptrace()
+/// call goes through it. Just before a PTRACE_DETACH it writes the tracee's
+/// `TracerPid` and `State` to the file the checker names, which shows that
+/// the dumper really held the target in a ptrace stop (a `kill(pid,
+/// SIGSTOP)` stops it too, but traces nothing).
+const PTRACE_WITNESS: &str = "/* Added by leaklab's checker: note what a PTRACE_DETACH finds. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+long __real_ptrace(int request, ...);
+long __wrap_ptrace(int request, ...)
+{
+    va_list ap;
+    va_start(ap, request);
+    int pid = va_arg(ap, int);
+    void *addr = va_arg(ap, void *);
+    void *data = va_arg(ap, void *);
+    va_end(ap);
+    const char *log = getenv(\"LEAKLAB_LAB_PTRACE_LOG\");
+    if (request == 17 /* PTRACE_DETACH */ && log != NULL) {
+        char path[64], line[256];
+        int tracer = -1;
+        char state = '?';
+        snprintf(path, sizeof path, \"/proc/%d/status\", pid);
+        FILE *f = fopen(path, \"r\");
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            if (strncmp(line, \"State:\", 6) == 0)
+                sscanf(line + 6, \" %c\", &state);
+            else if (strncmp(line, \"TracerPid:\", 10) == 0)
+                tracer = atoi(line + 10);
+        }
+        if (f != NULL)
+            fclose(f);
+        FILE *out = fopen(log, \"a\");
+        if (out != NULL) {
+            fprintf(out, \"detach pid=%d tracer=%d self=%d state=%c\\n\", pid, tracer, (int)getpid(), state);
+            fclose(out);
+        }
+    }
+    return __real_ptrace(request, pid, addr, data);
+}
+";
+const PTRACE_WITNESS_FILE: &str = "leaklab_ptrace_witness.c";
+const PTRACE_LOG: &str = "ptrace-detach.log";
+
+/// The target's states the witness saw at the dumper's PTRACE_DETACHes of
+/// `pid` while the dumper was its tracer.
+fn states_at_detach(log: &str, pid: i32) -> Vec<String> {
+    let re = Regex::new(r"^detach pid=(-?\d+) tracer=(-?\d+) self=(\d+) state=(\S)$").expect("valid regex");
+    log.lines().filter_map(|l| re.captures(l)).filter(|c| c[1].parse() == Ok(pid) && c[2] == c[3]).map(|c| c[4].to_string()).collect()
+}
 
 /// Attaching to a process that is not one's child needs root, or a Yama
 /// ptrace_scope of 0 for one's own processes.
@@ -107,7 +164,9 @@ fn stopped(state: &str) -> bool {
 pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
     let exit_stop = ctx.path(EXIT_STOP_FILE);
     std::fs::write(&exit_stop, EXIT_STOP).map_err(|e| Error::io(&exit_stop, e))?;
-    let build = compile::build(ctx, &[SOURCE, EXIT_STOP_FILE], "heapdump", &[])?;
+    let witness = ctx.path(PTRACE_WITNESS_FILE);
+    std::fs::write(&witness, PTRACE_WITNESS).map_err(|e| Error::io(&witness, e))?;
+    let build = compile::build(ctx, &[SOURCE, EXIT_STOP_FILE, PTRACE_WITNESS_FILE], "heapdump", &["-Wl,--wrap=ptrace"])?;
     if !checks.record("builds", build.problems()) {
         return Ok(());
     }
@@ -141,7 +200,7 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
         return Err(Error::Os("the lab's target did not go to sleep after its checkpoint".into()));
     }
 
-    let mut run = Child::spawn(&Spec::new(&dumper, Duration::from_secs(30)).arg(pid.to_string()).env("LEAKLAB_LAB_EXIT_STOP", "1"))?;
+    let mut run = Child::spawn(&Spec::new(&dumper, Duration::from_secs(30)).arg(pid.to_string()).env("LEAKLAB_LAB_EXIT_STOP", "1").env("LEAKLAB_LAB_PTRACE_LOG", ctx.path(PTRACE_LOG)))?;
     // At the dumper's exit stop its tracing, if it never detached, is still on.
     let at_exit = match run.wait_event()? {
         Event::Stopped(_) => {
@@ -199,10 +258,27 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
             checks.record(name, problems);
         }
     }
+    // Traced: still the target's tracer at exit, or detached it from a ptrace stop.
+    let log = std::fs::read_to_string(ctx.path(PTRACE_LOG)).unwrap_or_default();
+    let at_detach = states_at_detach(&log, pid);
+    let traced = at_exit.as_ref().is_some_and(|(_, t)| *t != 0) || at_detach.iter().any(|s| stopped(s));
+    let stopped_somehow = interrupted || at_exit.as_ref().is_some_and(|(s, _)| stopped(s)) || stopped(&state);
     checks.record(
         "stops the target while copying",
-        if interrupted || at_exit.as_ref().is_some_and(|(s, t)| *t != 0 || stopped(s)) || stopped(&state) {
+        if traced {
             Vec::new()
+        } else if !at_detach.is_empty() {
+            vec![Problem::at(
+                &shown,
+                None,
+                "the dumper was the target's tracer, but the target was not stopped when it detached: the attach only asks for a stop; wait for it (waitpid) before copying",
+            )]
+        } else if stopped_somehow {
+            vec![Problem::at(
+                &shown,
+                None,
+                "the target was stopped while the dumper ran, but never traced by it: a stop signal freezes it, yet the lab's subject is ptrace: attach, wait for the tracing stop, copy, then PTRACE_DETACH",
+            )]
         } else {
             vec![Problem::at(
                 &shown,

@@ -9,6 +9,7 @@ pub mod answers;
 pub mod cli;
 pub mod compile;
 pub mod dumper;
+pub mod generate;
 pub mod memleak;
 pub mod observe;
 pub mod symbols;

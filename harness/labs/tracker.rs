@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::generate::Rng;
 use super::{compile, Checks, Ctx, Problem};
 use crate::annotations;
 use crate::error::Error;
 use crate::process::{self, Spec};
 
 pub const CHECKS: &[&str] =
-    &["builds", "victim runs unchanged", "report format", "every leak reported", "nothing freed reported", "summary line", "thread-safe"];
+    &["builds", "victim runs unchanged", "report format", "every leak reported", "nothing freed reported", "summary line", "a program it has never seen", "thread-safe"];
 
 const TRACKER: &str = "debug_new.cpp";
 
@@ -135,6 +136,98 @@ fn compare(ctx: &Ctx, program: &str, report: &TrackerReport) -> Result<(Vec<Prob
     Ok((missing, extra))
 }
 
+/// The test program the checker writes for one check, in the build directory.
+const GENERATED: &str = "victim_unseen.cpp";
+
+/// A test program nobody has seen: 6 to 12 allocations of made-up sizes
+/// (arrays of char or long, a struct of N bytes), some in loops, about half
+/// deleted, at lines moved by blank lines; its leaks annotated as in
+/// victim.cpp. A tracker that prints the leaks of the lab's victims from
+/// memory reports none of these.
+#[must_use]
+pub fn unseen_victim(rng: &mut Rng) -> String {
+    let mut src = String::from(
+        "// victim_unseen.cpp: written by the lab 03 checker for one check.\n#include <cstdio>\n\n#include \"debug_new.h\"\n\n\
+         template <int N>\nstruct Blob {\n    char bytes[N];\n};\n\nstatic void *kept[64];\n\nint main()\n{\n",
+    );
+    // Which allocations leak: at least two leak and two are deleted, in a shuffled order.
+    let allocations = rng.range(6, 12) as usize;
+    let mut plan: Vec<bool> = (0..allocations).map(|i| i < 2 || (i >= 4 && rng.range(0, 1) == 0)).collect();
+    for i in (1..plan.len()).rev() {
+        plan.swap(i, rng.range(0, i as u64) as usize);
+    }
+    let mut slot = 0;
+    for (i, leak) in plan.into_iter().enumerate() {
+        for _ in 0..rng.range(0, 2) {
+            src.push('\n');
+        }
+        let n = rng.range(1, 40);
+        let (ty, expr, size, array) = match rng.range(0, 2) {
+            0 => ("char", format!("new char[{n}]"), n, true),
+            1 => ("long", format!("new long[{n}]"), 8 * n, true),
+            _ => {
+                let b = rng.range(1, 200);
+                ("Blob", format!("new Blob<{b}>"), b, false)
+            }
+        };
+        if leak && rng.range(0, 3) == 0 && slot + 5 < 64 {
+            let count = rng.range(2, 5);
+            src.push_str(&format!(
+                "    for (int i = 0; i < {count}; i++)\n        kept[{slot} + i] = {expr};  //~ LEAK definite size={size} count={count}\n"
+            ));
+            slot += count;
+            continue;
+        }
+        let decl = if ty == "Blob" { format!("Blob<{}> *", expr.trim_start_matches("new Blob<").trim_end_matches('>')) } else { format!("{ty} *") };
+        if leak {
+            src.push_str(&format!("    {decl}p{i} = {expr};  //~ LEAK definite size={size}\n    kept[{slot}] = p{i};\n"));
+            slot += 1;
+        } else {
+            src.push_str(&format!("    {decl}p{i} = {expr};\n    kept[{slot}] = p{i};\n    {}p{i};\n", if array { "delete[] " } else { "delete " }));
+            slot += 1;
+        }
+    }
+    src.push_str("    std::printf(\"%p\\n\", kept[0]);\n    return 0;\n}\n");
+    src
+}
+
+/// Runs the student's tracker on a program written for this check.
+fn check_unseen(ctx: &Ctx) -> Result<Vec<Problem>, Error> {
+    let source = unseen_victim(&mut Rng::new());
+    let path = ctx.path(GENERATED);
+    std::fs::write(&path, &source).map_err(|e| Error::io(&path, e))?;
+    let program = GENERATED.trim_end_matches(".cpp");
+    let build = compile::build(ctx, &[TRACKER, GENERATED], program, &["-std=c++17"])?;
+    let on = "on a test program the checker wrote for this check";
+    if !build.ok {
+        return Ok(vec![tracker_problem(ctx, format!("{on}, the tracker does not build: {}", build.diagnostics.lines().next().unwrap_or("")))]);
+    }
+    let done = process::run(&Spec::new(ctx.path(program), Duration::from_secs(30)))?;
+    if !done.exit.success() {
+        return Ok(vec![tracker_problem(ctx, format!("{on}, the program built with the tracker {}", done.exit.describe()))]);
+    }
+    let report = parse_report(&done.stderr_text());
+    let (missing, extra) = compare(ctx, GENERATED, &report)?;
+    let lines: Vec<&str> = source.lines().collect();
+    let mut problems: Vec<Problem> = missing
+        .into_iter()
+        .chain(extra)
+        .map(|p| {
+            // The student cannot open the program: quote its line instead.
+            let quoted = p.line.and_then(|l| lines.get(l as usize - 1)).map(|l| l.split("//~").next().unwrap_or(l).trim().to_string());
+            let at = p.line.map(|l| format!("{GENERATED}:{l}")).unwrap_or_else(|| GENERATED.to_string());
+            let line = quoted.map(|q| format!(" `{q}`")).unwrap_or_default();
+            tracker_problem(ctx, format!("{on}, {at}{line}: {}", p.message))
+        })
+        .collect();
+    let blocks = report.leaks.len() as u64;
+    let bytes: u64 = report.leaks.iter().map(|r| r.bytes).sum();
+    if report.summary != Some((blocks, bytes)) && problems.is_empty() {
+        problems.push(tracker_problem(ctx, format!("{on}, the summary line does not add up the leak lines")));
+    }
+    Ok(problems)
+}
+
 fn tracker_problem(ctx: &Ctx, message: impl Into<String>) -> Problem {
     Problem::at(&ctx.shown(TRACKER), None, message)
 }
@@ -183,6 +276,8 @@ pub fn run(ctx: &Ctx, checks: &mut Checks) -> Result<(), Error> {
             Some((n, b)) => vec![tracker_problem(ctx, format!("the summary says {n} leaks, {b} bytes; the leak lines add up to {blocks} leaks, {bytes} bytes"))],
         },
     );
+
+    checks.record("a program it has never seen", check_unseen(ctx)?);
 
     // Concurrent allocation: an unlocked list loses or corrupts links, but
     // not on every run: several runs, and every one must be exact.

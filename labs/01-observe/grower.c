@@ -1,5 +1,5 @@
-/* grower.c: lab 01's background job. It keeps a large table that never
- * changes, and it keeps records it never frees. Run it and watch it:
+/* grower.c: lab 01's background job. Run it and watch it from outside:
+ * the lab is to find out from /proc what it does with its memory.
  *     cc -g grower.c -o grower && ./grower &
  * With no argument it runs until killed; `./grower 20` stops after 20 ticks. */
 #include <stdio.h>
@@ -10,15 +10,14 @@
 
 #define TICK_US 250000           /* four ticks a second */
 #define RECORDS_PER_TICK 8
-#define RECORD_SIZE (16 * 1024)  /* below malloc's mmap threshold: served from the heap */
-#define RECORD_WRITTEN 1000      /* bytes of each record actually written */
+#define RECORD_SIZE (16 * 1024)
+#define RECORD_WRITTEN 1000
 #define TABLE_SIZE (6 << 20)
 
 int main(int argc, char **argv)
 {
     long ticks = argc > 1 ? strtol(argv[1], NULL, 10) : 0;
 
-    /* Big, and fully written (so resident), but allocated once. */
     unsigned char *table = mmap(NULL, TABLE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (table == MAP_FAILED) {
         perror("mmap");
@@ -34,8 +33,6 @@ int main(int argc, char **argv)
             char *record = malloc(RECORD_SIZE);
             if (record == NULL)
                 return 1;
-            /* Only the start of the record is ever written: the rest is
-             * address space the process holds but has never touched. */
             memset(record, 'r', RECORD_WRITTEN);
         }
         usleep(TICK_US);
