@@ -323,6 +323,16 @@ static int calls_into_library(uintptr_t r, const struct range *rg)
 
 /* ---- stacks ------------------------------------------------------------ */
 
+/* A stack's hash, one step per frame: computed while the frames are walked,
+ * where it costs nothing (the walk waits on each frame's load). */
+#define HASH_SEED 0xcbf29ce484222325ull
+#define HASH_STEP(h, pc) (((h) ^ (pc)) * 0x9e3779b97f4a7c15ull)
+static inline uint64_t hash_end(uint64_t h, int n)
+{
+    h ^= (uint64_t)n;
+    return (h ^ (h >> 29) ^ (h >> 47)) | 1;
+}
+
 static __attribute__((noinline)) void stack_bounds(void)
 {
     GUARD; /* pthread_getattr_np allocates */
@@ -406,16 +416,19 @@ static __attribute__((noinline)) uintptr_t *past_library(uintptr_t *pcs, int *n,
 /* Fills pcs[] from the hook's frame `fp` (whose return address is `ret0`).
  * Inlined into each hook: the common case (a caller with frame pointers)
  * is a plain bounded walk. */
-static inline __attribute__((always_inline)) int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
+static inline __attribute__((always_inline)) int capture_hashed(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0, uint64_t *hash)
 {
     int n = 1;
     pcs[0] = ret0;
+    uint64_t h = HASH_STEP(HASH_SEED, ret0);
     if (UNLIKELY(t_stack_hi == 0))
         stack_bounds();
     uintptr_t hi = t_stack_hi;
     uintptr_t lo = (uintptr_t)fp;
-    if (UNLIKELY(lo + 2 * sizeof(uintptr_t) > hi || (lo & 7)))
+    if (UNLIKELY(lo + 2 * sizeof(uintptr_t) > hi || (lo & 7))) {
+        *hash = hash_end(h, n);
         return n;
+    }
     uintptr_t *f = (uintptr_t *)fp[0];
     const struct range *r0 = range_of(ret0);
     if (LIKELY(r0 && !r0->nofp)) {
@@ -424,6 +437,8 @@ static inline __attribute__((always_inline)) int capture(uintptr_t *pcs, uintptr
         t_recent_slot[k] = (uintptr_t)(fp + 1);
     } else if (r0) {
         f = past_library(pcs, &n, fp, f, &lo);
+        if (n > 1)
+            h = HASH_STEP(h, pcs[1]);
     }
     while (n < MAX_FRAMES && f) {
         uintptr_t a = (uintptr_t)f;
@@ -433,10 +448,18 @@ static inline __attribute__((always_inline)) int capture(uintptr_t *pcs, uintptr
         if (ret < 4096)
             break;
         pcs[n++] = ret;
+        h = HASH_STEP(h, ret);
         lo = a;
         f = (uintptr_t *)f[0];
     }
+    *hash = hash_end(h, n);
     return n;
+}
+
+static inline __attribute__((always_inline)) int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
+{
+    uint64_t unused;
+    return capture_hashed(pcs, fp, ret0, &unused);
 }
 
 /* ---- the table of live blocks ------------------------------------------ */
@@ -482,14 +505,6 @@ static struct stack *volatile *g_stack_slots;
 static size_t g_nstacks, g_stacks_dropped;
 static spinlock g_stack_lock; /* the slot array's creation and the chunk allocator */
 static char *g_chunk_cur, *g_chunk_end;
-
-static uint64_t hash_pcs(const uintptr_t *pcs, int n)
-{
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
-    for (int i = 0; i < n; i++)
-        h = (h ^ pcs[i]) * 0x9e3779b97f4a7c15ull;
-    return (h ^ (h >> 29) ^ (h >> 47)) | 1;
-}
 
 static struct stack *new_stack(const uintptr_t *pcs, int n, uint64_t h)
 {
@@ -558,12 +573,11 @@ static __attribute__((noinline)) uint32_t intern_new(struct stack *volatile *slo
 
 /* Returns the stack's id: its slot plus 1, or 0 when the table is full.
  * A stack already stored is found without a write (the common case). */
-static inline __attribute__((always_inline)) uint32_t intern_stack(const uintptr_t *pcs, int n)
+static inline __attribute__((always_inline)) uint32_t intern_stack(const uintptr_t *pcs, int n, uint64_t h)
 {
     struct stack *volatile *slots = __atomic_load_n(&g_stack_slots, __ATOMIC_ACQUIRE);
     if (UNLIKELY(!slots) && !(slots = stack_slots_create()))
         return 0;
-    uint64_t h = hash_pcs(pcs, n);
     size_t i = h & (STACK_SLOTS - 1), probes = 0;
     for (; probes < 64; i = (i + 1) & (STACK_SLOTS - 1), probes++) {
         struct stack *st = __atomic_load_n(&slots[i], __ATOMIC_ACQUIRE);
@@ -861,6 +875,10 @@ static inline int ready(void)
 
 /* ---- recording ----------------------------------------------------------- */
 
+#define FRAME() ((uintptr_t *)__builtin_frame_address(0))
+#define RET() ((uintptr_t)__builtin_return_address(0))
+#define SHIFT_HDR 4 /* log2(HDR) */
+
 /* Zeroes a stack array of return addresses once used. Left behind, the
  * copies would be stale words that a later scan (past a library without
  * frame pointers, whose frames reuse this stack memory) takes for the
@@ -885,9 +903,10 @@ static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, i
     uintptr_t q = (uintptr_t)p + ((size_t)1 << shift);
     struct header *h = (struct header *)(q - HDR);
     uintptr_t *pcs = t_pcs;
-    int n = capture(pcs, fp, ret0);
+    uint64_t hash;
+    int n = capture_hashed(pcs, fp, ret0, &hash);
     h->size_api = hdr_pack(size, api, shift);
-    h->stack = intern_stack(pcs, n);
+    h->stack = intern_stack(pcs, n, hash);
     h->entry = i;
     struct entry *e = entry_at(i);
     e->tid = tid();
@@ -898,8 +917,29 @@ static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, i
 /* Records the allocator's block `p` (2^shift bytes bigger than asked) and
  * returns the user's pointer. Without memory for an entry the block goes
  * out unrecorded, as the allocator made it (its free is then reported). */
+/* A plain block whose user's pointer would start a page: its header would
+ * lie on the page before, which free could only read safely with a
+ * syscall. It is traded for one 16 bytes bigger, the user's bytes 32
+ * bytes in where 16 would start a page again (`*shift` says which); its
+ * first n bytes are copied with `copy` (realloc), zeroed with `zero`.
+ * Without memory for that the block stays as it is. */
+static __attribute__((noinline)) char *off_page_start(char *p, size_t n, int zero, int copy, unsigned *shift)
+{
+    char *np = zero ? real_calloc(1, n + 2 * HDR) : real_malloc(n + 2 * HDR);
+    if (!np)
+        return p;
+    unsigned s = (((uintptr_t)np + HDR) & 4095) == 0 ? SHIFT_HDR + 1 : SHIFT_HDR;
+    if (copy)
+        memcpy(np + ((size_t)1 << s), p + HDR, n);
+    real_free(p);
+    *shift = s;
+    return np;
+}
+
 static inline __attribute__((always_inline)) void *record(void *p, size_t size, int api, unsigned shift, uintptr_t *fp, uintptr_t ret0)
 {
+    if (UNLIKELY(shift == SHIFT_HDR && (((uintptr_t)p + HDR) & 4095) == 0))
+        p = off_page_start(p, size, api == A_CALLOC, 0, &shift);
     uint32_t i = entry_new();
     if (UNLIKELY(i == UINT32_MAX))
         return p;
@@ -959,9 +999,6 @@ static __attribute__((noinline)) void *release(void *q, int dealloc, uintptr_t *
     return NULL;
 }
 
-#define FRAME() ((uintptr_t *)__builtin_frame_address(0))
-#define RET() ((uintptr_t)__builtin_return_address(0))
-#define SHIFT_HDR 4 /* log2(HDR) */
 
 /* ---- the malloc family ---------------------------------------------------
  * Every block the shim records is the allocator's block grown by its
@@ -988,16 +1025,18 @@ EXPORT void *malloc(size_t n)
 
 static void free_slow(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0);
 
-/* The deallocators' common path: a block the shim handed out, freed from
- * outside the shim, its header on the same page as the pointer. Anything
- * else (a pointer that fails a check, the start-up arena, the shim's own
- * calls) takes free_slow, which reports what it must. */
+/* The deallocators' common path: a block the shim handed out, its header
+ * on the same page as the pointer. Anything else fails a check and takes
+ * free_slow, which reports what it must: a pointer the shim did not hand
+ * out, one of the start-up arena (its header names entry 0, which never
+ * holds an arena address), any pointer before the first block (no chunk
+ * yet). Under the guard a recorded block is released the same way. */
 static inline __attribute__((always_inline)) void free_common(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0)
 {
     uintptr_t addr = (uintptr_t)q;
     if (!q)
         return;
-    if (UNLIKELY(!__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE) || t_guard || (addr & 15) || addr < 4096 || (addr & 4095) < HDR || arena_owns(q))) {
+    if (UNLIKELY((addr & 15) | (addr < 4096) | ((addr & 4095) < HDR))) {
         free_slow(q, dealloc, fp, ret0);
         return;
     }
@@ -1134,7 +1173,10 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
         return NULL;
     }
     GUARD;
-    return stamp(np, n, api, SHIFT_HDR, i, fp, ret0);
+    unsigned shift = SHIFT_HDR;
+    if (UNLIKELY((((uintptr_t)np + HDR) & 4095) == 0))
+        np = off_page_start(np, n, 0, 1, &shift);
+    return stamp(np, n, api, shift, i, fp, ret0);
 }
 
 EXPORT void *realloc(void *p, size_t n)
