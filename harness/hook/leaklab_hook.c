@@ -731,6 +731,55 @@ static inline __attribute__((always_inline)) void entry_free(uint32_t i, struct 
         entry_list_full();
 }
 
+/* ---- blocks that start a page ------------------------------------------------
+ * A block whose user's pointer starts a page has its header on the page
+ * before, and a wild pointer there may have nothing mapped before it. The
+ * shim's page-aligned blocks are kept in this set (open addressing, by
+ * CAS; 1 in a few hundred plain blocks, and aligned ones), so that their
+ * free reads the header at once; any other page-aligned pointer is first
+ * probed with process_vm_readv, a syscall. A full set costs only that.
+ * Addresses are kept complemented, so that the set is never a root. */
+#define PAGE_SET 8192
+#define PAGE_PROBES 32
+#define PAGE_GONE 1 /* a removed address; ~addr is never 0 or 1 */
+static uintptr_t g_page_set[PAGE_SET];
+
+static inline size_t page_slot(uintptr_t q)
+{
+    return (size_t)(((q >> 12) * 0x9e3779b97f4a7c15ull) >> 51) & (PAGE_SET - 1);
+}
+
+static __attribute__((noinline)) void page_note(uintptr_t q)
+{
+    size_t i = page_slot(q);
+    for (int k = 0; k < PAGE_PROBES; k++, i = (i + 1) & (PAGE_SET - 1)) {
+        uintptr_t v = __atomic_load_n(&g_page_set[i], __ATOMIC_RELAXED);
+        if ((v == 0 || v == PAGE_GONE) && __atomic_compare_exchange_n(&g_page_set[i], &v, ~q, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            return;
+    }
+}
+
+/* Finds q's slot, or NULL. */
+static uintptr_t *page_find(uintptr_t q)
+{
+    size_t i = page_slot(q);
+    for (int k = 0; k < PAGE_PROBES; k++, i = (i + 1) & (PAGE_SET - 1)) {
+        uintptr_t v = __atomic_load_n(&g_page_set[i], __ATOMIC_ACQUIRE);
+        if (v == ~q)
+            return &g_page_set[i];
+        if (v == 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+static void page_forget(uintptr_t q)
+{
+    uintptr_t *slot = page_find(q), want = ~q;
+    if (slot)
+        __atomic_compare_exchange_n(slot, &want, PAGE_GONE, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 /* Whether `len` bytes at `a` can be read (for a pointer whose header would
  * lie on the page before it: a wild pointer there may be unmapped). */
 static int readable(uintptr_t a, size_t len)
@@ -746,7 +795,7 @@ static inline struct entry *entry_of(uintptr_t q, struct header **hp, uint32_t *
 {
     if (UNLIKELY((q & 15) || q < 4096))
         return NULL;
-    if (UNLIKELY((q & 4095) < HDR) && !readable(q - HDR, HDR))
+    if (UNLIKELY((q & 4095) < HDR) && !page_find(q) && !readable(q - HDR, HDR))
         return NULL;
     struct header *h = (struct header *)(q - HDR);
     uint32_t i = h->entry;
@@ -911,35 +960,16 @@ static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, i
     struct entry *e = entry_at(i);
     e->tid = tid();
     __atomic_store_n(&e->addr, q, __ATOMIC_RELEASE);
+    if (UNLIKELY((q & 4095) == 0))
+        page_note(q);
     return (void *)q;
 }
 
 /* Records the allocator's block `p` (2^shift bytes bigger than asked) and
  * returns the user's pointer. Without memory for an entry the block goes
  * out unrecorded, as the allocator made it (its free is then reported). */
-/* A plain block whose user's pointer would start a page: its header would
- * lie on the page before, which free could only read safely with a
- * syscall. It is traded for one 16 bytes bigger, the user's bytes 32
- * bytes in where 16 would start a page again (`*shift` says which); its
- * first n bytes are copied with `copy` (realloc), zeroed with `zero`.
- * Without memory for that the block stays as it is. */
-static __attribute__((noinline)) char *off_page_start(char *p, size_t n, int zero, int copy, unsigned *shift)
-{
-    char *np = zero ? real_calloc(1, n + 2 * HDR) : real_malloc(n + 2 * HDR);
-    if (!np)
-        return p;
-    unsigned s = (((uintptr_t)np + HDR) & 4095) == 0 ? SHIFT_HDR + 1 : SHIFT_HDR;
-    if (copy)
-        memcpy(np + ((size_t)1 << s), p + HDR, n);
-    real_free(p);
-    *shift = s;
-    return np;
-}
-
 static inline __attribute__((always_inline)) void *record(void *p, size_t size, int api, unsigned shift, uintptr_t *fp, uintptr_t ret0)
 {
-    if (UNLIKELY(shift == SHIFT_HDR && (((uintptr_t)p + HDR) & 4095) == 0))
-        p = off_page_start(p, size, api == A_CALLOC, 0, &shift);
     uint32_t i = entry_new();
     if (UNLIKELY(i == UINT32_MAX))
         return p;
@@ -978,6 +1008,8 @@ static __attribute__((noinline)) void *release(void *q, int dealloc, uintptr_t *
         if (UNLIKELY(family_of_api(api) != family_of_dealloc(dealloc)))
             report_mismatch(addr, dealloc, h, fp, ret0);
         void *p = (char *)q - hdr_offset(h);
+        if ((addr & 4095) == 0)
+            page_forget(addr); /* before the real free: the page before may go with it */
         if (kept)
             *kept = i;
         else
@@ -1170,13 +1202,12 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
     if (!np) {
         /* The old block is still the caller's. */
         __atomic_store_n(&e->addr, (uintptr_t)q, __ATOMIC_RELEASE);
+        if (((uintptr_t)q & 4095) == 0)
+            page_note((uintptr_t)q);
         return NULL;
     }
     GUARD;
-    unsigned shift = SHIFT_HDR;
-    if (UNLIKELY((((uintptr_t)np + HDR) & 4095) == 0))
-        np = off_page_start(np, n, 0, 1, &shift);
-    return stamp(np, n, api, shift, i, fp, ret0);
+    return stamp(np, n, api, SHIFT_HDR, i, fp, ret0);
 }
 
 EXPORT void *realloc(void *p, size_t n)

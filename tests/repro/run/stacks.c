@@ -6,18 +6,19 @@
  * - Blocks made at one call site along one path share one stack; a block
  *   from another site, or from the same site reached through another
  *   caller, has another.
- * - No plain block starts a page (its header would lie on the page before,
- *   which free could only read with a syscall): malloc, calloc, new, and
- *   realloc of every size, many times over, so that the shim has to move
- *   some; moved blocks keep calloc's zeroes, realloc's contents and their
- *   usable size, and are freed cleanly.
+ * - Blocks that start a page (their header lies on the page before): the
+ *   plain ones among 40,000 mallocs, callocs and reallocs of every size,
+ *   which keep calloc's zeroes, realloc's contents and their usable size,
+ *   and 2,000 valloc blocks live at once, freed by another thread; then one
+ *   of them freed twice, which must be reported, not done.
  *
  * With the argument `hook` it reads the headers (only the hook puts them
- * there); without it, it runs the same allocations unchecked.
+ * there); without it, it skips that check and the double free.
  * Leaks on purpose, exactly: 7 blocks of 24 bytes from make() called by
  * first(), 3 of 24 from make() called by second(), 5 of 40 from other().
  * Exit 3 when a check of its own fails. */
 #include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,11 +91,6 @@ static void shared_stacks(void)
 
 #define ROUNDS 40000
 
-static int page_start(const void *p)
-{
-    return ((uintptr_t)p & 4095) == 0;
-}
-
 static void page_starts(void)
 {
     static void *live[64];
@@ -137,13 +133,39 @@ static void page_starts(void)
         }
         size_t want = i % 4 == 3 ? n + 16 : n;
         check(malloc_usable_size(p) >= want, "usable size below the request");
-        if (hook)
-            check(!page_start(p), "a plain block starts a page");
         memset(p, 0x5a, want);
         live[slot] = p;
     }
     for (int i = 0; i < 64; i++)
         free(live[i]);
+}
+
+#define PAGES 2000
+static void *pages[PAGES];
+
+static void *free_pages(void *unused)
+{
+    (void)unused;
+    for (int i = 0; i < PAGES; i++)
+        free(pages[i]);
+    return NULL;
+}
+
+static void page_aligned(void)
+{
+    for (int i = 0; i < PAGES; i++) {
+        pages[i] = valloc(16 + i % 100);
+        check(pages[i] && ((uintptr_t)pages[i] & 4095) == 0, "valloc");
+        if (pages[i])
+            memset(pages[i], 1, 16 + i % 100);
+    }
+    pthread_t t;
+    check(pthread_create(&t, NULL, free_pages, NULL) == 0 && pthread_join(t, NULL) == 0, "the freeing thread");
+    char *volatile again = valloc(100);
+    check(again && ((uintptr_t)again & 4095) == 0, "valloc");
+    free(again);
+    if (hook)
+        free(again); /* a double free the hook reports; glibc would abort */
 }
 
 int main(int argc, char **argv)
@@ -152,5 +174,6 @@ int main(int argc, char **argv)
     shared_stacks();
     memset(kept, 0, sizeof kept); /* lost: definite leaks */
     page_starts();
+    page_aligned();
     return failures ? 3 : 0;
 }
