@@ -102,6 +102,8 @@ pub struct Walk {
     /// Arenas whose mutex was held when the image was taken: a thread was
     /// inside malloc or free, and that arena's chunks may be half updated.
     pub locked_arenas: Vec<u64>,
+    /// Where the walk's time went, phase by phase (for `bench --scan`).
+    pub phases: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// A chunk as the linear walk saw it.
@@ -460,6 +462,7 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
 #[must_use]
 pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
     let mut w = Walk::default();
+    let mut lap = crate::scan::Lap::new();
     // Room for the chunks of an average 256 bytes: the walk does not regrow (and copy) its list.
     let heap_bytes = layout.heap.map_or(0, |(s, e)| e - s);
     let mut chunks: Vec<Chunk> = Vec::with_capacity(usize::try_from(heap_bytes / 256).unwrap_or(0).min(1 << 26));
@@ -511,6 +514,7 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
             }
         }
     }
+    w.phases.push(lap.next("walk: chunks"));
     // No main_arena with a [heap]: nothing was walked; `scan::verdict` says why.
     // The mutex is the arena's first int (0 free, 1 or 2 held).
     w.locked_arenas = w.arenas.iter().copied().filter(|&a| mem.word(a).is_some_and(|m| m & 0xffff_ffff != 0)).collect();
@@ -550,6 +554,7 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
             }
         }
     }
+    w.phases.push(lap.next("walk: bins, tcache"));
     let mut free: Vec<u64> = free.into_iter().collect();
     free.sort_unstable();
     w.blocks.reserve(chunks.len());
@@ -569,6 +574,7 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
     }
     w.blocks.sort_by_key(|b| b.addr);
     w.blocks.dedup_by(|b, a| b.addr < a.end());
+    w.phases.push(lap.next("walk: blocks, mmapped"));
     w
 }
 
