@@ -432,7 +432,7 @@ pub fn analyse_with(snap: &Snapshot, stop: StopPoint, options: &AnalyseOptions) 
     let marking = reach::mark_with(&snap.memory, &walk.blocks, &candidates, &roots, &vtable_like, &reach::MarkOptions { threads, ..Default::default() });
     phases.extend(marking.phases.iter().copied());
     lap.next("marking");
-    let mut leaks = group::group_blocks(&snap.memory, &walk.blocks, &marking.blocks, &vt);
+    let mut leaks = group::group_blocks_with(&snap.memory, &walk.blocks, &marking.blocks, &vt, threads);
     let lost: Vec<LostMapping> = candidate_maps
         .iter()
         .zip(&marking.regions_reached)
