@@ -86,15 +86,24 @@ pub struct AnalysisSpeed {
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseTime {
     pub phase: &'static str,
+    /// Median wall seconds on one thread and on all.
     pub one_thread_s: f64,
     pub all_threads_s: f64,
+    /// Median CPU seconds on one thread: what the phase costs, even on a busy machine.
+    pub one_thread_cpu_s: f64,
 }
 
 /// Median seconds of each phase over runs (each run lists the same phases in the same order).
-fn phase_medians(one: &[Vec<(&'static str, Duration)>], all: &[Vec<(&'static str, Duration)>]) -> Vec<PhaseTime> {
+fn phase_medians(one: &[Vec<super::Phase>], all: &[Vec<super::Phase>]) -> Vec<PhaseTime> {
     let Some(first) = one.first() else { return Vec::new() };
-    let of = |runs: &[Vec<(&'static str, Duration)>], i: usize| median(runs.iter().filter_map(|r| r.get(i)).map(|p| p.1.as_secs_f64()).collect());
-    first.iter().enumerate().map(|(i, p)| PhaseTime { phase: p.0, one_thread_s: of(one, i), all_threads_s: of(all, i) }).collect()
+    let of = |runs: &[Vec<super::Phase>], i: usize, cpu: bool| {
+        median(runs.iter().filter_map(|r| r.get(i)).map(|p| if cpu { p.2 } else { p.1 }.as_secs_f64()).collect())
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PhaseTime { phase: p.0, one_thread_s: of(one, i, false), all_threads_s: of(all, i, false), one_thread_cpu_s: of(one, i, true) })
+        .collect()
 }
 
 /// One thread count's figures.
@@ -316,9 +325,9 @@ pub fn render_analysis(a: &AnalysisSpeed) -> String {
         a.speedup
     );
     if !a.phases.is_empty() {
-        out.push_str("phases, median seconds on one thread / on all:");
+        out.push_str("phases, median wall seconds on one thread / on all (CPU seconds on one):");
         for p in &a.phases {
-            out.push_str(&format!(" {} {:.3}/{:.3};", p.phase, p.one_thread_s, p.all_threads_s));
+            out.push_str(&format!(" {} {:.3}/{:.3} ({:.3});", p.phase, p.one_thread_s, p.all_threads_s, p.one_thread_cpu_s));
         }
         out.pop();
         out.push('\n');

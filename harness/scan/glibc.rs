@@ -103,7 +103,7 @@ pub struct Walk {
     /// inside malloc or free, and that arena's chunks may be half updated.
     pub locked_arenas: Vec<u64>,
     /// Where the walk's time went, phase by phase (for `bench --scan`).
-    pub phases: Vec<(&'static str, std::time::Duration)>,
+    pub phases: Vec<crate::scan::Phase>,
 }
 
 /// A chunk as the linear walk saw it.

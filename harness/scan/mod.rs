@@ -48,7 +48,7 @@ pub struct Analysis {
     pub elapsed: Duration,
     /// Where the time went, phase by phase, in order: the walk's, the
     /// roots, the marking's, the grouping and the report.
-    pub phases: Vec<(&'static str, Duration)>,
+    pub phases: Vec<Phase>,
     /// CPU time of the analysis's calling thread (the marking's other
     /// threads not included): on a busy machine, the honest measure of a
     /// one-thread analysis's cost.
@@ -559,19 +559,23 @@ pub fn process_name(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| format!("pid {pid}"), |s| s.trim().to_string())
 }
 
+/// A phase of the analysis: its name, wall time, and the CPU time of the
+/// thread that ran it (on one thread, its whole cost even on a busy machine).
+pub type Phase = (&'static str, Duration, Duration);
+
 /// Times consecutive phases: each `next` returns the time since the last.
-pub(crate) struct Lap(Instant);
+pub(crate) struct Lap(Instant, Duration);
 
 impl Lap {
     pub(crate) fn new() -> Lap {
-        Lap(Instant::now())
+        Lap(Instant::now(), thread_cpu_time())
     }
 
-    pub(crate) fn next(&mut self, name: &'static str) -> (&'static str, Duration) {
-        let now = Instant::now();
-        let d = now - self.0;
-        self.0 = now;
-        (name, d)
+    pub(crate) fn next(&mut self, name: &'static str) -> Phase {
+        let (now, cpu) = (Instant::now(), thread_cpu_time());
+        let phase = (name, now - self.0, cpu.saturating_sub(self.1));
+        (self.0, self.1) = (now, cpu);
+        phase
     }
 }
 

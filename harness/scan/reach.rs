@@ -73,7 +73,7 @@ pub struct Marking {
     /// Bytes of memory scanned for pointers (roots and marked blocks).
     pub scanned: u64,
     /// Where the marking's time went, phase by phase (for `bench --scan`).
-    pub phases: Vec<(&'static str, std::time::Duration)>,
+    pub phases: Vec<crate::scan::Phase>,
 }
 
 const PAGE_SHIFT: u32 = 12;
