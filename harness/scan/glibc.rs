@@ -178,7 +178,7 @@ impl<'a> Words<'a> {
         Words { segs, last: 0 }
     }
 
-    #[inline]
+    #[inline(always)]
     fn word(&mut self, addr: u64) -> Option<u64> {
         let hit = |s: &Segment| addr >= s.start && addr.checked_add(8).is_some_and(|e| e <= s.end());
         if !self.segs.get(self.last).is_some_and(hit) {
@@ -191,6 +191,25 @@ impl<'a> Words<'a> {
         let s = &self.segs[self.last];
         let off = (addr - s.start) as usize;
         Some(u64::from_le_bytes(s.data[off..off + 8].try_into().ok()?))
+    }
+
+    /// Asks for the cache line holding `addr` without waiting for it (nothing
+    /// outside the last segment read).
+    #[inline]
+    fn prefetch(&self, addr: u64) {
+        let Some(s) = self.segs.get(self.last) else { return };
+        if addr < s.start || addr >= s.end() {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = s.data[(addr - s.start) as usize..].as_ptr();
+            // SAFETY: a prefetch never faults; p points into the segment's data anyway.
+            #[allow(unused_unsafe)]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+            }
+        }
     }
 }
 
@@ -213,6 +232,19 @@ enum Step {
 
 #[inline]
 fn step(words: &mut Words, b: Bounds, p: u64) -> Step {
+    match head(words, b, p) {
+        Step::Chunk(mut c) => {
+            c.inuse_bit = inuse_bit(words, b, p + c.size);
+            Step::Chunk(c)
+        }
+        other => other,
+    }
+}
+
+/// `step` without the PREV_INUSE bit of the chunk after (left set): the
+/// lockstep walk reads that bit one round later, once its line has come.
+#[inline]
+fn head(words: &mut Words, b: Bounds, p: u64) -> Step {
     if !p.checked_add(16).is_some_and(|e| e <= b.limit) || Some(p) == b.top {
         return Step::End;
     }
@@ -227,13 +259,18 @@ fn step(words: &mut Words, b: Bounds, p: u64) -> Step {
     if size < MINSIZE || !size.is_multiple_of(16) || size > b.limit - p {
         return Step::Stop(format!("chunk at {p:#x} has an impossible size {field:#x}; walk of this heap stopped"));
     }
-    let next = p + size;
-    let inuse_bit = match words.word(next.wrapping_add(8)) {
+    let word0 = words.word(p + 16).unwrap_or(0);
+    Step::Chunk(Chunk { at: p, size, inuse_bit: true, first: p == b.first, word0 })
+}
+
+/// Whether the chunk ending at `next` is in use, by the PREV_INUSE bit of
+/// the header at `next` (a chunk ending at the heap's limit counts as in use).
+#[inline]
+fn inuse_bit(words: &mut Words, b: Bounds, next: u64) -> bool {
+    match words.word(next.wrapping_add(8)) {
         Some(n) if next.checked_add(16).is_some_and(|e| e <= b.limit) || Some(next) == b.top => n & PREV_INUSE != 0,
         _ => true,
-    };
-    let word0 = words.word(p + 16).unwrap_or(0);
-    Step::Chunk(Chunk { at: p, size, inuse_bit, first: p == b.first, word0 })
+    }
 }
 
 /// How a piece of a walk ended.
@@ -272,23 +309,32 @@ fn walk_chunks(mem: &Memory, b: Bounds, cut: Cut, out: &mut Vec<Chunk>, stopped:
                 let chunks = Vec::with_capacity(usize::try_from((until - from) / 256).unwrap_or(0));
                 let start = if i == 0 { Some(b.first) } else { (0..SYNC_SEARCH / 16).map(|k| from + 16 * k).find(|&q| q < until && sound_chain(&mut words, b, q)) };
                 match start {
-                    Some(p) => Part { p, until, chunks, ending: None },
-                    None => Part { p: until, until, chunks, ending: Some(Ending::At(until)) },
+                    Some(p) => Part { p, until, chunks, pending: None, ending: None },
+                    None => Part { p: until, until, chunks, pending: None, ending: Some(Ending::At(until)) },
                 }
             })
             .collect();
+        // Each round, a lane finishes the chunk it read last round (its
+        // next header, asked for then, has come meanwhile), reads the next
+        // one and asks for the header after it.
         loop {
             let mut live = false;
             for l in lanes.iter_mut().filter(|l| l.ending.is_none()) {
                 live = true;
+                if let Some(mut c) = l.pending.take() {
+                    c.inuse_bit = inuse_bit(&mut words, b, l.p);
+                    l.chunks.push(c);
+                }
                 if l.p >= l.until {
                     l.ending = Some(Ending::At(l.p));
                     continue;
                 }
-                match step(&mut words, b, l.p) {
+                match head(&mut words, b, l.p) {
                     Step::Chunk(c) => {
-                        l.chunks.push(c);
                         l.p = c.at + c.size;
+                        l.pending = Some(c);
+                        words.prefetch(l.p + 8);
+                        words.prefetch(l.p + 16);
                     }
                     Step::End => l.ending = Some(Ending::Done(None)),
                     Step::Stop(why) => l.ending = Some(Ending::Done(Some(why))),
@@ -368,6 +414,8 @@ struct Part {
     p: u64,
     until: u64,
     chunks: Vec<Chunk>,
+    /// The chunk read last, waiting for the PREV_INUSE bit at `p`.
+    pending: Option<Chunk>,
     /// How it ended, once it has.
     ending: Option<Ending>,
 }
