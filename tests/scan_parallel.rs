@@ -35,6 +35,9 @@ fn graph_trial(seed: u64, chunks: usize) -> Result<(), Failed> {
     if found != g.used {
         return Err(format!("the walk found {} blocks, the image has {} in use", found.len(), g.used.len()).into());
     }
+    // The walk of one chain from the start, without parts walked in lockstep.
+    let serial = glibc::Cut { threads: 1, lanes: 1 };
+    same_walk(&glibc::walk_cut(&g.memory, &g.layout, serial), &walk, 1)?;
     for threads in THREADS {
         same_walk(&walk, &glibc::walk_with(&g.memory, &g.layout, threads), threads)?;
     }
@@ -58,6 +61,7 @@ fn graph_trial(seed: u64, chunks: usize) -> Result<(), Failed> {
     if bad_walk.stopped.is_empty() {
         return Err("the corrupt header did not stop the walk".into());
     }
+    same_walk(&glibc::walk_cut(&bad, &g.layout, serial), &bad_walk, 1)?;
     for threads in THREADS {
         same_walk(&bad_walk, &glibc::walk_with(&bad, &g.layout, threads), threads)?;
     }
@@ -78,6 +82,15 @@ fn graph_trial(seed: u64, chunks: usize) -> Result<(), Failed> {
         }
         if one.regions_reached != many.regions_reached {
             return Err(format!("regions reached: {:?} on one thread, {:?} on {threads}", one.regions_reached, many.regions_reached).into());
+        }
+    }
+    // The grouping, cut into runs of blocks, gives the groups of one run.
+    let vtables = scan::vtables::Vtables::new(&[]);
+    let groups = scan::group::group_blocks(&g.memory, &walk.blocks, &one.blocks, &vtables);
+    for threads in THREADS {
+        let many = scan::group::group_blocks_with(&g.memory, &walk.blocks, &one.blocks, &vtables, threads);
+        if many != groups {
+            return Err(format!("the groups on {threads} threads differ from those on one: {many:#?}\nagainst\n{groups:#?}").into());
         }
     }
     Ok(())

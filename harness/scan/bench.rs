@@ -77,6 +77,33 @@ pub struct AnalysisSpeed {
     pub all_threads: Speed,
     /// `all_threads` over `one_thread` (wall time).
     pub speedup: f64,
+    /// Where the wall time went: each phase of the analysis with its median
+    /// seconds on one thread and on all, in the order they run.
+    pub phases: Vec<PhaseTime>,
+}
+
+/// One phase of the analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    pub phase: &'static str,
+    /// Median wall seconds on one thread and on all.
+    pub one_thread_s: f64,
+    pub all_threads_s: f64,
+    /// Median CPU seconds on one thread: what the phase costs, even on a busy machine.
+    pub one_thread_cpu_s: f64,
+}
+
+/// Median seconds of each phase over runs (each run lists the same phases in the same order).
+fn phase_medians(one: &[Vec<super::Phase>], all: &[Vec<super::Phase>]) -> Vec<PhaseTime> {
+    let Some(first) = one.first() else { return Vec::new() };
+    let of = |runs: &[Vec<super::Phase>], i: usize, cpu: bool| {
+        median(runs.iter().filter_map(|r| r.get(i)).map(|p| if cpu { p.2 } else { p.1 }.as_secs_f64()).collect())
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PhaseTime { phase: p.0, one_thread_s: of(one, i, false), all_threads_s: of(all, i, false), one_thread_cpu_s: of(one, i, true) })
+        .collect()
 }
 
 /// One thread count's figures.
@@ -177,6 +204,7 @@ fn one_heap(exe: &Path, heap_mib: u64, config: &ScanBench) -> Result<Vec<ScanBen
     let mut measured = Vec::new();
     for &want in &config.methods {
         let mut singles = Vec::new();
+        let (mut one_phases, mut all_phases) = (Vec::new(), Vec::new());
         let (mut single_cpus, mut all_cpus) = (Vec::new(), Vec::new());
         let options = snapshot::Options { want };
         let mut pauses = Vec::new();
@@ -201,12 +229,14 @@ fn one_heap(exe: &Path, heap_mib: u64, config: &ScanBench) -> Result<Vec<ScanBen
                 }
             }
             singles.push(one.elapsed.as_secs_f64());
+            one_phases.push(one.phases.clone());
             let a = all.unwrap_or(one);
+            all_phases.push(a.phases.clone());
             peaks.push(peak_rss_kib() as f64);
             let copied: u64 = snap.memory.segments().iter().map(|s| s.data.len() as u64).sum();
             if verbose {
                 eprintln!(
-                    "{}: pause {:?} (stop, maps/fork, copy: {:?}); analysis {:?} (walk, mark, group: {:?})",
+                    "{}: pause {:?} (stop, maps/fork, copy: {:?}); analysis {:?} ({:?})",
                     snap.method.name(),
                     snap.pause,
                     snap.pause_phases,
@@ -226,7 +256,13 @@ fn one_heap(exe: &Path, heap_mib: u64, config: &ScanBench) -> Result<Vec<ScanBen
         let mid = phases.iter().find(|p| p.0 == pause).map_or([0.0; 3], |p| p.1);
         let one_thread = Speed::of(1, singles, single_cpus, a.block_bytes);
         let all_threads = Speed::of(threads, analyses, all_cpus, a.block_bytes);
-        let speed = AnalysisSpeed { heap_bytes: a.block_bytes, speedup: one_thread.analysis_s / all_threads.analysis_s, one_thread, all_threads };
+        let speed = AnalysisSpeed {
+            heap_bytes: a.block_bytes,
+            speedup: one_thread.analysis_s / all_threads.analysis_s,
+            one_thread,
+            all_threads,
+            phases: phase_medians(&one_phases, &all_phases),
+        };
         measured.push((want, a, method, copied, pause, mid, analysis, median(cpus), median(peaks) as u64, speed));
     }
     child.resume();
@@ -283,7 +319,20 @@ pub fn render_analysis(a: &AnalysisSpeed) -> String {
             right(format!("{:.2}", s.cpu_gb_s)),
         ]);
     }
-    format!("{table}\nanalysis of {:.2} GB of heap; {:.2}x faster on all threads (goal: >= 2 GB/s)\n", a.heap_bytes as f64 / 1e9, a.speedup)
+    let mut out = format!(
+        "{table}\nanalysis of {:.2} GB of heap, timed from the image to the report (heap walk, roots, marking, grouping, verdict); {:.2}x faster on all threads (goal: >= 2 GB/s)\n",
+        a.heap_bytes as f64 / 1e9,
+        a.speedup
+    );
+    if !a.phases.is_empty() {
+        out.push_str("phases, median wall seconds on one thread / on all (CPU seconds on one):");
+        for p in &a.phases {
+            out.push_str(&format!(" {} {:.3}/{:.3} ({:.3});", p.phase, p.one_thread_s, p.all_threads_s, p.one_thread_cpu_s));
+        }
+        out.pop();
+        out.push('\n');
+    }
+    out
 }
 
 /// The table of `bench --scan`.

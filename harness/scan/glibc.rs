@@ -102,6 +102,8 @@ pub struct Walk {
     /// Arenas whose mutex was held when the image was taken: a thread was
     /// inside malloc or free, and that arena's chunks may be half updated.
     pub locked_arenas: Vec<u64>,
+    /// Where the walk's time went, phase by phase (for `bench --scan`).
+    pub phases: Vec<crate::scan::Phase>,
 }
 
 /// A chunk as the linear walk saw it.
@@ -176,7 +178,7 @@ impl<'a> Words<'a> {
         Words { segs, last: 0 }
     }
 
-    #[inline]
+    #[inline(always)]
     fn word(&mut self, addr: u64) -> Option<u64> {
         let hit = |s: &Segment| addr >= s.start && addr.checked_add(8).is_some_and(|e| e <= s.end());
         if !self.segs.get(self.last).is_some_and(hit) {
@@ -189,6 +191,25 @@ impl<'a> Words<'a> {
         let s = &self.segs[self.last];
         let off = (addr - s.start) as usize;
         Some(u64::from_le_bytes(s.data[off..off + 8].try_into().ok()?))
+    }
+
+    /// Asks for the cache line holding `addr` without waiting for it (nothing
+    /// outside the last segment read).
+    #[inline]
+    fn prefetch(&self, addr: u64) {
+        let Some(s) = self.segs.get(self.last) else { return };
+        if addr < s.start || addr >= s.end() {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = s.data[(addr - s.start) as usize..].as_ptr();
+            // SAFETY: a prefetch never faults; p points into the segment's data anyway.
+            #[allow(unused_unsafe)]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+            }
+        }
     }
 }
 
@@ -211,6 +232,19 @@ enum Step {
 
 #[inline]
 fn step(words: &mut Words, b: Bounds, p: u64) -> Step {
+    match head(words, b, p) {
+        Step::Chunk(mut c) => {
+            c.inuse_bit = inuse_bit(words, b, p + c.size);
+            Step::Chunk(c)
+        }
+        other => other,
+    }
+}
+
+/// `step` without the PREV_INUSE bit of the chunk after (left set): the
+/// lockstep walk reads that bit one round later, once its line has come.
+#[inline]
+fn head(words: &mut Words, b: Bounds, p: u64) -> Step {
     if !p.checked_add(16).is_some_and(|e| e <= b.limit) || Some(p) == b.top {
         return Step::End;
     }
@@ -225,13 +259,18 @@ fn step(words: &mut Words, b: Bounds, p: u64) -> Step {
     if size < MINSIZE || !size.is_multiple_of(16) || size > b.limit - p {
         return Step::Stop(format!("chunk at {p:#x} has an impossible size {field:#x}; walk of this heap stopped"));
     }
-    let next = p + size;
-    let inuse_bit = match words.word(next.wrapping_add(8)) {
+    let word0 = words.word(p + 16).unwrap_or(0);
+    Step::Chunk(Chunk { at: p, size, inuse_bit: true, first: p == b.first, word0 })
+}
+
+/// Whether the chunk ending at `next` is in use, by the PREV_INUSE bit of
+/// the header at `next` (a chunk ending at the heap's limit counts as in use).
+#[inline]
+fn inuse_bit(words: &mut Words, b: Bounds, next: u64) -> bool {
+    match words.word(next.wrapping_add(8)) {
         Some(n) if next.checked_add(16).is_some_and(|e| e <= b.limit) || Some(next) == b.top => n & PREV_INUSE != 0,
         _ => true,
-    };
-    let word0 = words.word(p + 16).unwrap_or(0);
-    Step::Chunk(Chunk { at: p, size, inuse_bit, first: p == b.first, word0 })
+    }
 }
 
 /// How a piece of a walk ended.
@@ -242,69 +281,104 @@ enum Ending {
     Done(Option<String>),
 }
 
-/// Walks from `p` until an address at or past `until` or the heap's end.
-fn walk_piece(words: &mut Words, b: Bounds, mut p: u64, until: u64, out: &mut Vec<Chunk>) -> Ending {
-    while p < until {
-        match step(words, b, p) {
-            Step::Chunk(c) => {
-                out.push(c);
-                p = c.at + c.size;
-            }
-            Step::End => return Ending::Done(None),
-            Step::Stop(why) => return Ending::Done(Some(why)),
-        }
-    }
-    Ending::At(p)
-}
-
 /// Walks chunks linearly from `first` up to `limit` (or the arena's top).
 /// A walk that cannot go on is recorded in `stopped`.
 ///
-/// On a big heap with several threads, each thread but the first starts at
-/// a later part of the heap, on the first address from which a chain of
-/// chunk headers looks sound, and walks that part. The walk from the start
-/// then joins a part's chain where it lands on one of its chunks: from a
-/// chunk on, the chain is the same whoever walks it, so the result is the
-/// one-thread walk's. Where it never lands on one (the chain guessed was
-/// not the heap's), it walks on by itself.
-fn walk_chunks(mem: &Memory, b: Bounds, threads: usize, out: &mut Vec<Chunk>, stopped: &mut Vec<String>) {
+/// A big heap is cut into parts: `lanes` per thread. Each part but the
+/// first starts on the first address from which a chain of chunk headers
+/// looks sound, and is walked to its end. The walk from the start then
+/// joins a part's chain where it lands on one of its chunks: from a chunk
+/// on, the chain is the same whoever walks it, so the result is the walk's
+/// of one chain from the start. Where it never lands on one (the chain
+/// guessed was not the heap's), it walks on by itself.
+///
+/// A thread walks its parts in lockstep: one chain waits for each header to
+/// come from memory before it knows where the next one is, while the reads
+/// of independent chains overlap.
+fn walk_chunks(mem: &Memory, b: Bounds, cut: Cut, out: &mut Vec<Chunk>, stopped: &mut Vec<String>) {
     let len = b.limit.saturating_sub(b.first);
-    let threads = if len < PARALLEL_WALK { 1 } else { threads.max(1) };
-    let bound = |i: usize| if i == threads { b.limit } else { (b.first + len / threads as u64 * i as u64) & !15 };
+    let (threads, per_thread) = if len < PARALLEL_WALK { (1, 1) } else { (cut.threads.max(1), cut.lanes.max(1)) };
+    let parts = threads * per_thread;
+    let bound = |i: usize| if i == parts { b.limit } else { (b.first + len / parts as u64 * i as u64) & !15 };
     let segs = mem.segments();
-    let pieces: Vec<(u64, Vec<Chunk>, Ending)> = if threads == 1 {
-        Vec::new()
+    let walk_group = |group: std::ops::Range<usize>| -> Vec<Part> {
+        let mut words = Words::new(segs);
+        let mut lanes: Vec<Part> = group
+            .map(|i| {
+                let (from, until) = (bound(i), bound(i + 1));
+                let chunks = Vec::with_capacity(usize::try_from((until - from) / 256).unwrap_or(0));
+                let start = if i == 0 { Some(b.first) } else { (0..SYNC_SEARCH / 16).map(|k| from + 16 * k).find(|&q| q < until && sound_chain(&mut words, b, q)) };
+                match start {
+                    Some(p) => Part { p, until, chunks, pending: None, ending: None },
+                    None => Part { p: until, until, chunks, pending: None, ending: Some(Ending::At(until)) },
+                }
+            })
+            .collect();
+        // Each round, a lane finishes the chunk it read last round (its
+        // next header, asked for then, has come meanwhile), reads the next
+        // one and asks for the header after it.
+        loop {
+            let mut live = false;
+            for l in lanes.iter_mut().filter(|l| l.ending.is_none()) {
+                live = true;
+                if let Some(mut c) = l.pending.take() {
+                    c.inuse_bit = inuse_bit(&mut words, b, l.p);
+                    l.chunks.push(c);
+                }
+                if l.p >= l.until {
+                    l.ending = Some(Ending::At(l.p));
+                    continue;
+                }
+                match head(&mut words, b, l.p) {
+                    Step::Chunk(c) => {
+                        l.p = c.at + c.size;
+                        l.pending = Some(c);
+                        words.prefetch(l.p + 8);
+                        words.prefetch(l.p + 16);
+                    }
+                    Step::End => l.ending = Some(Ending::Done(None)),
+                    Step::Stop(why) => l.ending = Some(Ending::Done(Some(why))),
+                }
+            }
+            if !live {
+                return lanes;
+            }
+        }
+    };
+    let walked: Vec<Part> = if threads == 1 {
+        walk_group(0..parts)
     } else {
         std::thread::scope(|s| {
-            let handles: Vec<_> = (1..threads)
-                .map(|i| {
-                    s.spawn(move || {
-                        let mut words = Words::new(segs);
-                        let (from, until) = (bound(i), bound(i + 1));
-                        let mut chunks = Vec::with_capacity(usize::try_from((until - from) / 256).unwrap_or(0));
-                        let Some(start) = (0..SYNC_SEARCH / 16).map(|k| from + 16 * k).find(|&q| q < until && sound_chain(&mut words, b, q)) else {
-                            return (until, chunks, Ending::At(until));
-                        };
-                        let ending = walk_piece(&mut words, b, start, until, &mut chunks);
-                        (start, chunks, ending)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+            let walk_group = &walk_group;
+            let handles: Vec<_> = (1..threads).map(|t| s.spawn(move || walk_group(t * per_thread..(t + 1) * per_thread))).collect();
+            let mut all = walk_group(0..per_thread);
+            for h in handles {
+                all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            all
         })
     };
+    let mut parts_walked = walked.into_iter();
+    let Some(first) = parts_walked.next() else { return };
+    let mut ending = first.ending.unwrap_or(Ending::At(first.p));
+    if out.is_empty() {
+        *out = first.chunks;
+    } else {
+        out.extend_from_slice(&first.chunks);
+    }
     let mut words = Words::new(segs);
-    let mut ending = walk_piece(&mut words, b, b.first, bound(1), out);
-    for (i, (_, chunks, piece_end)) in pieces.into_iter().enumerate() {
+    for (i, part) in parts_walked.enumerate() {
         let until = bound(i + 2);
+        let part_end = part.ending.unwrap_or(Ending::At(part.p));
+        let mut part_end = Some(part_end);
         loop {
             let Ending::At(p) = ending else { break };
             if p >= until {
                 break;
             }
-            if let Ok(k) = chunks.binary_search_by_key(&p, |c| c.at) {
-                out.extend_from_slice(&chunks[k..]);
-                ending = piece_end;
+            if let Ok(k) = part.chunks.binary_search_by_key(&p, |c| c.at) {
+                out.extend_from_slice(&part.chunks[k..]);
+                ending = part_end.take().unwrap_or(Ending::At(until));
                 break;
             }
             ending = match step(&mut words, b, p) {
@@ -320,6 +394,30 @@ fn walk_chunks(mem: &Memory, b: Bounds, threads: usize, out: &mut Vec<Chunk>, st
     if let Ending::Done(Some(why)) = ending {
         stopped.push(why);
     }
+}
+
+/// How a heap's chunk walk is cut into parts.
+#[derive(Debug, Clone, Copy)]
+pub struct Cut {
+    /// Threads walking parts of a big heap.
+    pub threads: usize,
+    /// Parts each thread walks at once ([`LANES`] by default; 1: one chain per thread).
+    pub lanes: usize,
+}
+
+/// Parts a thread walks at once: past four, the walk is bound by memory, not by latency.
+pub const LANES: usize = 4;
+
+/// One part of a cut walk.
+struct Part {
+    /// Where its walk is.
+    p: u64,
+    until: u64,
+    chunks: Vec<Chunk>,
+    /// The chunk read last, waiting for the PREV_INUSE bit at `p`.
+    pending: Option<Chunk>,
+    /// How it ended, once it has.
+    ending: Option<Ending>,
 }
 
 /// Heaps smaller than this are walked on one thread.
@@ -459,7 +557,14 @@ pub fn walk(mem: &Memory, layout: &Layout) -> Walk {
 /// parts (see `walk_chunks`); the result does not depend on `threads`.
 #[must_use]
 pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
+    walk_cut(mem, layout, Cut { threads, lanes: LANES })
+}
+
+/// [`walk`] with its heaps cut as `cut` says; the result does not depend on it.
+#[must_use]
+pub fn walk_cut(mem: &Memory, layout: &Layout, cut: Cut) -> Walk {
     let mut w = Walk::default();
+    let mut lap = crate::scan::Lap::new();
     // Room for the chunks of an average 256 bytes: the walk does not regrow (and copy) its list.
     let heap_bytes = layout.heap.map_or(0, |(s, e)| e - s);
     let mut chunks: Vec<Chunk> = Vec::with_capacity(usize::try_from(heap_bytes / 256).unwrap_or(0).min(1 << 26));
@@ -468,7 +573,7 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
     if let (Some(m), Some((hs, he))) = (main, layout.heap) {
         let top = mem.word(m + AR_TOP);
         let limit = top.and_then(|t| mem.word(t.wrapping_add(8)).map(|s| t.saturating_add(s & !SIZE_BITS))).map_or(he, |l| l.min(he));
-        walk_chunks(mem, Bounds { first: hs, limit, top }, threads, &mut chunks, &mut w.stopped);
+        walk_chunks(mem, Bounds { first: hs, limit, top }, cut, &mut chunks, &mut w.stopped);
         w.arenas.push(m);
         w.metadata.push((m, m + ARENA_SIZE));
         // The other arenas, through the `next` list.
@@ -492,7 +597,7 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
                 let first = if a == h.wrapping_add(HEAP_INFO_SIZE) { (h + HEAP_INFO_SIZE + ARENA_SIZE + 15) & !15 } else { h + HEAP_INFO_SIZE };
                 w.metadata.push((h, first));
                 w.arena_heaps.push((h, h + HEAP_MAX));
-                walk_chunks(mem, Bounds { first, limit: h + size, top: Some(top) }, threads, &mut chunks, &mut w.stopped);
+                walk_chunks(mem, Bounds { first, limit: h + size, top: Some(top) }, cut, &mut chunks, &mut w.stopped);
                 let prev = mem.word(h + 8).unwrap_or(0);
                 if !prev.is_multiple_of(HEAP_MAX) || w.arena_heaps.iter().any(|r| r.0 == prev) {
                     if prev != 0 {
@@ -511,6 +616,7 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
             }
         }
     }
+    w.phases.push(lap.next("walk: chunks"));
     // No main_arena with a [heap]: nothing was walked; `scan::verdict` says why.
     // The mutex is the arena's first int (0 free, 1 or 2 held).
     w.locked_arenas = w.arenas.iter().copied().filter(|&a| mem.word(a).is_some_and(|m| m & 0xffff_ffff != 0)).collect();
@@ -550,14 +656,18 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
             }
         }
     }
+    w.phases.push(lap.next("walk: bins, tcache"));
     let mut free: Vec<u64> = free.into_iter().collect();
     free.sort_unstable();
+    // A handful of tcaches: a sorted list, not a hash per chunk.
+    let mut tcaches: Vec<u64> = tcaches.into_iter().collect();
+    tcaches.sort_unstable();
     w.blocks.reserve(chunks.len());
     for c in &chunks {
         if !c.inuse_bit || (!free.is_empty() && free.binary_search(&c.at).is_ok()) {
             w.free_chunks += 1;
             w.free_bytes += c.size;
-        } else if !tcaches.contains(&c.at) {
+        } else if tcaches.binary_search(&c.at).is_err() {
             w.blocks.push(Block { chunk: c.at, addr: c.at + 16, size: c.size - 8, mmapped: false, first: c.word0 });
         }
     }
@@ -567,8 +677,12 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
             mmapped_chunks(mem, s, e, &mut w.blocks, &mut w.mmapped);
         }
     }
-    w.blocks.sort_by_key(|b| b.addr);
+    // The walk's blocks come in address order, the mmapped ones after them.
+    if !w.blocks.is_sorted_by_key(|b| b.addr) {
+        w.blocks.sort_by_key(|b| b.addr);
+    }
     w.blocks.dedup_by(|b, a| b.addr < a.end());
+    w.phases.push(lap.next("walk: blocks, mmapped"));
     w
 }
 

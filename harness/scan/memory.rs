@@ -2,6 +2,8 @@
 //! Everything the heap walker and the marker read goes through here, so a
 //! corrupt pointer reads `None`, never out of bounds.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 /// One copied range.
 #[derive(Debug, Clone)]
 pub struct Segment {
@@ -16,12 +18,18 @@ impl Segment {
     }
 }
 
-/// Copied ranges, sorted and without overlap.
-#[derive(Debug, Clone, Default)]
+/// Copied ranges, sorted and without overlap. Threads may share it.
+#[derive(Debug, Default)]
 pub struct Memory {
     segments: Vec<Segment>,
-    /// The segment of the last `word_fast` read.
-    last: std::cell::Cell<usize>,
+    /// The segment of the last `word_fast` read (a hint: any thread may set it).
+    last: AtomicUsize,
+}
+
+impl Clone for Memory {
+    fn clone(&self) -> Memory {
+        Memory { segments: self.segments.clone(), last: AtomicUsize::new(self.last.load(Relaxed)) }
+    }
 }
 
 impl Memory {
@@ -40,7 +48,7 @@ impl Memory {
             }
             out.push(s);
         }
-        Memory { segments: out, last: std::cell::Cell::new(0) }
+        Memory { segments: out, last: AtomicUsize::new(0) }
     }
 
     #[must_use]
@@ -75,7 +83,7 @@ impl Memory {
     /// walk): the last segment found is tried first.
     #[must_use]
     pub fn word_fast(&self, addr: u64) -> Option<u64> {
-        let i = self.last.get();
+        let i = self.last.load(Relaxed);
         if let Some(s) = self.segments.get(i) {
             if addr >= s.start && addr.checked_add(8).is_some_and(|e| e <= s.end()) {
                 let off = (addr - s.start) as usize;
@@ -83,7 +91,7 @@ impl Memory {
             }
         }
         let i = self.segment_index(addr)?;
-        self.last.set(i);
+        self.last.store(i, Relaxed);
         self.word(addr)
     }
 

@@ -46,8 +46,9 @@ pub struct Analysis {
     pub blocks: u64,
     pub block_bytes: u64,
     pub elapsed: Duration,
-    /// Time spent walking the heap, marking, and grouping.
-    pub phases: [Duration; 3],
+    /// Where the time went, phase by phase, in order: the walk's, the
+    /// roots, the marking's, the grouping and the report.
+    pub phases: Vec<Phase>,
     /// CPU time of the analysis's calling thread (the marking's other
     /// threads not included): on a busy machine, the honest measure of a
     /// one-thread analysis's cost.
@@ -413,7 +414,8 @@ pub fn analyse_with(snap: &Snapshot, stop: StopPoint, options: &AnalyseOptions) 
         thread_pointers: snap.threads.iter().map(|t| t.fs_base).collect(),
     };
     let walk = glibc::walk_with(&snap.memory, &layout, threads);
-    let walked = started.elapsed();
+    let mut phases = walk.phases.clone();
+    let mut lap = Lap::new();
     let mut metadata = walk.metadata.clone();
     metadata.sort_unstable();
     let view = HeapView {
@@ -425,11 +427,12 @@ pub fn analyse_with(snap: &Snapshot, stop: StopPoint, options: &AnalyseOptions) 
     };
     let RootSet { roots, candidates, candidate_maps } = roots(snap, &view, stop);
     let vt = vtables::Vtables::new(maps);
+    phases.push(lap.next("roots, vtables"));
     let vtable_like = |w: u64| vt.vtable_like(w);
     let marking = reach::mark_with(&snap.memory, &walk.blocks, &candidates, &roots, &vtable_like, &reach::MarkOptions { threads, ..Default::default() });
-
-    let marked = started.elapsed();
-    let mut leaks = group::group_blocks(&snap.memory, &walk.blocks, &marking.blocks, &vt);
+    phases.extend(marking.phases.iter().copied());
+    lap.next("marking");
+    let mut leaks = group::group_blocks_with(&snap.memory, &walk.blocks, &marking.blocks, &vt, threads);
     let lost: Vec<LostMapping> = candidate_maps
         .iter()
         .zip(&marking.regions_reached)
@@ -443,9 +446,11 @@ pub fn analyse_with(snap: &Snapshot, stop: StopPoint, options: &AnalyseOptions) 
         })
         .collect();
     leaks.extend(group::group_regions(&lost));
+    phases.push(lap.next("group"));
     let block_bytes = walk.blocks.iter().map(|b| b.size).sum();
     let (not_analysed, mut notes) = verdict_and_notes(snap, &walk, &mut leaks);
     notes.extend(thread_note);
+    phases.push(lap.next("verdict, notes"));
     let elapsed = started.elapsed();
     Analysis {
         leaks,
@@ -456,7 +461,7 @@ pub fn analyse_with(snap: &Snapshot, stop: StopPoint, options: &AnalyseOptions) 
         regions_reached: marking.regions_reached,
         walk,
         elapsed,
-        phases: [walked, marked - walked, elapsed - marked],
+        phases,
         cpu: thread_cpu_time().saturating_sub(cpu_started),
         threads,
         not_analysed,
@@ -552,6 +557,26 @@ fn caught_inside_malloc(analysis: &Analysis) -> bool {
 #[must_use]
 pub fn process_name(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| format!("pid {pid}"), |s| s.trim().to_string())
+}
+
+/// A phase of the analysis: its name, wall time, and the CPU time of the
+/// thread that ran it (on one thread, its whole cost even on a busy machine).
+pub type Phase = (&'static str, Duration, Duration);
+
+/// Times consecutive phases: each `next` returns the time since the last.
+pub(crate) struct Lap(Instant, Duration);
+
+impl Lap {
+    pub(crate) fn new() -> Lap {
+        Lap(Instant::now(), thread_cpu_time())
+    }
+
+    pub(crate) fn next(&mut self, name: &'static str) -> Phase {
+        let (now, cpu) = (Instant::now(), thread_cpu_time());
+        let phase = (name, now - self.0, cpu.saturating_sub(self.1));
+        (self.0, self.1) = (now, cpu);
+        phase
+    }
 }
 
 /// CPU time consumed by the calling thread.

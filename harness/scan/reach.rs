@@ -72,6 +72,8 @@ pub struct Marking {
     pub regions_reached: Vec<bool>,
     /// Bytes of memory scanned for pointers (roots and marked blocks).
     pub scanned: u64,
+    /// Where the marking's time went, phase by phase (for `bench --scan`).
+    pub phases: Vec<crate::scan::Phase>,
 }
 
 const PAGE_SHIFT: u32 = 12;
@@ -477,6 +479,8 @@ pub fn mark_with(
         0 => default_threads().unwrap_or(1),
         n => n,
     };
+    let mut lap = crate::scan::Lap::new();
+    let mut phases = Vec::new();
     let lo = blocks.first().map_or(u64::MAX, |b| b.addr).min(regions.first().map_or(u64::MAX, |r| r.0));
     let hi = blocks.last().map_or(0, Block::end).max(regions.last().map_or(0, |r| r.1));
     let mut shared = Shared {
@@ -492,10 +496,12 @@ pub fn mark_with(
         lo,
         width: hi.saturating_sub(lo),
     };
+    phases.push(lap.next("mark: index"));
     let ranges = |rs: &[Range]| -> Vec<Item> { rs.iter().rev().map(|r| Item::Range { start: r.start, end: r.end, reachable: true }).collect() };
     // First what the runtime's data reaches; then, with a fixpoint between
     // them, the program's roots.
     let mut scanned = run(&shared, ranges(&roots.runtime), threads);
+    phases.push(lap.next("mark: from the runtime"));
     let runtime: Vec<bool> = shared.state.iter().map(|s| s.load(Relaxed) != UNREACHED).collect();
     shared.ignored = &[];
     let mut seeds = ranges(&roots.program);
@@ -505,6 +511,7 @@ pub fn mark_with(
         }
     }
     scanned += run(&shared, seeds, threads);
+    phases.push(lap.next("mark: from the program"));
 
     let mut class: Vec<Class> = (0..blocks.len())
         .map(|k| match (shared.state[k].load(Relaxed), runtime[k]) {
@@ -514,8 +521,10 @@ pub fn mark_with(
             _ => Class::Definite,
         })
         .collect();
+    phases.push(lap.next("mark: classes"));
     scanned += cliques(&shared, &mut class, threads);
-    Marking { blocks: class, regions_reached: shared.regions_reached.iter().map(|r| r.load(Relaxed)).collect(), scanned }
+    phases.push(lap.next("mark: indirect"));
+    Marking { blocks: class, regions_reached: shared.regions_reached.iter().map(|r| r.load(Relaxed)).collect(), scanned, phases }
 }
 
 /// Lost blocks, in address order as memcheck does: each one not yet
