@@ -865,7 +865,10 @@ static FRAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)^#(\d+) 0x[0-9
 static SUMMARY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^SUMMARY: (?:Leak|Address)Sanitizer: (\d+) byte\(s\) leaked in (\d+) allocation\(s\)\.$").unwrap());
 static MODULE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*?) ?\(([^()]*?)\+0x[0-9a-fA-F]+\)$").unwrap());
-static SOURCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*):(\d+)(?::\d+)?$").unwrap());
+// `FILE:LINE`, or `FILE:LINE:COLUMN` (clang's llvm-symbolizer gives columns,
+// gcc's libbacktrace does not): the file ends at the first `:N` that ends
+// the word or is followed by one more.
+static SOURCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*?):(\d+)(?::\d+)?$").unwrap());
 /// The first line of any report of a sanitizer runtime: `==PID==ERROR: LeakSanitizer: WHAT`.
 static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^==\d+==ERROR: (\w+Sanitizer): (.*)$").unwrap());
 /// The last line of an error report: `SUMMARY: LeakSanitizer: KIND ...`.
