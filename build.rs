@@ -29,18 +29,41 @@ struct Variant {
     extra_flags: &'static [&'static str],
     /// Compile with the debug_new forced include and link its runtime.
     debug_new: bool,
+    /// Which compiler builds it: the sanitizer rows of clang run clang's own runtimes.
+    compiler: Toolchain,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Toolchain {
+    /// The C and C++ compilers of the `cc` crate (gcc on Debian).
+    Native,
+    /// clang and clang++, when found (and their sanitizer runtimes link).
+    Clang,
+}
+
+/// The compilers a variant is built with.
+struct Compilers {
+    cc: PathBuf,
+    cxx: PathBuf,
+}
+
+const LSAN_FLAGS: &[&str] = &["-fsanitize=leak"];
+const ASAN_FLAGS: &[&str] = &["-fsanitize=address", "-fsanitize-recover=address"];
+
 const VARIANTS: &[Variant] = &[
-    Variant { name: "plain", extra_flags: &[], debug_new: false },
+    Variant { name: "plain", extra_flags: &[], debug_new: false, compiler: Toolchain::Native },
     // LeakSanitizer alone (gcc's liblsan), without AddressSanitizer's checks.
-    Variant { name: "lsan", extra_flags: &["-fsanitize=leak"], debug_new: false },
+    Variant { name: "lsan", extra_flags: LSAN_FLAGS, debug_new: false, compiler: Toolchain::Native },
     // AddressSanitizer, going on after an error (with `halt_on_error=0` at
     // run time) so that the leak check at exit still runs.
-    Variant { name: "asan", extra_flags: &["-fsanitize=address", "-fsanitize-recover=address"], debug_new: false },
+    Variant { name: "asan", extra_flags: ASAN_FLAGS, debug_new: false, compiler: Toolchain::Native },
     // The source article's debug_new: every allocation of the sample's own
     // code carries its __FILE__ and __LINE__ (harness/debug_new/).
-    Variant { name: "debug-new", extra_flags: &[], debug_new: true },
+    Variant { name: "debug-new", extra_flags: &[], debug_new: true, compiler: Toolchain::Native },
+    // The same sanitizer builds by clang, whose runtimes (compiler-rt) are
+    // linked into the program statically: the `lsan-clang`, `asan-clang` rows.
+    Variant { name: "lsan-clang", extra_flags: LSAN_FLAGS, debug_new: false, compiler: Toolchain::Clang },
+    Variant { name: "asan-clang", extra_flags: ASAN_FLAGS, debug_new: false, compiler: Toolchain::Clang },
 ];
 
 /// The debug_new runtime, compiled once and linked into every `debug-new` build.
@@ -64,9 +87,20 @@ fn main() {
     let debug_new = build_debug_new(&root, &out, &cc, &cxx);
     let lsan_ok = build_sanitizer_probe(&out, &cc, "lsan", "-fsanitize=leak");
     let asan_ok = build_sanitizer_probe(&out, &cc, "asan", "-fsanitize=address");
-    // Without liblsan (libasan) the `lsan` (`asan`) variant is not built; the backend then says why.
-    let variants: Vec<&Variant> =
-        VARIANTS.iter().filter(|v| (v.name != "lsan" || lsan_ok) && (v.name != "asan" || asan_ok)).collect();
+    let clang = find_clang();
+    let clang_lsan_ok = build_clang_probe(&out, clang.as_ref(), "lsan-clang", "-fsanitize=leak");
+    let clang_asan_ok = build_clang_probe(&out, clang.as_ref(), "asan-clang", "-fsanitize=address");
+    // A sanitizer variant whose runtime does not link (liblsan, libasan,
+    // clang or its compiler-rt missing) is not built; the backend then says why.
+    let linked = |v: &Variant| match v.name {
+        "lsan" => lsan_ok,
+        "asan" => asan_ok,
+        "lsan-clang" => clang_lsan_ok,
+        "asan-clang" => clang_asan_ok,
+        _ => true,
+    };
+    let variants: Vec<&Variant> = VARIANTS.iter().filter(|v| linked(v)).collect();
+    let native = Compilers { cc: cc.clone(), cxx: cxx.clone() };
     // `leaklab symbols` compiles a demo's files one by one at run time, with
     // the compilers and flags the catalogue was built with.
     println!("cargo:rustc-env=LEAKLAB_CC={}", cc.display());
@@ -92,7 +126,11 @@ fn main() {
                 };
                 let Some(&(i, variant)) = jobs.get(job) else { break };
                 let s = &samples[i];
-                let compiler = if s.cpp { &cxx } else { &cc };
+                let compilers = match variant.compiler {
+                    Toolchain::Native => &native,
+                    Toolchain::Clang => clang.as_ref().expect("clang variants are built only when clang was found"),
+                };
+                let compiler = if s.cpp { &compilers.cxx } else { &compilers.cc };
                 if let Err(msg) = compile(compiler, &samples_dir, &out, s, variant, &debug_new) {
                     failures.lock().unwrap().push(msg);
                 }
@@ -108,6 +146,7 @@ fn main() {
         .expect("write catalogue.rs");
 
     build_hook(&root, &out, &cc, &cxx, asan_ok);
+    build_clang_storms(&root, &out, clang.as_ref().filter(|_| clang_lsan_ok), clang.as_ref().filter(|_| clang_asan_ok));
     build_stop_exec(&root, &cc, &out);
     build_vg_exec(&root, &cc, &out);
     build_lsan_preload(&root, &cc, &out);
@@ -340,10 +379,44 @@ fn build_debug_new(root: &Path, out: &Path, cc: &Path, cxx: &Path) -> DebugNew {
 /// cannot under ptrace, nor in some containers). Exposed as
 /// LEAKLAB_LSAN_PROBE / LEAKLAB_ASAN_PROBE; returns whether it linked.
 fn build_sanitizer_probe(out: &Path, cc: &Path, name: &str, flag: &str) -> bool {
-    let dir = out.join(format!("{name}_probe"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let ok = sanitizer_probe(out, cc, name, flag);
+    if !ok {
+        println!("cargo:warning=gcc cannot link {flag}: the {name} backend will be unavailable");
+    }
+    // The lsan backend names its probe even when it failed to link (it then says why).
+    let exposed = if ok || name == "lsan" { probe_path(out, name).display().to_string() } else { String::new() };
+    println!("cargo:rustc-env={}={exposed}", probe_var(name));
+    ok
+}
+
+/// clang's probe of a sanitizer (`lsan-clang`, `asan-clang`), exposed as
+/// LEAKLAB_LSAN_CLANG_PROBE / LEAKLAB_ASAN_CLANG_PROBE (empty when clang is
+/// missing or could not link it); returns whether it linked.
+fn build_clang_probe(out: &Path, clang: Option<&Compilers>, name: &str, flag: &str) -> bool {
+    let ok = clang.is_some_and(|c| sanitizer_probe(out, &c.cc, name, flag));
+    if clang.is_some() && !ok {
+        println!("cargo:warning=clang cannot link {flag} (is libclang-rt-14-dev installed?): the {name} backend will be unavailable");
+    }
+    let exposed = if ok { probe_path(out, name).display().to_string() } else { String::new() };
+    println!("cargo:rustc-env={}={exposed}", probe_var(name));
+    ok
+}
+
+fn probe_path(out: &Path, name: &str) -> PathBuf {
+    out.join(format!("{name}_probe")).join("probe")
+}
+
+/// `lsan-clang` → `LEAKLAB_LSAN_CLANG_PROBE`.
+fn probe_var(name: &str) -> String {
+    format!("LEAKLAB_{}_PROBE", name.to_uppercase().replace('-', "_"))
+}
+
+/// Writes and links the probe; whether it linked.
+fn sanitizer_probe(out: &Path, cc: &Path, name: &str, flag: &str) -> bool {
+    let exe = probe_path(out, name);
+    let dir = exe.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     let src = dir.join("probe.c");
-    let exe = dir.join("probe");
     std::fs::write(
         &src,
         "#include <stdlib.h>\n\
@@ -353,14 +426,58 @@ fn build_sanitizer_probe(out: &Path, cc: &Path, name: &str, flag: &str) -> bool 
     )
     .unwrap();
     let _ = std::fs::remove_file(&exe);
-    let ok = Command::new(cc).args(["-g", "-O0", flag]).arg(&src).arg("-o").arg(&exe).status().is_ok_and(|s| s.success());
-    if !ok {
-        println!("cargo:warning=gcc cannot link {flag}: the {name} backend will be unavailable");
+    Command::new(cc).args(["-g", "-O0", flag]).arg(&src).arg("-o").arg(&exe).status().is_ok_and(|s| s.success())
+}
+
+/// clang and clang++ from PATH (Debian's `clang` package; `clang-14` without
+/// it), resolved to their real files, exposed as LEAKLAB_CLANG and
+/// LEAKLAB_CLANGXX (empty when not found). A clang installed or upgraded
+/// later reruns this script through its resource directory, where its
+/// sanitizer runtimes go; a machine without any clang must touch build.rs.
+fn find_clang() -> Option<Compilers> {
+    let find = |names: &[&str]| {
+        let path = std::env::var_os("PATH")?;
+        names.iter().find_map(|n| std::env::split_paths(&path).map(|d| d.join(n)).find(|p| p.is_file()))
+    };
+    let found = find(&["clang", "clang-14"]).zip(find(&["clang++", "clang++-14"]));
+    let clang = found.map(|(cc, cxx)| Compilers { cc: cc.canonicalize().unwrap_or(cc), cxx });
+    if let Some(c) = &clang {
+        println!("cargo:rerun-if-changed={}", c.cc.display());
+        let resource = Command::new(&c.cc).arg("-print-resource-dir").output().ok();
+        if let Some(dir) = resource.filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()) {
+            if Path::new(&dir).is_dir() {
+                println!("cargo:rerun-if-changed={dir}");
+            }
+        }
+    } else {
+        println!("cargo:warning=clang not found: the lsan-clang and asan-clang backends will be unavailable");
     }
-    // The lsan backend names its probe even when it failed to link (it then says why).
-    let exposed = if ok || name == "lsan" { exe.display().to_string() } else { String::new() };
-    println!("cargo:rustc-env=LEAKLAB_{}_PROBE={exposed}", name.to_uppercase());
-    ok
+    println!("cargo:rustc-env=LEAKLAB_CLANG={}", clang.as_ref().map(|c| c.cc.display().to_string()).unwrap_or_default());
+    println!("cargo:rustc-env=LEAKLAB_CLANGXX={}", clang.as_ref().map(|c| c.cxx.display().to_string()).unwrap_or_default());
+    clang
+}
+
+/// The bench program built by clang with each sanitizer whose probe linked,
+/// for the bench's `lsan-clang` and `asan-clang` contenders (clang's
+/// runtimes cannot be preloaded): LEAKLAB_ALLOC_STORM_LSAN_CLANG and
+/// LEAKLAB_ALLOC_STORM_ASAN_CLANG, empty when not built.
+fn build_clang_storms(root: &Path, out: &Path, lsan: Option<&Compilers>, asan: Option<&Compilers>) {
+    let src = root.join("harness/bench/alloc_storm.cpp");
+    for (clang, flag, name) in [(lsan, "-fsanitize=leak", "lsan_clang"), (asan, "-fsanitize=address", "asan_clang")] {
+        let exe = out.join(format!("alloc_storm_{name}"));
+        if let Some(c) = clang {
+            run_compiler(
+                Command::new(&c.cxx)
+                    .args(["-O2", "-g", "-fno-omit-frame-pointer", "-pthread", flag, "-Wall", "-Wextra"])
+                    .arg(&src)
+                    .arg("-o")
+                    .arg(&exe),
+                "the bench program with clang's sanitizer",
+            );
+        }
+        let exposed = if clang.is_some() { exe.display().to_string() } else { String::new() };
+        println!("cargo:rustc-env=LEAKLAB_ALLOC_STORM_{}={exposed}", name.to_uppercase());
+    }
 }
 
 fn compile(compiler: &Path, dir: &Path, out: &Path, s: &Sample, v: &Variant, dn: &DebugNew) -> Result<(), String> {

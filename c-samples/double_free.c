@@ -1,6 +1,6 @@
 //@ title: a cleanup path frees the same buffer twice
 //@ teaches: a double free is a heap corruption, not a leak: glibc aborts on it ("free(): double free detected"), so only tools that intercept free let the program go on and say where both frees are
-//@ backends: hook, valgrind, dmalloc, efence, asan
+//@ backends: hook, valgrind, dmalloc, efence, asan, asan-clang
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

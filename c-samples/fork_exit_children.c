@@ -18,8 +18,8 @@ static void child_work(int k) //~^^^^^[mtrace] MISS: the children leave with _ex
     for (int i = 0; i <= k; i++) //~^^^^^^^[tcmalloc] MISS: gperftools' heap checker checks only the process it started in: a forked child is never checked (the report lists it as not analysed)
         leak_one(); //~^^^^^^^^[jemalloc] MISS: jemalloc writes its final profile in exit(): a child that leaves with _exit() never writes one (the report lists it as not analysed)
     _exit(0); //~^^^^^^^^^[asan] MISS: ASan's LeakSanitizer checks only in exit(): a child that leaves with _exit() is never checked (the report lists it as not analysed)
-}
-
+} //~^^^^^^^^^^[lsan-clang] MISS: LeakSanitizer checks only in exit(): a child that leaves with _exit() is never checked (the report lists it as not analysed)
+//~^^^^^^^^^^^[asan-clang] MISS: ASan's LeakSanitizer checks only in exit(): a child that leaves with _exit() is never checked (the report lists it as not analysed)
 int main(void)
 {
     for (int k = 0; k < 3; k++) {

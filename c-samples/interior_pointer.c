@@ -17,8 +17,8 @@ static char *make_name(const char *text)
     memcpy(block, &len, sizeof len); //~^^[tcmalloc] MISS: the heap checker takes a pointer into a block's middle (up to HEAP_CHECK_MAX_POINTER_OFFSET, 1 KiB) as a reference: it has no "possibly lost"
     memcpy(block + 16, text, len + 1); //~^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (48 bytes in 1 block here), not at the size asked for
     return block + 16; // the start of the block is forgotten here //~^^^^[asan] MISS: ASan's LeakSanitizer takes a pointer into a block's middle as a reference: it has no "possibly lost"
-}
-
+} //~^^^^^[lsan-clang] MISS: LSan takes a pointer into a block's middle as a reference: it has no "possibly lost"
+//~^^^^^^[asan-clang] MISS: ASan's LeakSanitizer takes a pointer into a block's middle as a reference: it has no "possibly lost"
 int main(void) //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     g_name = make_name("interior pointer");

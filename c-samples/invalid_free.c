@@ -1,6 +1,6 @@
 //@ title: free() of a pointer no allocation returned: one into the middle of a block, one to the stack
 //@ teaches: free takes exactly what malloc returned; glibc aborts on anything else ("free(): invalid pointer"), and the block whose middle was passed is never released
-//@ backends: hook, valgrind, dmalloc, efence, asan
+//@ backends: hook, valgrind, dmalloc, efence, asan, asan-clang
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

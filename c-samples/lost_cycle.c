@@ -16,8 +16,8 @@ static struct node *new_node(long value)
     //~^^[lsan] MISS: every block of a cycle is pointed to by another lost block, so LSan calls them all indirect and none direct
     n->next = NULL; //~^^^[dmalloc] MISS: dmalloc has neither kinds nor stacks: blocks of one size are one shape, so the indirect blocks are counted with the definite one
     n->value = value; //~^^^^[asan] MISS: every block of a cycle is pointed to by another lost block, so ASan's LeakSanitizer calls them all indirect and none direct
-    return n;
-}
+    return n; //~^^^^^[lsan-clang] MISS: every block of a cycle is pointed to by another lost block, so LSan calls them all indirect and none direct
+} //~^^^^^^[asan-clang] MISS: every block of a cycle is pointed to by another lost block, so ASan's LeakSanitizer calls them all indirect and none direct
 
 // Every node is pointed to, but nothing outside the ring points in.
 // All three come from one line, so the split above does not depend on

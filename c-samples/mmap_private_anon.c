@@ -22,8 +22,8 @@ static void leak_mapping(int tag)
     } //~^^^^^^[tcmalloc] MISS: tcmalloc's heap checker tracks heap allocations (malloc, new), not mmap
     memset(p, 'A' + tag, LEN); // touched pages count in RES, not just VIRT //~^^^^^^^[jemalloc] MISS: jemalloc profiles its own allocations (malloc, new), not mmap
 } //~^^^^^^^^[asan] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
-
-int main(void)
+//~^^^^^^^^^[lsan-clang] MISS: LeakSanitizer tracks the heap (malloc, new), not mmap
+int main(void) //~^^^^^^^^^^[asan-clang] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
 {
     for (int i = 0; i < 3; i++)
         leak_mapping(i);

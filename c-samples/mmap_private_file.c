@@ -36,8 +36,8 @@ static void leak_mapping(int tag)
         perror("mmap"); //~^^^^^^[tcmalloc] MISS: tcmalloc's heap checker tracks heap allocations (malloc, new), not mmap
         exit(1); //~^^^^^^^[jemalloc] MISS: jemalloc profiles its own allocations (malloc, new), not mmap
     } //~^^^^^^^^[asan] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
-    memset(p, '0' + tag, LEN);
-}
+    memset(p, '0' + tag, LEN); //~^^^^^^^^^[lsan-clang] MISS: LeakSanitizer tracks the heap (malloc, new), not mmap
+} //~^^^^^^^^^^[asan-clang] MISS: ASan's LeakSanitizer tracks the heap (malloc, new), not mmap
 
 int main(void)
 {

@@ -23,10 +23,10 @@ static std::shared_ptr<Peer> make_peer(int id)
     //~^^^[debug-new] MISS: make_shared allocates inside libstdc++'s templates through the plain operator new, which carries no __FILE__/__LINE__
 } //~^^^^[dmalloc] MISS: dmalloc has neither kinds nor stacks: blocks of one size are one shape, so the indirect blocks are counted with the definite one
 //~^^^^^[mtrace] MISS: mtrace logs one caller, the malloc call inside libstdc++'s operator new, not the new-expression's line
-static void pair_up()
+static void pair_up() //~^^^^^^[lsan-clang] MISS: every block of a cycle is pointed to by another lost block, so LSan calls them all indirect and none direct
 { //~^^^^^^^[jemalloc] MISS: jemalloc's profile counts each block at its size class (96 bytes in 2 blocks here), not at the size asked for
     std::shared_ptr<Peer> a = make_peer(1), b = make_peer(2); //~^^^^^^^^[asan] MISS: every block of a cycle is pointed to by another lost block, so ASan's LeakSanitizer calls them all indirect and none direct
-    a->other = b;
+    a->other = b; //~^^^^^^^^^[asan-clang] MISS: every block of a cycle is pointed to by another lost block, so ASan's LeakSanitizer calls them all indirect and none direct
     b->other = a;
     std::printf("a: %ld refs, b: %ld refs\n", a.use_count(), b.use_count());
 } // a and b drop to 1 ref each, never to 0

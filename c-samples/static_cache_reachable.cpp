@@ -30,10 +30,10 @@ static void remember(const char *s) //~^^^^^^^^^^^[asan] MISS: ASan's LeakSaniti
 { //~^^^^^^^^[tcmalloc] MISS: the heap checker reports unreachable blocks only: a block still reachable at exit is not a leak to it
     Cache &c = cache(); //~[bcc] FALSE: the blocks of lines 18 and 20 land here: operator new has no frame pointer, so the walk skips cache()
     size_t n = std::strlen(s) + 1; //~^^^^^^^^^^[asan] MISS: ASan's LeakSanitizer reports leaks only: a block still reachable at exit is not one
-    std::memcpy(c.slots + c.used, s, n);
-    c.used += n;
-}
-
+    std::memcpy(c.slots + c.used, s, n); //~^^^^^^^^^^^^^^^[lsan-clang] MISS: LSan reports leaks only: a block still reachable at exit is not one
+    c.used += n; //~^^^^^^^^^^^^[lsan-clang] MISS: LSan reports leaks only: a block still reachable at exit is not one
+} //~^^^^^^^^^^^^^^^^^[asan-clang] MISS: ASan's LeakSanitizer reports leaks only: a block still reachable at exit is not one
+//~^^^^^^^^^^^^^^[asan-clang] MISS: ASan's LeakSanitizer reports leaks only: a block still reachable at exit is not one
 int main() //~[dmalloc] FALSE: under dmalloc no block has a stack: the runtime's own (stdout's buffer, libstdc++'s emergency pool, a thread's TLS) are reported with the program's, and blocks that match no annotation's shape stay unexplained by line
 {
     remember("alpha");

@@ -88,7 +88,7 @@ impl Expectations {
 }
 
 /// Backend names a note may name; a typo must not silently explain nothing.
-pub const BACKEND_NAMES: &[&str] = &["hook", "debug-new", "valgrind", "bcc", "ptrace", "lsan", "watch", "heaptrack", "mtrace", "dmalloc", "efence", "jemalloc", "tcmalloc", "asan"];
+pub const BACKEND_NAMES: &[&str] = &["hook", "debug-new", "valgrind", "bcc", "ptrace", "lsan", "watch", "heaptrack", "mtrace", "dmalloc", "efence", "jemalloc", "tcmalloc", "asan", "lsan-clang", "asan-clang"];
 
 /// Parses the annotations of one source file. `file` is the name sites use.
 pub fn parse(file: &str, text: &str) -> Result<Expectations, Error> {

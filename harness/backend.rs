@@ -170,7 +170,7 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(crate::backends::valgrind::Valgrind),
         Box::new(crate::backends::bcc::Bcc),
         Box::new(crate::backends::ptrace::Ptrace),
-        Box::new(crate::backends::lsan::Lsan),
+        Box::new(crate::backends::lsan::Lsan::GCC),
         Box::new(crate::backends::watch::Watch),
         Box::new(crate::backends::heaptrack::Heaptrack),
         Box::new(crate::backends::mtrace::Mtrace),
@@ -178,7 +178,9 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(crate::backends::efence::Efence),
         Box::new(crate::backends::jemalloc::Jemalloc),
         Box::new(crate::backends::tcmalloc::Tcmalloc),
-        Box::new(crate::backends::asan::Asan),
+        Box::new(crate::backends::asan::Asan::GCC),
+        Box::new(crate::backends::lsan::Lsan::CLANG),
+        Box::new(crate::backends::asan::Asan::CLANG),
     ]
 }
 

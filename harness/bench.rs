@@ -54,6 +54,8 @@ pub fn contenders() -> Vec<Contender> {
         Contender { name: "jemalloc", summary: "jemalloc by LD_PRELOAD, every allocation sampled (lg_prof_sample:0), final profile", wrap: jemalloc },
         Contender { name: "tcmalloc", summary: "gperftools' heap checker (libtcmalloc.so.4, HEAPCHECK=normal)", wrap: tcmalloc },
         Contender { name: "asan", summary: "AddressSanitizer: the program rebuilt with -fsanitize=address, leak check at exit", wrap: asan },
+        Contender { name: "lsan-clang", summary: "clang's LeakSanitizer: the program rebuilt with clang -fsanitize=leak", wrap: lsan_clang },
+        Contender { name: "asan-clang", summary: "clang's AddressSanitizer: the program rebuilt with clang -fsanitize=address", wrap: asan_clang },
     ]
 }
 
@@ -148,6 +150,26 @@ fn asan(_program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> 
     Ok(Spec::new(program, timeout)
         .args(args)
         .env("ASAN_OPTIONS", format!("detect_leaks=1:exitcode=0:log_path={}/asan", scratch.display())))
+}
+
+/// clang's runtimes are linked into the program: its clang builds
+/// (build.rs) run in its place, with the same arguments.
+fn lsan_clang(_program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    clang_storm(env!("LEAKLAB_ALLOC_STORM_LSAN_CLANG"), "-fsanitize=leak", args, timeout)
+        .map(|spec| spec.env("LSAN_OPTIONS", format!("exitcode=0:log_path={}/lsan", scratch.display())))
+}
+
+fn asan_clang(_program: &Path, args: &[String], scratch: &Path, timeout: Duration) -> Result<Spec, Missing> {
+    clang_storm(env!("LEAKLAB_ALLOC_STORM_ASAN_CLANG"), "-fsanitize=address", args, timeout)
+        .map(|spec| spec.env("ASAN_OPTIONS", format!("detect_leaks=1:exitcode=0:log_path={}/asan", scratch.display())))
+}
+
+fn clang_storm(built: &str, flag: &str, args: &[String], timeout: Duration) -> Result<Spec, Missing> {
+    if built.is_empty() {
+        return Err(Missing { reason: format!("clang could not build the bench program with {flag}"), fix: crate::backends::lsan::CLANG_FIX.into() });
+    }
+    let program = crate::artifacts::resolve(built).map_err(|e| Missing { reason: e.to_string(), fix: "cargo build --release".into() })?;
+    Ok(Spec::new(program, timeout).args(args))
 }
 
 fn tool(binary: &str, package: &str) -> Result<PathBuf, Missing> {

@@ -17,6 +17,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 mod book;
 mod compiled;
 mod detector;
+mod clang;
 mod cli;
 mod cli_repro;
 mod hook;
@@ -185,6 +186,7 @@ fn main() {
     trials.extend(detector::trials());
     trials.extend(newtools::trials());
     trials.extend(newtools2::trials());
+    trials.extend(clang::trials());
     trials.push(Trial::test("repro::programs_build", || repro::dir().map(|_| ())));
     trials.extend(backend_trials());
     libtest_mimic::run(&args, trials).exit();

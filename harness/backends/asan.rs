@@ -16,18 +16,43 @@
 //! A program the user brings must have been built with ASan: ASan's checks
 //! of accesses are compiled in, and its runtime cannot be preloaded into a
 //! program that was not (the `lsan` backend can, for leaks alone).
+//!
+//! `asan-clang` is the same row with clang's AddressSanitizer (compiler-rt,
+//! linked into the program): the catalogue's `asan-clang` build, and on a
+//! program of the user's only one clang built with it.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::backend::{Availability, Backend, RunConfig, Target};
-use crate::backends::lsan::{self, HowToRun, Sanitizer};
+use crate::backends::lsan::{self, Compiler, HowToRun, Sanitizer};
 use crate::error::Error;
 use crate::report::{Report, Stats};
 
-pub struct Asan;
+/// One AddressSanitizer row: gcc's runtime (`asan`) or clang's (`asan-clang`).
+pub struct Asan {
+    /// The backend's name, which is also the catalogue's build variant.
+    name: &'static str,
+    summary: &'static str,
+    compiler: Compiler,
+}
 
-const ASAN: Sanitizer = Sanitizer { backend: "asan", tool: "AddressSanitizer", asan: true };
+impl Asan {
+    pub const GCC: Asan = Asan {
+        name: "asan",
+        summary: "AddressSanitizer: built with -fsanitize=address; checks accesses and frees as they happen, LeakSanitizer's scan at exit",
+        compiler: Compiler::Gcc,
+    };
+    pub const CLANG: Asan = Asan {
+        name: "asan-clang",
+        summary: "AddressSanitizer of clang (compiler-rt, linked in): built with clang -fsanitize=address; the same checks",
+        compiler: Compiler::Clang,
+    };
+
+    fn sanitizer(&self) -> Sanitizer {
+        Sanitizer { backend: self.name, tool: "AddressSanitizer", asan: true }
+    }
+}
 
 fn cc() -> String {
     std::env::var("CC").unwrap_or_else(|_| "gcc".to_string())
@@ -57,20 +82,34 @@ fn probe() -> &'static Availability {
             reason: "gcc could not link a `-fsanitize=address` program when leaklab was built (libasan missing)".into(),
             fix: "apt-get install -y libasan8 && cargo build --release".into(),
         },
-        Some(program) => lsan::probe_with(&ASAN, program),
+        Some(program) => lsan::probe_with(&Asan::GCC.sanitizer(), program),
+    })
+}
+
+/// clang's probe, run once per leaklab process (after `lsan::clang_unavailable`).
+fn clang_probe() -> &'static Availability {
+    static RESULT: OnceLock<Availability> = OnceLock::new();
+    RESULT.get_or_init(|| {
+        let built = env!("LEAKLAB_ASAN_CLANG_PROBE");
+        let program = crate::artifacts::resolve_static(built).unwrap_or(Path::new(built));
+        lsan::probe_with(&Asan::CLANG.sanitizer(), program)
     })
 }
 
 impl Backend for Asan {
     fn name(&self) -> &'static str {
-        "asan"
+        self.name
     }
 
     fn summary(&self) -> &'static str {
-        "AddressSanitizer: built with -fsanitize=address; checks accesses and frees as they happen, LeakSanitizer's scan at exit"
+        self.summary
     }
 
     fn availability(&self) -> Availability {
+        if self.compiler == Compiler::Clang {
+            let probe = env!("LEAKLAB_ASAN_CLANG_PROBE");
+            return lsan::clang_unavailable(self.name, "-fsanitize=address", probe).unwrap_or_else(|| clang_probe().clone());
+        }
         if libasan().is_none() {
             return Availability::Unavailable {
                 reason: format!("gcc's AddressSanitizer runtime (libasan.so) is not installed (`{} -print-file-name=libasan.so`)", cc()),
@@ -85,25 +124,46 @@ impl Backend for Asan {
     }
 
     fn debian_packages(&self) -> &'static [&'static str] {
-        &["libasan8"]
+        match self.compiler {
+            Compiler::Gcc => &["libasan8"],
+            Compiler::Clang => lsan::CLANG_PACKAGES,
+        }
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
         let started = std::time::Instant::now();
+        let compiler = match self.compiler {
+            Compiler::Gcc => "",
+            Compiler::Clang => "clang ",
+        };
         let program = match target.sample {
-            Some(s) => s.executable("asan")?.to_path_buf(),
-            None if lsan::needs_asan(&target.program) => target.program.clone(),
+            Some(s) => s.executable(self.name)?.to_path_buf(),
+            None if lsan::needs_asan(&target.program) => {
+                // The runtime is the program's own: clang's is linked in, gcc's loaded.
+                let linked_in = lsan::needs_symbolizer(&target.program);
+                if self.compiler == Compiler::Clang && !linked_in {
+                    return Err(Error::Usage(format!(
+                        "{} loads gcc's AddressSanitizer runtime (libasan.so): it was built by gcc, and its row is \
+                         `--backend asan`; `asan-clang` runs clang's runtime, which a program built with \
+                         `clang -fsanitize=address` carries inside",
+                        target.program.display()
+                    )));
+                }
+                target.program.clone()
+            }
             None => {
                 return Err(Error::Usage(format!(
                     "{} was not built with AddressSanitizer: ASan's checks are compiled into the program; rebuild it with \
-                     `-fsanitize=address -fsanitize-recover=address -g`, or use `--backend lsan` for its leaks alone",
+                     `{compiler}-fsanitize=address -fsanitize-recover=address -g`, or use `--backend lsan` for its leaks alone",
                     target.program.display()
                 )))
             }
         };
         let suppressions = lsan::load_suppressions(&config.suppressions)?;
         let run_target = Target { program, ..target.clone() };
-        let run = lsan::run_sanitized(&ASAN, &run_target, config, &HowToRun::for_target(target, None, &suppressions))?;
+        let symbolizer = lsan::needs_symbolizer(&run_target.program).then(lsan::symbolizer).flatten();
+        let how = HowToRun::for_target(target, None, &suppressions).with_symbolizer(symbolizer.as_deref());
+        let run = lsan::run_sanitized(&self.sanitizer(), &run_target, config, &how)?;
         let mut report = run.report(target, &suppressions);
         report.stats = Some(Stats {
             wall_ms: started.elapsed().as_millis() as u64,

@@ -8,6 +8,15 @@
 //! neither valgrind's "possibly lost" nor "still reachable".
 //!
 //! A program the user brings runs unmodified with gcc's liblsan.so preloaded.
+//!
+//! `lsan-clang` is the same row with clang's LeakSanitizer (compiler-rt):
+//! the catalogue's `lsan-clang` build, the same options, logs and parser.
+//! clang links its runtime into the program statically, so it cannot be
+//! preloaded: a program of the user's must have been built with
+//! `clang -fsanitize=leak` (or `=address`), and one that was not is refused.
+//! clang's runtime names frames through an `llvm-symbolizer` process it
+//! starts; leaklab gives it the one beside the clang that built the
+//! catalogue, and the preload leaves that process out of the run's.
 //! With it (and into every sample) goes harness/native/lsan_preload.c: it
 //! initialises LSan before main (liblsan initialises lazily, and its
 //! `signal` interceptor jumps through a NULL pointer until then), checks
@@ -43,7 +52,78 @@ use crate::process::{self, Spec};
 use crate::report::{BadFree, BadFreeKind, End, Frame, Kind, Leak, MemoryError, Process, Report, Stats, Suppressed};
 use crate::suppressions::Suppressions;
 
-pub struct Lsan;
+/// One LeakSanitizer row: gcc's runtime (`lsan`) or clang's (`lsan-clang`).
+pub struct Lsan {
+    /// The backend's name, which is also the catalogue's build variant.
+    name: &'static str,
+    summary: &'static str,
+    compiler: Compiler,
+}
+
+/// Whose sanitizer runtimes a row runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiler {
+    /// gcc's libsanitizer, a shared library (liblsan.so, libasan.so).
+    Gcc,
+    /// clang's compiler-rt, linked into each program.
+    Clang,
+}
+
+impl Lsan {
+    pub const GCC: Lsan = Lsan {
+        name: "lsan",
+        summary: "LeakSanitizer: the program is built with -fsanitize=leak; at exit it stops the world and scans for pointers to every block",
+        compiler: Compiler::Gcc,
+    };
+    pub const CLANG: Lsan = Lsan {
+        name: "lsan-clang",
+        summary: "LeakSanitizer of clang (compiler-rt, linked in): built with clang -fsanitize=leak; the same scan at exit",
+        compiler: Compiler::Clang,
+    };
+}
+
+/// The Debian packages of clang's sanitizer rows: the compiler, its
+/// sanitizer runtimes (which `--no-install-recommends` leaves out) and the
+/// llvm-symbolizer those runtimes name frames with.
+pub(crate) const CLANG_PACKAGES: &[&str] = &["clang", "libclang-rt-14-dev", "llvm-14"];
+
+/// The fix when clang's rows are not built: build.rs finds clang only when it runs.
+pub(crate) const CLANG_FIX: &str = "apt-get install -y clang libclang-rt-14-dev llvm-14 && touch build.rs && cargo build --release";
+
+/// The clang build.rs found (empty when none).
+const CLANG: &str = env!("LEAKLAB_CLANG");
+
+/// The llvm-symbolizer of the clang that built the catalogue (beside it in
+/// its LLVM's bin/), else the one in PATH: clang's runtimes start it to
+/// name the frames of their stacks (gcc's symbolize inside).
+pub(crate) fn symbolizer() -> Option<PathBuf> {
+    let beside = Path::new(CLANG).parent().map(|d| d.join("llvm-symbolizer")).filter(|p| !CLANG.is_empty() && p.is_file());
+    beside.or_else(|| which::which("llvm-symbolizer").ok()).map(|p| p.canonicalize().unwrap_or(p))
+}
+
+/// Why a clang row cannot run (`flag`: the sanitizer's; `probe`: its probe
+/// as build.rs exposed it), or None.
+pub(crate) fn clang_unavailable(backend: &str, flag: &str, probe: &str) -> Option<Availability> {
+    if CLANG.is_empty() {
+        return Some(Availability::Unavailable {
+            reason: format!("clang was not found when leaklab was built: the catalogue has no {backend} build"),
+            fix: CLANG_FIX.into(),
+        });
+    }
+    if probe.is_empty() {
+        return Some(Availability::Unavailable {
+            reason: format!("{CLANG} could not link a `{flag}` program when leaklab was built (its sanitizer runtimes missing)"),
+            fix: CLANG_FIX.into(),
+        });
+    }
+    if symbolizer().is_none() {
+        return Some(Availability::Unavailable {
+            reason: format!("llvm-symbolizer is not installed: clang's runtime could not name a frame, and no leak would have a site"),
+            fix: "apt-get install -y llvm-14".into(),
+        });
+    }
+    None
+}
 
 /// The preload built from harness/native/lsan_preload.c (the unpacked copy
 /// for an installed binary).
@@ -80,6 +160,7 @@ struct Options<'a> {
     log_path: &'a Path,
     scan_stacks: bool,
     suppressions: Option<&'a Path>,
+    symbolizer: Option<&'a Path>,
 }
 
 impl Options<'_> {
@@ -92,6 +173,9 @@ impl Options<'_> {
         );
         if let Some(file) = self.suppressions {
             common.push_str(&format!(":suppressions={}:print_suppressions=1", file.display()));
+        }
+        if let Some(path) = self.symbolizer {
+            common.push_str(&format!(":external_symbolizer_path={}", path.display()));
         }
         let leak = format!("report_objects=0:use_stacks={}", u8::from(self.scan_stacks));
         (common, leak)
@@ -148,6 +232,16 @@ fn probe() -> &'static Availability {
     })
 }
 
+/// clang's probe, run once per leaklab process (after [`clang_unavailable`]).
+fn clang_probe() -> &'static Availability {
+    static RESULT: OnceLock<Availability> = OnceLock::new();
+    RESULT.get_or_init(|| {
+        let built = env!("LEAKLAB_LSAN_CLANG_PROBE");
+        let program = crate::artifacts::resolve_static(built).unwrap_or(Path::new(built));
+        probe_with(&Sanitizer { backend: "lsan-clang", tool: "LeakSanitizer", asan: false }, program)
+    })
+}
+
 /// Runs a probe program (built with a sanitizer, leaking one 7-byte block
 /// that no live frame points to) and says whether the sanitizer's leak
 /// check works here. A failure can be transient (a busy machine, a
@@ -155,9 +249,11 @@ fn probe() -> &'static Availability {
 /// and the reason is the second failure's own.
 pub fn probe_with(sanitizer: &Sanitizer, program: &Path) -> Availability {
     let target = Target { name: format!("{}-probe", sanitizer.backend), program: program.to_path_buf(), args: Vec::new(), sample: None };
-    let mut result = run_probe(sanitizer, &target);
+    // clang's runtime names the probe's frames through llvm-symbolizer.
+    let symbolizer = needs_symbolizer(program).then(symbolizer).flatten();
+    let mut result = run_probe(sanitizer, &target, symbolizer.as_deref());
     if !result.as_ref().is_ok_and(|leaks| probe_found(leaks)) {
-        result = run_probe(sanitizer, &target);
+        result = run_probe(sanitizer, &target, symbolizer.as_deref());
     }
     let tool = sanitizer.tool;
     match result {
@@ -189,14 +285,17 @@ fn probe_found(leaks: &[Leak]) -> bool {
 
 impl Backend for Lsan {
     fn name(&self) -> &'static str {
-        "lsan"
+        self.name
     }
 
     fn summary(&self) -> &'static str {
-        "LeakSanitizer: the program is built with -fsanitize=leak; at exit it stops the world and scans for pointers to every block"
+        self.summary
     }
 
     fn availability(&self) -> Availability {
+        if self.compiler == Compiler::Clang {
+            return clang_unavailable(self.name, "-fsanitize=leak", env!("LEAKLAB_LSAN_CLANG_PROBE")).unwrap_or_else(|| clang_probe().clone());
+        }
         if liblsan().is_none() {
             return Availability::Unavailable {
                 reason: format!("gcc's LeakSanitizer runtime (liblsan.so) is not installed (`{} -print-file-name=liblsan.so`)", cc()),
@@ -207,17 +306,38 @@ impl Backend for Lsan {
     }
 
     fn debian_packages(&self) -> &'static [&'static str] {
-        &["liblsan0"]
+        match self.compiler {
+            Compiler::Gcc => &["liblsan0"],
+            Compiler::Clang => CLANG_PACKAGES,
+        }
     }
 
     fn run(&self, target: &Target, config: &RunConfig) -> Result<Report, Error> {
         let started = std::time::Instant::now();
         let (program, runtime) = match target.sample {
-            Some(s) => (s.executable("lsan")?.to_path_buf(), None),
-            None => match linkage(&target.program)? {
+            Some(s) => (s.executable(self.name)?.to_path_buf(), None),
+            None => match (linkage(&target.program)?, self.compiler) {
                 // Already built with a sanitizer: its own LSan runs at exit.
-                Linkage::Sanitized => (target.program.clone(), None),
-                Linkage::Dynamic => {
+                (Linkage::Sanitized { .. }, Compiler::Gcc) | (Linkage::Sanitized { shared: false }, Compiler::Clang) => {
+                    (target.program.clone(), None)
+                }
+                (Linkage::Sanitized { shared: true }, Compiler::Clang) => {
+                    return Err(Error::Usage(format!(
+                        "{} loads gcc's sanitizer runtime (liblsan.so or libasan.so): it was built by gcc, and its row is \
+                         `--backend lsan` (or `asan`); `lsan-clang` runs clang's runtime, which a program built with \
+                         `clang -fsanitize=leak` carries inside",
+                        target.program.display()
+                    )))
+                }
+                (Linkage::Dynamic, Compiler::Clang) => {
+                    return Err(Error::Usage(format!(
+                        "{} was not built with clang's LeakSanitizer: clang links its runtime into the program, so it \
+                         cannot be preloaded into one built without it; rebuild it with `clang -g -fsanitize=leak`, or use \
+                         `--backend lsan`, which preloads gcc's liblsan.so",
+                        target.program.display()
+                    )))
+                }
+                (Linkage::Dynamic, Compiler::Gcc) => {
                     let lib = liblsan().ok_or_else(|| Error::Unavailable {
                         backend: "lsan".into(),
                         reason: "liblsan.so not found".into(),
@@ -232,11 +352,12 @@ impl Backend for Lsan {
         // A program built with ASan carries LSan inside ASan, which reads
         // its common options (log_path above all) from ASAN_OPTIONS.
         let sanitizer = if runtime.is_none() && needs_asan(&run_target.program) {
-            Sanitizer { backend: "lsan", tool: "AddressSanitizer", asan: true }
+            Sanitizer { backend: self.name, tool: "AddressSanitizer", asan: true }
         } else {
-            LSAN
+            Sanitizer { backend: self.name, tool: "LeakSanitizer", asan: false }
         };
-        let how = HowToRun::for_target(target, runtime.as_deref(), &suppressions);
+        let symbolizer = (runtime.is_none() && needs_symbolizer(&run_target.program)).then(symbolizer).flatten();
+        let how = HowToRun::for_target(target, runtime.as_deref(), &suppressions).with_symbolizer(symbolizer.as_deref());
         let run = run_sanitized(&sanitizer, &run_target, config, &how)?;
         let mut report = run.report(target, &suppressions);
         report.stats = Some(Stats {
@@ -259,14 +380,22 @@ pub(crate) fn needs_asan(program: &Path) -> bool {
         || file.symbols().chain(file.dynamic_symbols()).any(|s| s.name() == Ok("__asan_init") && !s.is_undefined())
 }
 
+/// Whether a program carries a sanitizer runtime linked into it (clang's
+/// way) rather than loading gcc's shared one: such a runtime starts
+/// llvm-symbolizer to name frames.
+pub(crate) fn needs_symbolizer(program: &Path) -> bool {
+    matches!(linkage(program), Ok(Linkage::Sanitized { shared: false }))
+}
+
 /// How a user's program can get LeakSanitizer.
 #[derive(Debug, PartialEq, Eq)]
 enum Linkage {
     /// Dynamically linked, no sanitizer: liblsan.so is preloaded.
     Dynamic,
-    /// Built with -fsanitize=leak or =address (gcc links the runtime
-    /// dynamically, clang statically): nothing to add.
-    Sanitized,
+    /// Built with -fsanitize=leak or =address: nothing to add. `shared`:
+    /// gcc's way, the runtime a library the program loads; else clang's,
+    /// linked into the program.
+    Sanitized { shared: bool },
 }
 
 /// Reads the program's ELF headers. A statically linked program ignores
@@ -279,8 +408,11 @@ fn linkage(program: &Path) -> Result<Linkage, Error> {
     let dynstr = file.section_by_name(".dynstr").and_then(|s| s.data().ok()).unwrap_or_default();
     let needs = |lib: &[u8]| dynstr.windows(lib.len()).any(|w| w == lib);
     let has_symbol = |name: &str| file.symbols().chain(file.dynamic_symbols()).any(|s| s.name() == Ok(name) && !s.is_undefined());
-    if needs(b"liblsan.so") || needs(b"libasan.so") || has_symbol("__lsan_do_leak_check") {
-        return Ok(Linkage::Sanitized);
+    if needs(b"liblsan.so") || needs(b"libasan.so") {
+        return Ok(Linkage::Sanitized { shared: true });
+    }
+    if has_symbol("__lsan_do_leak_check") {
+        return Ok(Linkage::Sanitized { shared: false });
     }
     if file.section_by_name(".interp").is_none() {
         return Err(Error::Usage(format!(
@@ -312,11 +444,18 @@ pub(crate) struct HowToRun<'a> {
     /// a catalogue sample (or the probe) has returned from main, and its
     /// stack holds only stale copies of pointers (see the module's doc).
     pub scan_stacks: bool,
+    /// The llvm-symbolizer a runtime linked into the program (clang's)
+    /// starts, whose process is not one of the run's.
+    pub symbolizer: Option<&'a Path>,
 }
 
-impl HowToRun<'_> {
-    pub(crate) fn for_target<'a>(target: &Target, runtime: Option<&'a Path>, suppressions: &'a Suppressions) -> HowToRun<'a> {
-        HowToRun { runtime, suppressions, scan_stacks: target.sample.is_none() }
+impl<'a> HowToRun<'a> {
+    pub(crate) fn for_target(target: &Target, runtime: Option<&'a Path>, suppressions: &'a Suppressions) -> HowToRun<'a> {
+        HowToRun { runtime, suppressions, scan_stacks: target.sample.is_none(), symbolizer: None }
+    }
+
+    pub(crate) fn with_symbolizer(self, symbolizer: Option<&'a Path>) -> HowToRun<'a> {
+        HowToRun { symbolizer, ..self }
     }
 }
 
@@ -390,7 +529,7 @@ fn unescape(text: &str) -> String {
 /// process's log and events. `runtime` is a library to preload first (LSan
 /// into a program that was not rebuilt).
 pub(crate) fn run_sanitized(sanitizer: &Sanitizer, target: &Target, config: &RunConfig, how: &HowToRun) -> Result<SanitizedRun, Error> {
-    let HowToRun { runtime, suppressions, scan_stacks } = *how;
+    let HowToRun { runtime, suppressions, scan_stacks, symbolizer } = *how;
     let dir = crate::process::scratch()?;
     // LSan appends `.PID` to log_path, and the preload to its event files.
     let log_path = dir.path().join("lsan");
@@ -406,7 +545,7 @@ pub(crate) fn run_sanitized(sanitizer: &Sanitizer, target: &Target, config: &Run
     if let Ok(existing) = std::env::var("LD_PRELOAD") {
         preload.extend(existing.split([':', ' ']).filter(|s| !s.is_empty()).map(str::to_string));
     }
-    let options = Options { log_path: &log_path, scan_stacks, suppressions: supp_path.as_deref() };
+    let options = Options { log_path: &log_path, scan_stacks, suppressions: supp_path.as_deref(), symbolizer };
     let mut spec = Spec::new(&target.program, config.timeout)
         .args(&target.args)
         .io(config.io)
@@ -417,7 +556,12 @@ pub(crate) fn run_sanitized(sanitizer: &Sanitizer, target: &Target, config: &Run
         // LSan reports only at exit: a checkpoint stop would gain nothing.
         .env_remove("LEAKLAB_CHECKPOINT")
         .env_remove("LEAKLAB_LSAN_AFTER_MS")
+        .env_remove("LEAKLAB_LSAN_SYMBOLIZER")
         .env_remove("DEBUGINFOD_URLS");
+    if let Some(path) = symbolizer {
+        // The preload does nothing in the runtime's symbolizer process.
+        spec = spec.env("LEAKLAB_LSAN_SYMBOLIZER", path);
+    }
     for (name, value) in options.env(sanitizer) {
         spec = spec.env(name, value);
     }
@@ -675,14 +819,14 @@ fn why_unchecked(end: &End) -> String {
 }
 
 /// The probe's run: its leaks, or why LSan did not work.
-fn run_probe(sanitizer: &Sanitizer, target: &Target) -> Result<Vec<Leak>, Error> {
+fn run_probe(sanitizer: &Sanitizer, target: &Target, symbolizer: Option<&Path>) -> Result<Vec<Leak>, Error> {
     // Without the stacks: the probe's block is lost when main returns, but
     // a stale copy of its address may survive in a dead frame below the
     // live ones at exit, depending on where ASLR put the stack; scanned, it
     // made LSan miss the leak about once in 3,000 runs, and the backend
     // then said LSan could not work here.
     let suppressions = Suppressions::default();
-    let how = HowToRun { runtime: None, suppressions: &suppressions, scan_stacks: false };
+    let how = HowToRun { runtime: None, suppressions: &suppressions, scan_stacks: false, symbolizer };
     let run = run_sanitized(sanitizer, target, &RunConfig::default(), &how)?;
     Ok(run.processes.into_values().filter_map(|p| p.log).flat_map(|l| l.leaks).collect())
 }
@@ -721,7 +865,10 @@ static FRAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)^#(\d+) 0x[0-9
 static SUMMARY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^SUMMARY: (?:Leak|Address)Sanitizer: (\d+) byte\(s\) leaked in (\d+) allocation\(s\)\.$").unwrap());
 static MODULE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*?) ?\(([^()]*?)\+0x[0-9a-fA-F]+\)$").unwrap());
-static SOURCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*):(\d+)(?::\d+)?$").unwrap());
+// `FILE:LINE`, or `FILE:LINE:COLUMN` (clang's llvm-symbolizer gives columns,
+// gcc's libbacktrace does not): the file ends at the first `:N` that ends
+// the word or is followed by one more.
+static SOURCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*?):(\d+)(?::\d+)?$").unwrap());
 /// The first line of any report of a sanitizer runtime: `==PID==ERROR: LeakSanitizer: WHAT`.
 static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^==\d+==ERROR: (\w+Sanitizer): (.*)$").unwrap());
 /// The last line of an error report: `SUMMARY: LeakSanitizer: KIND ...`.

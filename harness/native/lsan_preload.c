@@ -25,6 +25,8 @@
  *    later replaces this one, as it would replace LSan's.
  * 4. With $LEAKLAB_LSAN_AFTER_MS, a thread checks after that many
  *    milliseconds: LSan can only check a live process from inside it.
+ * 5. In the llvm-symbolizer that clang's runtime starts
+ *    ($LEAKLAB_LSAN_SYMBOLIZER) it does nothing.
  *
  * Everything after start-up runs in signal handlers or at exit, so it uses
  * only async-signal-safe calls (open, write, getpid). */
@@ -230,8 +232,26 @@ static void record_start(void)
     record(line, at);
 }
 
+/* Whether this process is the llvm-symbolizer a runtime linked into the
+ * program (clang's) started to name its frames: a tool's helper, not a
+ * process of the run, so it gets no file. */
+static int is_symbolizer(void)
+{
+    const char *helper = getenv("LEAKLAB_LSAN_SYMBOLIZER");
+    char exe[4096];
+    if (!helper || !*helper)
+        return 0;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = 0;
+    return strcmp(exe, helper) == 0;
+}
+
 __attribute__((constructor)) static void leaklab_lsan_start(void)
 {
+    if (is_symbolizer())
+        return;
     const char *p = getenv("LEAKLAB_LSAN_PROCS");
     if (p && strlen(p) < sizeof procs)
         strcpy(procs, p);
