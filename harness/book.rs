@@ -302,7 +302,7 @@ fn cost_table(c: &Comparison) -> String {
         let recall = s.total.recall().map_or_else(|| "–".to_string(), |v| format!("{:.0}%", v * 100.0));
         out.push_str(&format!("{:<11} {:>5} {:>10} {:>9} {:>8}\n", b, walls.len(), s.median_wall_ms, walls.last().copied().unwrap_or(0), recall));
     }
-    out.push_str("\nwall time of one run of a sample (built beforehand) under the backend, two runs at a time on a 2-core machine\n");
+    out.push_str("\nwall ms of one run of a built sample, two runs at a time, 2 cores\n");
     out
 }
 

@@ -306,6 +306,7 @@ fn one_heap(exe: &Path, heap_mib: u64, config: &ScanBench) -> Result<Vec<ScanBen
 #[must_use]
 pub fn render_analysis(a: &AnalysisSpeed) -> String {
     let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
     table.set_header(["analysis", "threads", "median wall", "GB/s", "GB/s per core", "median CPU", "GB/s per CPU second"]);
     for (name, s) in [("one thread", &a.one_thread), ("all threads", &a.all_threads)] {
         let right = |s: String| comfy_table::Cell::new(s).set_alignment(comfy_table::CellAlignment::Right);

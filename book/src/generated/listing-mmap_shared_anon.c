@@ -19,7 +19,6 @@ static void leak_mapping(int tag)
     }
     memset(p, 'a' + tag, LEN);
 }
-
 int main(void)
 {
     for (int i = 0; i < 3; i++)
