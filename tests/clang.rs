@@ -12,7 +12,8 @@ use leaklab::process::{Child, Exit, Spec};
 use libtest_mimic::{Completion, Failed, Trial};
 use serde_json::Value;
 
-use crate::{repro, unavailable};
+use crate::repro::{self, fail};
+use crate::unavailable;
 
 fn data(dir: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(dir).join(name)
@@ -68,21 +69,7 @@ fn trial(name: &str, backends: &'static [&'static str], check: fn() -> Result<()
 
 /// `leaklab run --format json --backend B -- ./PROGRAM ARGS` from the build directory.
 fn run(backend: &str, program_and_args: &[&str]) -> Result<(Option<i32>, Value, String), Failed> {
-    let dir = built()?;
-    let prog = format!("./{}", program_and_args[0]);
-    let mut args = vec!["run", "--format", "json", "--backend", backend, "--"];
-    args.push(&prog);
-    args.extend_from_slice(&program_and_args[1..]);
-    let out = repro::leaklab_in(dir, &args, &[], Duration::from_secs(180))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = stdout.rfind("\n{").map_or(&stdout[..], |i| &stdout[i + 1..]);
-    let v: Value = serde_json::from_str(json.trim()).unwrap_or(Value::Null);
-    Ok((out.status.code(), v, stderr))
-}
-
-fn fail(what: &str, code: Option<i32>, v: &Value, stderr: &str) -> Failed {
-    format!("{what}; exit {code:?}\nreport: {v:#}\nstderr: {stderr}").into()
+    repro::run_json_in(built()?, backend, program_and_args)
 }
 
 /// (kind, bytes, file, line) of each leak with a site.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use libtest_mimic::{Completion, Failed, Trial};
 use serde_json::Value;
 
-use crate::repro;
+use crate::repro::{self, fail};
 
 use crate::unavailable;
 
@@ -23,9 +23,6 @@ fn trial(name: &str, backend: &'static str, check: fn() -> Result<(), Failed>) -
     })
 }
 
-fn fail(what: &str, code: Option<i32>, report: &Value, stderr: &str) -> Failed {
-    format!("{what}; exit {code:?}\nreport: {report:#}\nstderr: {stderr}").into()
-}
 
 fn leaks(report: &Value) -> Vec<Value> {
     report["leaks"].as_array().cloned().unwrap_or_default()

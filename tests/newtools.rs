@@ -10,7 +10,7 @@ use std::time::Duration;
 use libtest_mimic::{Completion, Failed, Trial};
 use serde_json::Value;
 
-use crate::repro;
+use crate::repro::{self, fail};
 
 use crate::unavailable;
 
@@ -24,9 +24,6 @@ fn trial(backend: &'static str, name: &str, check: fn(&'static str) -> Result<()
     })
 }
 
-fn fail(what: &str, code: Option<i32>, report: &Value, stderr: &str) -> Failed {
-    format!("{what}; exit {code:?}\nreport: {report:#}\nstderr: {stderr}").into()
-}
 
 fn list(report: &Value, key: &str) -> Vec<Value> {
     report[key].as_array().cloned().unwrap_or_default()

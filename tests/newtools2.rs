@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use leaklab::backend::Availability;
 use libtest_mimic::{Completion, Failed, Trial};
 use serde_json::Value;
 
-use crate::repro;
+use crate::repro::{self, fail};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/newtools2").join(name)
@@ -67,21 +66,7 @@ fn trial(name: &str, backend: &'static str, check: fn() -> Result<(), Failed>) -
 
 /// `leaklab run --format json --backend B -- ./PROGRAM ARGS` from the build directory.
 fn run(backend: &str, program_and_args: &[&str]) -> Result<(Option<i32>, Value, String), Failed> {
-    let dir = built()?;
-    let prog = format!("./{}", program_and_args[0]);
-    let mut args = vec!["run", "--format", "json", "--backend", backend, "--"];
-    args.push(&prog);
-    args.extend_from_slice(&program_and_args[1..]);
-    let out = repro::leaklab_in(dir, &args, &[], Duration::from_secs(180))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = stdout.rfind("\n{").map_or(&stdout[..], |i| &stdout[i + 1..]);
-    let v: Value = serde_json::from_str(json.trim()).unwrap_or(Value::Null);
-    Ok((out.status.code(), v, stderr))
-}
-
-fn fail(what: &str, code: Option<i32>, v: &Value, stderr: &str) -> Failed {
-    format!("{what}; exit {code:?}\nreport: {v:#}\nstderr: {stderr}").into()
+    repro::run_json_in(built()?, backend, program_and_args)
 }
 
 /// (kind, bytes, blocks, line) of each leak at a site of the program's own.

@@ -135,8 +135,30 @@ pub fn run_json(backend: &str, extra: &[&str], program_and_args: &[&str]) -> Res
     let out = leaklab_in(dir, &args, &[], Duration::from_secs(180))?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // The program's own output comes first; the report is the last JSON document.
-    let json = stdout.rfind("\n{").map_or(&stdout[..], |i| &stdout[i + 1..]);
-    let value = serde_json::from_str(json.trim()).map_err(|e| Failed::from(format!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}")))?;
+    let value = serde_json::from_str(report_text(&stdout)).map_err(|e| Failed::from(format!("no JSON report ({e}); stdout: {stdout}\nstderr: {stderr}")))?;
     Ok((out.status.code(), value, stderr))
+}
+
+/// The report in a `run --format json` stdout: the program's own output
+/// comes first, the report is the last JSON document.
+pub fn report_text(stdout: &str) -> &str {
+    stdout.rfind("\n{").map_or(stdout, |i| &stdout[i + 1..]).trim()
+}
+
+/// `leaklab run --format json --backend B -- ./PROGRAM ARGS` in `dir`: the
+/// exit code, the JSON (null when leaklab printed none, e.g. it refused) and stderr.
+pub fn run_json_in(dir: &Path, backend: &str, program_and_args: &[&str]) -> Result<(Option<i32>, serde_json::Value, String), Failed> {
+    let prog = format!("./{}", program_and_args[0]);
+    let mut args = vec!["run", "--format", "json", "--backend", backend, "--"];
+    args.push(&prog);
+    args.extend_from_slice(&program_and_args[1..]);
+    let out = leaklab_in(dir, &args, &[], Duration::from_secs(180))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Ok((out.status.code(), serde_json::from_str(report_text(&stdout)).unwrap_or(serde_json::Value::Null), stderr))
+}
+
+/// A failed expectation about a run, with its exit code, report and stderr.
+pub fn fail(what: &str, code: Option<i32>, report: &serde_json::Value, stderr: &str) -> Failed {
+    format!("{what}; exit {code:?}\nreport: {report:#}\nstderr: {stderr}").into()
 }
