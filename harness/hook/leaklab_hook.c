@@ -941,7 +941,10 @@ static inline void scrub(void *p, size_t n)
 /* The stack being recorded. In TLS rather than on the stack: a copy of
  * return addresses left in a dead frame would be a stale word that a
  * later scan (past a library without frame pointers, whose frames reuse
- * that stack memory) takes for the caller's return address. */
+ * that stack memory) takes for the caller's return address. Zeroed once
+ * interned: TLS is a root of the harness's marking, and a walk through a
+ * library's frames can take a data word (a heap pointer) for a return
+ * address; left here, it would keep that block reachable. */
 static TLS uintptr_t t_pcs[MAX_FRAMES];
 
 /* Stamps the allocator's block `p` as the user's block `size` bytes at
@@ -956,6 +959,8 @@ static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, i
     int n = capture_hashed(pcs, fp, ret0, &hash);
     h->size_api = hdr_pack(size, api, shift);
     h->stack = intern_stack(pcs, n, hash);
+    for (int k = 0; k < n; k++)
+        pcs[k] = 0;
     h->entry = i;
     struct entry *e = entry_at(i);
     e->tid = tid();
