@@ -260,15 +260,20 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *data)
 
 static TLS const struct range *t_last_range;
 
-static const struct range *range_of(uintptr_t pc)
+static __attribute__((noinline)) const struct range *range_search(uintptr_t pc)
 {
-    const struct range *last = t_last_range;
-    if (last && pc >= last->lo && pc < last->hi)
-        return last;
     for (int i = 0; i < g_nranges; i++)
         if (pc >= g_ranges[i].lo && pc < g_ranges[i].hi)
             return t_last_range = &g_ranges[i];
     return NULL;
+}
+
+static inline const struct range *range_of(uintptr_t pc)
+{
+    const struct range *last = t_last_range;
+    if (LIKELY(last && pc >= last->lo && pc < last->hi))
+        return last;
+    return range_search(pc);
 }
 
 /* Whether the bytes before `r` end with a call instruction (e8 rel32, or
@@ -318,8 +323,19 @@ static int calls_into_library(uintptr_t r, const struct range *rg)
 
 /* ---- stacks ------------------------------------------------------------ */
 
-static void stack_bounds(void)
+/* A stack's hash, one step per frame: computed while the frames are walked,
+ * where it costs nothing (the walk waits on each frame's load). */
+#define HASH_SEED 0xcbf29ce484222325ull
+#define HASH_STEP(h, pc) (((h) ^ (pc)) * 0x9e3779b97f4a7c15ull)
+static inline uint64_t hash_end(uint64_t h, int n)
 {
+    h ^= (uint64_t)n;
+    return (h ^ (h >> 29) ^ (h >> 47)) | 1;
+}
+
+static __attribute__((noinline)) void stack_bounds(void)
+{
+    GUARD; /* pthread_getattr_np allocates */
     pthread_attr_t a;
     t_stack_hi = 1;
     if (pthread_getattr_np(pthread_self(), &a) == 0) {
@@ -353,71 +369,97 @@ static inline int on_stack(uintptr_t p, uintptr_t lo)
     return p > lo && p + 2 * sizeof(uintptr_t) <= t_stack_hi && (p & 7) == 0;
 }
 
-/* Fills pcs[] from the hook's frame `fp` (whose return address is `ret0`). */
-static int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
+/* The allocation's caller is a library without frame pointers (`fp` is
+ * the hook's frame, `next` its saved frame pointer): finds the caller's
+ * return address on the stack (appended to pcs[*n]) and returns the frame
+ * record to walk on from, with *lo the lowest address it may lie above;
+ * NULL when there is nothing more to walk. */
+static __attribute__((noinline)) uintptr_t *past_library(uintptr_t *pcs, int *n, uintptr_t *fp, uintptr_t *next, uintptr_t *lo)
 {
-    int n = 0;
-    pcs[n++] = ret0;
-    if (UNLIKELY(t_stack_hi == 0))
-        stack_bounds();
-    uintptr_t lo = (uintptr_t)fp;
-    if (!on_stack(lo, lo - 1))
-        return n;
-    uintptr_t *next = (uintptr_t *)fp[0];
-    const struct range *r0 = range_of(ret0);
-    if (r0 && !r0->nofp) {
-        unsigned k = t_recent_next++ % RECENT;
-        t_recent_ret[k] = ret0;
-        t_recent_slot[k] = (uintptr_t)(fp + 1);
-    } else if (r0 && r0->nofp) {
-        uintptr_t *found = NULL;
-        const struct range *nr = NULL;
-        int next_ok = on_stack((uintptr_t)next, (uintptr_t)(fp + 2)) && (nr = range_of(next[1])) && nr->nofp != 2 &&
-                      follows_call(next[1], nr);
-        if (next_ok && next - fp < 4096) {
-            /* The frame pointer survived the library: the caller's return
-             * address is the highest one below the caller's frame record.
-             * Deeper words may be stale copies left by earlier calls. */
-            for (uintptr_t *w = next - 1; w >= fp + 2; w--) {
-                const struct range *rg = range_of(*w);
-                if (rg && !rg->nofp && calls_into_library(*w, rg) && !stale_copy(w)) {
-                    found = w;
-                    break;
-                }
-            }
-        }
-        for (uintptr_t *w = fp + 2; !found && w < fp + 2 + 512 && on_stack((uintptr_t)w, lo); w++) {
+    uintptr_t *found = NULL;
+    const struct range *nr = NULL;
+    int next_ok = on_stack((uintptr_t)next, (uintptr_t)(fp + 2)) && (nr = range_of(next[1])) && nr->nofp != 2 &&
+                  follows_call(next[1], nr);
+    if (next_ok && next - fp < 4096) {
+        /* The frame pointer survived the library: the caller's return
+         * address is the highest one below the caller's frame record.
+         * Deeper words may be stale copies left by earlier calls. */
+        for (uintptr_t *w = next - 1; w >= fp + 2; w--) {
             const struct range *rg = range_of(*w);
-            if (rg && !rg->nofp && calls_into_library(*w, rg) && !stale_copy(w))
+            if (rg && !rg->nofp && calls_into_library(*w, rg) && !stale_copy(w)) {
                 found = w;
-        }
-        if (!found)
-            return n;
-        pcs[n++] = *found;
-        lo = (uintptr_t)found;
-        if (!(next_ok && next > found)) {
-            /* The library used the frame-pointer register for itself: find
-             * the caller's frame record (saved fp, return after a call). */
-            next = NULL;
-            for (uintptr_t *a = found + 1; a < found + 512 && on_stack((uintptr_t)a, lo); a++) {
-                const struct range *rg;
-                if (on_stack(a[0], (uintptr_t)a) && (rg = range_of(a[1])) && rg->nofp != 2 && follows_call(a[1], rg)) {
-                    next = a;
-                    break;
-                }
+                break;
             }
         }
     }
-    uintptr_t *f = next;
-    while (n < MAX_FRAMES && f && on_stack((uintptr_t)f, lo)) {
+    for (uintptr_t *w = fp + 2; !found && w < fp + 2 + 512 && on_stack((uintptr_t)w, *lo); w++) {
+        const struct range *rg = range_of(*w);
+        if (rg && !rg->nofp && calls_into_library(*w, rg) && !stale_copy(w))
+            found = w;
+    }
+    if (!found)
+        return NULL;
+    pcs[(*n)++] = *found;
+    *lo = (uintptr_t)found;
+    if (next_ok && next > found)
+        return next;
+    /* The library used the frame-pointer register for itself: find the
+     * caller's frame record (saved fp, return after a call). */
+    for (uintptr_t *a = found + 1; a < found + 512 && on_stack((uintptr_t)a, *lo); a++) {
+        const struct range *rg;
+        if (on_stack(a[0], (uintptr_t)a) && (rg = range_of(a[1])) && rg->nofp != 2 && follows_call(a[1], rg))
+            return a;
+    }
+    return NULL;
+}
+
+/* Fills pcs[] from the hook's frame `fp` (whose return address is `ret0`).
+ * Inlined into each hook: the common case (a caller with frame pointers)
+ * is a plain bounded walk. */
+static inline __attribute__((always_inline)) int capture_hashed(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0, uint64_t *hash)
+{
+    int n = 1;
+    pcs[0] = ret0;
+    uint64_t h = HASH_STEP(HASH_SEED, ret0);
+    if (UNLIKELY(t_stack_hi == 0))
+        stack_bounds();
+    uintptr_t hi = t_stack_hi;
+    uintptr_t lo = (uintptr_t)fp;
+    if (UNLIKELY(lo + 2 * sizeof(uintptr_t) > hi || (lo & 7))) {
+        *hash = hash_end(h, n);
+        return n;
+    }
+    uintptr_t *f = (uintptr_t *)fp[0];
+    const struct range *r0 = range_of(ret0);
+    if (LIKELY(r0 && !r0->nofp)) {
+        unsigned k = t_recent_next++ % RECENT;
+        t_recent_ret[k] = ret0;
+        t_recent_slot[k] = (uintptr_t)(fp + 1);
+    } else if (r0) {
+        f = past_library(pcs, &n, fp, f, &lo);
+        if (n > 1)
+            h = HASH_STEP(h, pcs[1]);
+    }
+    while (n < MAX_FRAMES && f) {
+        uintptr_t a = (uintptr_t)f;
+        if (!(a > lo && a + 2 * sizeof(uintptr_t) <= hi && (a & 7) == 0))
+            break;
         uintptr_t ret = f[1];
         if (ret < 4096)
             break;
         pcs[n++] = ret;
-        lo = (uintptr_t)f;
+        h = HASH_STEP(h, ret);
+        lo = a;
         f = (uintptr_t *)f[0];
     }
+    *hash = hash_end(h, n);
     return n;
+}
+
+static inline __attribute__((always_inline)) int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
+{
+    uint64_t unused;
+    return capture_hashed(pcs, fp, ret0, &unused);
 }
 
 /* ---- the table of live blocks ------------------------------------------ */
@@ -464,17 +506,6 @@ static size_t g_nstacks, g_stacks_dropped;
 static spinlock g_stack_lock; /* the slot array's creation and the chunk allocator */
 static char *g_chunk_cur, *g_chunk_end;
 
-static uint64_t hash_pcs(const uintptr_t *pcs, int n)
-{
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
-    for (int i = 0; i < n; i++) {
-        h ^= pcs[i];
-        h *= 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    return h | 1;
-}
-
 static struct stack *new_stack(const uintptr_t *pcs, int n, uint64_t h)
 {
     size_t want = sizeof(struct stack) + (size_t)n * sizeof(uintptr_t);
@@ -497,22 +528,24 @@ static struct stack *new_stack(const uintptr_t *pcs, int n, uint64_t h)
     return st;
 }
 
-/* Returns the stack's id: its slot plus 1, or 0 when the table is full. */
-static uint32_t intern_stack(const uintptr_t *pcs, int n)
+/* The slot table, mapped at the first stack. */
+static __attribute__((noinline)) struct stack *volatile *stack_slots_create(void)
 {
-    struct stack *volatile *slots = __atomic_load_n(&g_stack_slots, __ATOMIC_ACQUIRE);
-    if (UNLIKELY(!slots)) {
-        lock(&g_stack_lock);
-        if (!g_stack_slots)
-            __atomic_store_n(&g_stack_slots, raw_map(STACK_SLOTS * sizeof(struct stack *)), __ATOMIC_RELEASE);
-        slots = g_stack_slots;
-        unlock(&g_stack_lock);
-        if (!slots)
-            return 0;
-    }
-    uint64_t h = hash_pcs(pcs, n);
+    GUARD;
+    lock(&g_stack_lock);
+    if (!g_stack_slots)
+        __atomic_store_n(&g_stack_slots, raw_map(STACK_SLOTS * sizeof(struct stack *)), __ATOMIC_RELEASE);
+    struct stack *volatile *slots = g_stack_slots;
+    unlock(&g_stack_lock);
+    return slots;
+}
+
+/* A stack seen for the first time: stored, and claimed from slot `i` on. */
+static __attribute__((noinline)) uint32_t intern_new(struct stack *volatile *slots, size_t i, size_t probes, const uintptr_t *pcs, int n, uint64_t h)
+{
+    GUARD;
     struct stack *fresh = NULL;
-    for (size_t i = h & (STACK_SLOTS - 1), probes = 0; probes < 64; i = (i + 1) & (STACK_SLOTS - 1), probes++) {
+    for (; probes < 64; i = (i + 1) & (STACK_SLOTS - 1), probes++) {
         struct stack *st = __atomic_load_n(&slots[i], __ATOMIC_ACQUIRE);
         if (!st) {
             if (__atomic_load_n(&g_nstacks, __ATOMIC_RELAXED) > STACK_SLOTS / 4 * 3)
@@ -536,6 +569,29 @@ static uint32_t intern_stack(const uintptr_t *pcs, int n)
     }
     __atomic_fetch_add(&g_stacks_dropped, 1, __ATOMIC_RELAXED);
     return 0;
+}
+
+/* Returns the stack's id: its slot plus 1, or 0 when the table is full.
+ * A stack already stored is found without a write (the common case). */
+static inline __attribute__((always_inline)) uint32_t intern_stack(const uintptr_t *pcs, int n, uint64_t h)
+{
+    struct stack *volatile *slots = __atomic_load_n(&g_stack_slots, __ATOMIC_ACQUIRE);
+    if (UNLIKELY(!slots) && !(slots = stack_slots_create()))
+        return 0;
+    size_t i = h & (STACK_SLOTS - 1), probes = 0;
+    for (; probes < 64; i = (i + 1) & (STACK_SLOTS - 1), probes++) {
+        struct stack *st = __atomic_load_n(&slots[i], __ATOMIC_ACQUIRE);
+        if (!st)
+            break;
+        if (st->hash == h && st->depth == (uint32_t)n) {
+            int k = 0;
+            while (k < n && st->pcs[k] == pcs[k])
+                k++;
+            if (LIKELY(k == n))
+                return (uint32_t)i + 1;
+        }
+    }
+    return intern_new(slots, i, probes, pcs, n, h);
 }
 
 static const struct stack *stack_of(uint32_t id)
@@ -605,8 +661,10 @@ static void thread_gone(void *unused)
     t_registered = 0;
 }
 
+static uint32_t entry_new_slow(void);
+
 /* An unused entry's index, or UINT32_MAX when no chunk can be mapped. */
-static uint32_t entry_new(void)
+static inline __attribute__((always_inline)) uint32_t entry_new(void)
 {
     if (LIKELY(t_free.head)) {
         uint32_t i = t_free.head - 1;
@@ -614,6 +672,14 @@ static uint32_t entry_new(void)
         t_free.count--;
         return i;
     }
+    return entry_new_slow();
+}
+
+/* The thread's free list is empty: the rest of its fresh chunk, its
+ * spare list, a list from the pool, or a new chunk. */
+static __attribute__((noinline)) uint32_t entry_new_slow(void)
+{
+    GUARD; /* pthread_setspecific may allocate; the pool's lock */
     if (t_bump < t_bump_end)
         return t_bump++;
     if (t_spare.head) {
@@ -647,16 +713,71 @@ static uint32_t entry_new(void)
     return t_bump++;
 }
 
-static inline void entry_free(uint32_t i, struct entry *e)
+/* The free list is full: it becomes the spare, the old spare goes to the pool. */
+static __attribute__((noinline)) void entry_list_full(void)
+{
+    GUARD;
+    if (t_spare.head)
+        pool_put(t_spare);
+    t_spare = t_free;
+    t_free = (struct entry_list){0, 0};
+}
+
+static inline __attribute__((always_inline)) void entry_free(uint32_t i, struct entry *e)
 {
     e->next = t_free.head;
     t_free.head = i + 1;
-    if (UNLIKELY(++t_free.count == CHUNK_ENTRIES)) {
-        if (t_spare.head)
-            pool_put(t_spare);
-        t_spare = t_free;
-        t_free = (struct entry_list){0, 0};
+    if (UNLIKELY(++t_free.count == CHUNK_ENTRIES))
+        entry_list_full();
+}
+
+/* ---- blocks that start a page ------------------------------------------------
+ * A block whose user's pointer starts a page has its header on the page
+ * before, and a wild pointer there may have nothing mapped before it. The
+ * shim's page-aligned blocks are kept in this set (open addressing, by
+ * CAS; 1 in a few hundred plain blocks, and aligned ones), so that their
+ * free reads the header at once; any other page-aligned pointer is first
+ * probed with process_vm_readv, a syscall. A full set costs only that.
+ * Addresses are kept complemented, so that the set is never a root. */
+#define PAGE_SET 8192
+#define PAGE_PROBES 32
+#define PAGE_GONE 1 /* a removed address; ~addr is never 0 or 1 */
+static uintptr_t g_page_set[PAGE_SET];
+
+static inline size_t page_slot(uintptr_t q)
+{
+    return (size_t)(((q >> 12) * 0x9e3779b97f4a7c15ull) >> 51) & (PAGE_SET - 1);
+}
+
+static __attribute__((noinline)) void page_note(uintptr_t q)
+{
+    size_t i = page_slot(q);
+    for (int k = 0; k < PAGE_PROBES; k++, i = (i + 1) & (PAGE_SET - 1)) {
+        uintptr_t v = __atomic_load_n(&g_page_set[i], __ATOMIC_RELAXED);
+        if ((v == 0 || v == PAGE_GONE) && __atomic_compare_exchange_n(&g_page_set[i], &v, ~q, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            return;
     }
+}
+
+/* Finds q's slot, or NULL. */
+static uintptr_t *page_find(uintptr_t q)
+{
+    size_t i = page_slot(q);
+    for (int k = 0; k < PAGE_PROBES; k++, i = (i + 1) & (PAGE_SET - 1)) {
+        uintptr_t v = __atomic_load_n(&g_page_set[i], __ATOMIC_ACQUIRE);
+        if (v == ~q)
+            return &g_page_set[i];
+        if (v == 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+static void page_forget(uintptr_t q)
+{
+    uintptr_t *slot = page_find(q), want = ~q;
+    if (slot)
+        __atomic_compare_exchange_n(slot, &want, PAGE_GONE, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 /* Whether `len` bytes at `a` can be read (for a pointer whose header would
@@ -674,7 +795,7 @@ static inline struct entry *entry_of(uintptr_t q, struct header **hp, uint32_t *
 {
     if (UNLIKELY((q & 15) || q < 4096))
         return NULL;
-    if (UNLIKELY((q & 4095) < HDR) && !readable(q - HDR, HDR))
+    if (UNLIKELY((q & 4095) < HDR) && !page_find(q) && !readable(q - HDR, HDR))
         return NULL;
     struct header *h = (struct header *)(q - HDR);
     uint32_t i = h->entry;
@@ -803,6 +924,10 @@ static inline int ready(void)
 
 /* ---- recording ----------------------------------------------------------- */
 
+#define FRAME() ((uintptr_t *)__builtin_frame_address(0))
+#define RET() ((uintptr_t)__builtin_return_address(0))
+#define SHIFT_HDR 4 /* log2(HDR) */
+
 /* Zeroes a stack array of return addresses once used. Left behind, the
  * copies would be stale words that a later scan (past a library without
  * frame pointers, whose frames reuse this stack memory) takes for the
@@ -813,42 +938,66 @@ static inline void scrub(void *p, size_t n)
     __asm__ volatile("" : : "r"(p) : "memory");
 }
 
+/* The stack being recorded. In TLS rather than on the stack: a copy of
+ * return addresses left in a dead frame would be a stale word that a
+ * later scan (past a library without frame pointers, whose frames reuse
+ * that stack memory) takes for the caller's return address. Zeroed once
+ * interned: TLS is a root of the harness's marking, and a walk through a
+ * library's frames can take a data word (a heap pointer) for a return
+ * address; left here, it would keep that block reachable. */
+static TLS uintptr_t t_pcs[MAX_FRAMES];
+
 /* Stamps the allocator's block `p` as the user's block `size` bytes at
  * p + 2^shift: writes the header in front of it and the block's entry
  * `i`, with the stack walked from the hook's frame. */
-static void *stamp(char *p, size_t size, int api, unsigned shift, uint32_t i, uintptr_t *fp, uintptr_t ret0)
+static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, int api, unsigned shift, uint32_t i, uintptr_t *fp, uintptr_t ret0)
 {
     uintptr_t q = (uintptr_t)p + ((size_t)1 << shift);
     struct header *h = (struct header *)(q - HDR);
-    uintptr_t pcs[MAX_FRAMES];
-    int n = capture(pcs, fp, ret0);
+    uintptr_t *pcs = t_pcs;
+    uint64_t hash;
+    int n = capture_hashed(pcs, fp, ret0, &hash);
     h->size_api = hdr_pack(size, api, shift);
-    h->stack = intern_stack(pcs, n);
+    h->stack = intern_stack(pcs, n, hash);
+    for (int k = 0; k < n; k++)
+        pcs[k] = 0;
     h->entry = i;
-    scrub(pcs, (size_t)n * sizeof *pcs);
     struct entry *e = entry_at(i);
     e->tid = tid();
     __atomic_store_n(&e->addr, q, __ATOMIC_RELEASE);
+    if (UNLIKELY((q & 4095) == 0))
+        page_note(q);
     return (void *)q;
 }
 
 /* Records the allocator's block `p` (2^shift bytes bigger than asked) and
  * returns the user's pointer. Without memory for an entry the block goes
  * out unrecorded, as the allocator made it (its free is then reported). */
-static void *record(void *p, size_t size, int api, unsigned shift, uintptr_t *fp, uintptr_t ret0)
+static inline __attribute__((always_inline)) void *record(void *p, size_t size, int api, unsigned shift, uintptr_t *fp, uintptr_t ret0)
 {
-    GUARD;
     uint32_t i = entry_new();
     if (UNLIKELY(i == UINT32_MAX))
         return p;
     return stamp(p, size, api, shift, i, fp, ret0);
 }
 
+/* A block freed by the wrong deallocator (new[] by delete, malloc by delete...). */
+static __attribute__((noinline, cold)) void report_mismatch(uintptr_t addr, int dealloc, const struct header *h, uintptr_t *fp, uintptr_t ret0)
+{
+    GUARD;
+    uintptr_t pcs[MAX_FRAMES];
+    int n = capture(pcs, fp, ret0);
+    const struct stack *st = stack_of(h->stack);
+    int api = hdr_api(h);
+    report_bad(BAD_MISMATCHED, addr, dealloc, api, hdr_size(h), pcs, n, st ? st->pcs : NULL, st ? (int)st->depth : 0);
+    scrub(pcs, sizeof pcs);
+}
+
 /* Forgets a block that is being freed. Returns the allocator's pointer to
  * pass to the real free, or NULL when nothing may be freed (a double or
  * wild free, which would crash the target: the event is reported
  * instead). With `kept` (realloc), the entry is kept, claimed, in *kept. */
-static void *release(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0, uint32_t *kept)
+static __attribute__((noinline)) void *release(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0, uint32_t *kept)
 {
     GUARD;
     uintptr_t addr = (uintptr_t)q;
@@ -861,14 +1010,11 @@ static void *release(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0, uint32
         __atomic_store_n(&e->addr, 0, __ATOMIC_RELAXED);
         int api = hdr_api(h);
         note_freed(addr, ret0, api);
-        if (UNLIKELY(family_of_api(api) != family_of_dealloc(dealloc))) {
-            uintptr_t pcs[MAX_FRAMES];
-            int n = capture(pcs, fp, ret0);
-            const struct stack *st = stack_of(h->stack);
-            report_bad(BAD_MISMATCHED, addr, dealloc, api, hdr_size(h), pcs, n, st ? st->pcs : NULL, st ? (int)st->depth : 0);
-            scrub(pcs, sizeof pcs);
-        }
+        if (UNLIKELY(family_of_api(api) != family_of_dealloc(dealloc)))
+            report_mismatch(addr, dealloc, h, fp, ret0);
         void *p = (char *)q - hdr_offset(h);
+        if ((addr & 4095) == 0)
+            page_forget(addr); /* before the real free: the page before may go with it */
         if (kept)
             *kept = i;
         else
@@ -890,9 +1036,6 @@ static void *release(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0, uint32
     return NULL;
 }
 
-#define FRAME() ((uintptr_t *)__builtin_frame_address(0))
-#define RET() ((uintptr_t)__builtin_return_address(0))
-#define SHIFT_HDR 4 /* log2(HDR) */
 
 /* ---- the malloc family ---------------------------------------------------
  * Every block the shim records is the allocator's block grown by its
@@ -917,9 +1060,46 @@ EXPORT void *malloc(size_t n)
     return q;
 }
 
-static inline void free_common(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0)
+static void free_slow(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0);
+
+/* The deallocators' common path: a block the shim handed out, its header
+ * on the same page as the pointer. Anything else fails a check and takes
+ * free_slow, which reports what it must: a pointer the shim did not hand
+ * out, one of the start-up arena (its header names entry 0, which never
+ * holds an arena address), any pointer before the first block (no chunk
+ * yet). Under the guard a recorded block is released the same way. */
+static inline __attribute__((always_inline)) void free_common(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0)
 {
-    if (!q || UNLIKELY(arena_owns(q)))
+    uintptr_t addr = (uintptr_t)q;
+    if (!q)
+        return;
+    if (UNLIKELY((addr & 15) | (addr < 4096) | ((addr & 4095) < HDR))) {
+        free_slow(q, dealloc, fp, ret0);
+        return;
+    }
+    struct header *h = (struct header *)(addr - HDR);
+    uint64_t size_api = h->size_api;
+    uint32_t i = h->entry;
+    struct entry *e;
+    if (UNLIKELY((i >> CHUNK_BITS) >= __atomic_load_n(&g_nchunks, __ATOMIC_ACQUIRE) ||
+                 __atomic_load_n(&(e = entry_at(i))->addr, __ATOMIC_RELAXED) != addr)) {
+        free_slow(q, dealloc, fp, ret0);
+        return;
+    }
+    __atomic_store_n(&e->addr, 0, __ATOMIC_RELAXED);
+    int api = (int)((size_api >> 48) & 0xff);
+    note_freed(addr, ret0, api);
+    if (UNLIKELY(family_of_api(api) != family_of_dealloc(dealloc)))
+        report_mismatch(addr, dealloc, h, fp, ret0);
+    entry_free(i, e);
+    real_free((char *)q - ((size_t)1 << (size_api >> 56)));
+    if (UNLIKELY(g_dump_pending))
+        maybe_dump_pending();
+}
+
+static __attribute__((noinline)) void free_slow(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0)
+{
+    if (UNLIKELY(arena_owns(q)))
         return;
     if (UNLIKELY(!ready())) {
         if (real_free)
@@ -1027,6 +1207,8 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
     if (!np) {
         /* The old block is still the caller's. */
         __atomic_store_n(&e->addr, (uintptr_t)q, __ATOMIC_RELEASE);
+        if (((uintptr_t)q & 4095) == 0)
+            page_note((uintptr_t)q);
         return NULL;
     }
     GUARD;
