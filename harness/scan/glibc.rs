@@ -528,6 +528,60 @@ fn tcache_lists(mem: &Memory, chunk: u64, chunks: &[Chunk]) -> Option<Vec<(u64, 
     Some(lists)
 }
 
+/// The chunks in use as blocks (neither on a free list nor a tcache
+/// struct), and the count and bytes of the free ones. A big heap's chunks
+/// are split among `threads`: each counts its share, then writes its
+/// blocks straight into its place in the one list (no second copy).
+fn blocks_of(chunks: &[Chunk], free: &[u64], tcaches: &[u64], threads: usize) -> (Vec<Block>, u64, u64) {
+    let is_free = |c: &Chunk| !c.inuse_bit || (!free.is_empty() && free.binary_search(&c.at).is_ok());
+    let is_block = |c: &Chunk| !is_free(c) && tcaches.binary_search(&c.at).is_err();
+    let block = |c: &Chunk| Block { chunk: c.at, addr: c.at + 16, size: c.size - 8, mmapped: false, first: c.word0 };
+    let free_of = |part: &[Chunk]| part.iter().filter(|c| is_free(c)).fold((0, 0), |(n, b), c| (n + 1, b + c.size));
+    let threads = if chunks.len() < PARALLEL_BLOCKS { 1 } else { threads.max(1) };
+    if threads == 1 {
+        let (n, b) = free_of(chunks);
+        return (chunks.iter().filter(|c| is_block(c)).map(block).collect(), n, b);
+    }
+    let parts: Vec<&[Chunk]> = chunks.chunks(chunks.len().div_ceil(threads)).collect();
+    let counts: Vec<(usize, u64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                s.spawn(move || {
+                    let (n, b) = free_of(part);
+                    (part.iter().filter(|c| is_block(c)).count(), n, b)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let total: usize = counts.iter().map(|c| c.0).sum();
+    let mut blocks: Vec<Block> = Vec::with_capacity(total);
+    {
+        let mut room = &mut blocks.spare_capacity_mut()[..total];
+        std::thread::scope(|s| {
+            for (part, &(n, _, _)) in parts.iter().zip(&counts) {
+                let (mine, rest) = room.split_at_mut(n);
+                room = rest;
+                s.spawn(move || {
+                    for (slot, c) in mine.iter_mut().zip(part.iter().filter(|c| is_block(c))) {
+                        slot.write(block(c));
+                    }
+                });
+            }
+        });
+    }
+    // SAFETY: each part's thread wrote its `n` blocks into its own `n`
+    // slots, the slots together are the first `total`, and the scope has
+    // joined every thread.
+    unsafe { blocks.set_len(total) };
+    let (n, b) = counts.iter().fold((0, 0), |(n, b), c| (n + c.1, b + c.2));
+    (blocks, n, b)
+}
+
+/// Chunks past which the blocks are made on every thread.
+const PARALLEL_BLOCKS: usize = 1 << 16;
+
 /// Finds mmapped chunks at page starts of an anonymous range.
 fn mmapped_chunks(mem: &Memory, start: u64, end: u64, out: &mut Vec<Block>, ranges: &mut Vec<(u64, u64)>) {
     let mut p = (start + 4095) & !4095;
@@ -662,26 +716,28 @@ pub fn walk_cut(mem: &Memory, layout: &Layout, cut: Cut) -> Walk {
     // A handful of tcaches: a sorted list, not a hash per chunk.
     let mut tcaches: Vec<u64> = tcaches.into_iter().collect();
     tcaches.sort_unstable();
-    w.blocks.reserve(chunks.len());
-    for c in &chunks {
-        if !c.inuse_bit || (!free.is_empty() && free.binary_search(&c.at).is_ok()) {
-            w.free_chunks += 1;
-            w.free_bytes += c.size;
-        } else if tcaches.binary_search(&c.at).is_err() {
-            w.blocks.push(Block { chunk: c.at, addr: c.at + 16, size: c.size - 8, mmapped: false, first: c.word0 });
-        }
-    }
+    let (blocks, free_chunks, free_bytes) = blocks_of(&chunks, &free, &tcaches, cut.threads);
+    drop(chunks);
+    w.blocks = blocks;
+    w.free_chunks = free_chunks;
+    w.free_bytes = free_bytes;
+    let heap_blocks = w.blocks.len();
     for &(s, e) in &layout.anon {
         let inside_heap = w.arena_heaps.iter().any(|&(hs, he)| s < he && hs < e) || layout.heap.is_some_and(|(hs, he)| s < he && hs < e);
         if !inside_heap {
             mmapped_chunks(mem, s, e, &mut w.blocks, &mut w.mmapped);
         }
     }
-    // The walk's blocks come in address order, the mmapped ones after them.
-    if !w.blocks.is_sorted_by_key(|b| b.addr) {
+    // The walk's blocks come in address order (chunks are sorted and
+    // disjoint), the mmapped ones after them: the list needs a sort only
+    // when these are out of order or land among the heap's (an arena's
+    // heap among the mappings), a check of the few mmapped ones.
+    let (heap, mapped) = w.blocks.split_at(heap_blocks);
+    let in_order = mapped.windows(2).all(|p| p[0].end() <= p[1].addr) && mapped.first().is_none_or(|m| heap.last().is_none_or(|h| h.end() <= m.addr));
+    if !in_order {
         w.blocks.sort_by_key(|b| b.addr);
+        w.blocks.dedup_by(|b, a| b.addr < a.end());
     }
-    w.blocks.dedup_by(|b, a| b.addr < a.end());
     w.phases.push(lap.next("walk: blocks, mmapped"));
     w
 }
