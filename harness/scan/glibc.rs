@@ -295,7 +295,7 @@ enum Ending {
 /// A thread walks its parts in lockstep: one chain waits for each header to
 /// come from memory before it knows where the next one is, while the reads
 /// of independent chains overlap.
-fn walk_chunks(mem: &Memory, b: Bounds, cut: Cut, out: &mut Vec<Chunk>, stopped: &mut Vec<String>) {
+fn walk_chunks(mem: &Memory, b: Bounds, cut: Cut, out: &mut Vec<Piece>, stopped: &mut Vec<String>) {
     let len = b.limit.saturating_sub(b.first);
     let (threads, per_thread) = if len < PARALLEL_WALK { (1, 1) } else { (cut.threads.max(1), cut.lanes.max(1)) };
     let parts = threads * per_thread;
@@ -358,39 +358,41 @@ fn walk_chunks(mem: &Memory, b: Bounds, cut: Cut, out: &mut Vec<Chunk>, stopped:
             all
         })
     };
+    // The parts' lists are kept as they are, from where the chain joins
+    // them: no copy into one list.
     let mut parts_walked = walked.into_iter();
     let Some(first) = parts_walked.next() else { return };
     let mut ending = first.ending.unwrap_or(Ending::At(first.p));
-    if out.is_empty() {
-        *out = first.chunks;
-    } else {
-        out.extend_from_slice(&first.chunks);
-    }
+    out.push(Piece { chunks: first.chunks, from: 0 });
     let mut words = Words::new(segs);
     for (i, part) in parts_walked.enumerate() {
         let until = bound(i + 2);
         let part_end = part.ending.unwrap_or(Ending::At(part.p));
         let mut part_end = Some(part_end);
+        let mut bridge = Vec::new();
         loop {
             let Ending::At(p) = ending else { break };
             if p >= until {
                 break;
             }
             if let Ok(k) = part.chunks.binary_search_by_key(&p, |c| c.at) {
-                out.extend_from_slice(&part.chunks[k..]);
+                out.push(Piece { chunks: std::mem::take(&mut bridge), from: 0 });
+                out.push(Piece { chunks: part.chunks, from: k });
                 ending = part_end.take().unwrap_or(Ending::At(until));
                 break;
             }
             ending = match step(&mut words, b, p) {
                 Step::Chunk(c) => {
-                    out.push(c);
+                    bridge.push(c);
                     Ending::At(c.at + c.size)
                 }
                 Step::End => Ending::Done(None),
                 Step::Stop(why) => Ending::Done(Some(why)),
             };
         }
+        out.push(Piece { chunks: bridge, from: 0 });
     }
+    out.retain(|p| p.from < p.chunks.len());
     if let Ending::Done(Some(why)) = ending {
         stopped.push(why);
     }
@@ -418,6 +420,66 @@ struct Part {
     pending: Option<Chunk>,
     /// How it ended, once it has.
     ending: Option<Ending>,
+}
+
+/// A run of a heap's chunks in address order: a part's list from `from` on.
+struct Piece {
+    chunks: Vec<Chunk>,
+    from: usize,
+}
+
+impl Piece {
+    fn chunks(&self) -> &[Chunk] {
+        &self.chunks[self.from..]
+    }
+}
+
+/// The chunks of every heap: runs in address order, disjoint.
+struct Chunks<'a> {
+    runs: Vec<&'a [Chunk]>,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(pieces: &'a [Piece]) -> Chunks<'a> {
+        let mut runs: Vec<&[Chunk]> = pieces.iter().map(Piece::chunks).filter(|r| !r.is_empty()).collect();
+        runs.sort_unstable_by_key(|r| r[0].at);
+        Chunks { runs }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a Chunk> + '_ {
+        self.runs.iter().flat_map(|r| r.iter())
+    }
+
+    fn len(&self) -> usize {
+        self.runs.iter().map(|r| r.len()).sum()
+    }
+
+    /// The chunk at `at`.
+    fn find(&self, at: u64) -> Option<&'a Chunk> {
+        let run = self.runs[self.runs.partition_point(|r| r[0].at <= at).checked_sub(1)?];
+        run.binary_search_by_key(&at, |c| c.at).ok().map(|i| &run[i])
+    }
+
+    /// The chunks cut into `n` runs of lists of about as many chunks, in order.
+    fn split(&self, n: usize) -> Vec<Vec<&'a [Chunk]>> {
+        let per = self.len().div_ceil(n.max(1)).max(1);
+        let mut out: Vec<Vec<&[Chunk]>> = vec![Vec::new()];
+        let mut room = per;
+        for &run in &self.runs {
+            let mut rest = run;
+            while !rest.is_empty() {
+                if room == 0 {
+                    out.push(Vec::new());
+                    room = per;
+                }
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                out.last_mut().expect("one list at least").push(now);
+                room -= now.len();
+                rest = later;
+            }
+        }
+        out
+    }
 }
 
 /// Heaps smaller than this are walked on one thread.
@@ -500,8 +562,8 @@ fn arena_free_lists(mem: &Memory, arena: u64, free: &mut HashSet<u64>, warnings:
 
 /// Checks that a 0x290 chunk is a tcache_perthread_struct: every count
 /// matches the length of its (safe-linked) list of chunks of that bin's size.
-fn tcache_lists(mem: &Memory, chunk: u64, chunks: &[Chunk]) -> Option<Vec<(u64, Vec<u64>)>> {
-    let size_of = |at: u64| chunks.binary_search_by_key(&at, |c| c.at).ok().map(|i| chunks[i].size);
+fn tcache_lists(mem: &Memory, chunk: u64, chunks: &Chunks) -> Option<Vec<(u64, Vec<u64>)>> {
+    let size_of = |at: u64| chunks.find(at).map(|c| c.size);
     let base = chunk + 16;
     let mut lists = Vec::new();
     for i in 0..TCACHE_BINS {
@@ -532,24 +594,25 @@ fn tcache_lists(mem: &Memory, chunk: u64, chunks: &[Chunk]) -> Option<Vec<(u64, 
 /// struct), and the count and bytes of the free ones. A big heap's chunks
 /// are split among `threads`: each counts its share, then writes its
 /// blocks straight into its place in the one list (no second copy).
-fn blocks_of(chunks: &[Chunk], free: &[u64], tcaches: &[u64], threads: usize) -> (Vec<Block>, u64, u64) {
+fn blocks_of(chunks: &Chunks, free: &[u64], tcaches: &[u64], threads: usize) -> (Vec<Block>, u64, u64) {
     let is_free = |c: &Chunk| !c.inuse_bit || (!free.is_empty() && free.binary_search(&c.at).is_ok());
     let is_block = |c: &Chunk| !is_free(c) && tcaches.binary_search(&c.at).is_err();
     let block = |c: &Chunk| Block { chunk: c.at, addr: c.at + 16, size: c.size - 8, mmapped: false, first: c.word0 };
-    let free_of = |part: &[Chunk]| part.iter().filter(|c| is_free(c)).fold((0, 0), |(n, b), c| (n + 1, b + c.size));
-    let threads = if chunks.len() < PARALLEL_BLOCKS { 1 } else { threads.max(1) };
+    let free_of = |part: &[&[Chunk]]| part.iter().flat_map(|r| r.iter()).filter(|c| is_free(c)).fold((0, 0), |(n, b), c| (n + 1, b + c.size));
+    let len = chunks.len();
+    let threads = if len < PARALLEL_BLOCKS { 1 } else { threads.max(1) };
     if threads == 1 {
-        let (n, b) = free_of(chunks);
+        let (n, b) = free_of(&chunks.runs);
         return (chunks.iter().filter(|c| is_block(c)).map(block).collect(), n, b);
     }
-    let parts: Vec<&[Chunk]> = chunks.chunks(chunks.len().div_ceil(threads)).collect();
+    let parts = chunks.split(threads);
     let counts: Vec<(usize, u64, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .iter()
             .map(|part| {
                 s.spawn(move || {
                     let (n, b) = free_of(part);
-                    (part.iter().filter(|c| is_block(c)).count(), n, b)
+                    (part.iter().flat_map(|r| r.iter()).filter(|c| is_block(c)).count(), n, b)
                 })
             })
             .collect();
@@ -564,7 +627,7 @@ fn blocks_of(chunks: &[Chunk], free: &[u64], tcaches: &[u64], threads: usize) ->
                 let (mine, rest) = room.split_at_mut(n);
                 room = rest;
                 s.spawn(move || {
-                    for (slot, c) in mine.iter_mut().zip(part.iter().filter(|c| is_block(c))) {
+                    for (slot, c) in mine.iter_mut().zip(part.iter().flat_map(|r| r.iter()).filter(|c| is_block(c))) {
                         slot.write(block(c));
                     }
                 });
@@ -619,15 +682,13 @@ pub fn walk_with(mem: &Memory, layout: &Layout, threads: usize) -> Walk {
 pub fn walk_cut(mem: &Memory, layout: &Layout, cut: Cut) -> Walk {
     let mut w = Walk::default();
     let mut lap = crate::scan::Lap::new();
-    // Room for the chunks of an average 256 bytes: the walk does not regrow (and copy) its list.
-    let heap_bytes = layout.heap.map_or(0, |(s, e)| e - s);
-    let mut chunks: Vec<Chunk> = Vec::with_capacity(usize::try_from(heap_bytes / 256).unwrap_or(0).min(1 << 26));
+    let mut pieces: Vec<Piece> = Vec::new();
     let main = find_main_arena(mem, layout);
     w.main_arena = main;
     if let (Some(m), Some((hs, he))) = (main, layout.heap) {
         let top = mem.word(m + AR_TOP);
         let limit = top.and_then(|t| mem.word(t.wrapping_add(8)).map(|s| t.saturating_add(s & !SIZE_BITS))).map_or(he, |l| l.min(he));
-        walk_chunks(mem, Bounds { first: hs, limit, top }, cut, &mut chunks, &mut w.stopped);
+        walk_chunks(mem, Bounds { first: hs, limit, top }, cut, &mut pieces, &mut w.stopped);
         w.arenas.push(m);
         w.metadata.push((m, m + ARENA_SIZE));
         // The other arenas, through the `next` list.
@@ -651,7 +712,7 @@ pub fn walk_cut(mem: &Memory, layout: &Layout, cut: Cut) -> Walk {
                 let first = if a == h.wrapping_add(HEAP_INFO_SIZE) { (h + HEAP_INFO_SIZE + ARENA_SIZE + 15) & !15 } else { h + HEAP_INFO_SIZE };
                 w.metadata.push((h, first));
                 w.arena_heaps.push((h, h + HEAP_MAX));
-                walk_chunks(mem, Bounds { first, limit: h + size, top: Some(top) }, cut, &mut chunks, &mut w.stopped);
+                walk_chunks(mem, Bounds { first, limit: h + size, top: Some(top) }, cut, &mut pieces, &mut w.stopped);
                 let prev = mem.word(h + 8).unwrap_or(0);
                 if !prev.is_multiple_of(HEAP_MAX) || w.arena_heaps.iter().any(|r| r.0 == prev) {
                     if prev != 0 {
@@ -680,7 +741,7 @@ pub fn walk_cut(mem: &Memory, layout: &Layout, cut: Cut) -> Walk {
     for &a in &w.arenas {
         arena_free_lists(mem, a, &mut free, &mut w.warnings);
     }
-    chunks.sort_unstable_by_key(|c| c.at);
+    let chunks = Chunks::new(&pieces);
     let tls_words: HashSet<u64> = layout
         .thread_pointers
         .iter()
@@ -718,6 +779,7 @@ pub fn walk_cut(mem: &Memory, layout: &Layout, cut: Cut) -> Walk {
     tcaches.sort_unstable();
     let (blocks, free_chunks, free_bytes) = blocks_of(&chunks, &free, &tcaches, cut.threads);
     drop(chunks);
+    drop(pieces);
     w.blocks = blocks;
     w.free_chunks = free_chunks;
     w.free_bytes = free_bytes;
