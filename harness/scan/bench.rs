@@ -377,26 +377,40 @@ pub fn render(result: &ScanBenchResult) -> String {
     out
 }
 
+/// A log axis's label: only at 1, 2 and 5 times a power of ten (the
+/// ticks between them would crowd the decade's top).
+fn one_two_five(v: &f64) -> String {
+    if *v <= 0.0 {
+        return String::new();
+    }
+    let m = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0].iter().any(|k| (m - k).abs() < 0.01) { format!("{v:.0}") } else { String::new() }
+}
+
 /// Draws the pause (ms) against the heap size (MiB), one line per method,
-/// as SVG: 720 px wide for the book's column, text of 14 px and more.
+/// as SVG: 720 px wide for the book's column, text of 18 px and more (the
+/// book shrinks the figure to its column). The pause axis is logarithmic:
+/// the fork's pauses are a tenth of the copy's, a flat line at the bottom
+/// of a linear axis.
 pub fn plot(result: &ScanBenchResult, svg: &Path) -> Result<(), Error> {
     use plotters::prelude::*;
     let text = crate::watch::register_font();
     let max_heap = result.rows.iter().map(|r| r.heap_mib).max().unwrap_or(1) as f64;
     let max_pause = result.rows.iter().map(|r| r.pause_s * 1000.0).fold(1.0, f64::max);
+    let min_pause = result.rows.iter().map(|r| r.pause_s * 1000.0).filter(|&p| p > 0.0).fold(max_pause, f64::min);
     let draw = || -> Result<(), String> {
         let root = SVGBackend::new(svg, (720, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut builder = ChartBuilder::on(&root);
         builder.margin(16);
         if text {
-            builder.caption("Pause of a scan against heap size", ("sans-serif", 20)).x_label_area_size(48).y_label_area_size(64);
+            builder.caption("Pause of a scan against heap size", ("sans-serif", 26)).x_label_area_size(60).y_label_area_size(84);
         }
-        let mut chart = builder.build_cartesian_2d(0.0..max_heap * 1.05, 0.0..max_pause * 1.1).map_err(|e| e.to_string())?;
+        let mut chart = builder.build_cartesian_2d(0.0..max_heap * 1.05, (min_pause / 2.0..max_pause * 2.0).log_scale()).map_err(|e| e.to_string())?;
         let mut mesh = chart.configure_mesh();
         mesh.light_line_style(WHITE);
         if text {
-            mesh.x_desc("heap (MiB)").y_desc("pause (ms)").label_style(("sans-serif", 14)).axis_desc_style(("sans-serif", 16));
+            mesh.x_desc("heap (MiB)").y_desc("pause (ms, log scale)").label_style(("sans-serif", 18)).axis_desc_style(("sans-serif", 20)).x_label_formatter(&|v| format!("{v:.0}")).y_label_formatter(&one_two_five);
         }
         mesh.draw().map_err(|e| e.to_string())?;
         for (method, color) in [("copy", RED), ("fork", BLUE)] {
@@ -412,7 +426,7 @@ pub fn plot(result: &ScanBenchResult, svg: &Path) -> Result<(), Error> {
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
         }
         if text {
-            chart.configure_series_labels().background_style(WHITE).border_style(BLACK).label_font(("sans-serif", 14)).draw().map_err(|e| e.to_string())?;
+            chart.configure_series_labels().position(SeriesLabelPosition::MiddleRight).background_style(WHITE).border_style(BLACK).label_font(("sans-serif", 20)).draw().map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())
     };
