@@ -426,7 +426,7 @@ pub fn plot(result: &ScanBenchResult, svg: &Path) -> Result<(), Error> {
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
         }
         if text {
-            chart.configure_series_labels().position(SeriesLabelPosition::MiddleRight).background_style(WHITE).border_style(BLACK).label_font(("sans-serif", 20)).draw().map_err(|e| e.to_string())?;
+            chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE).border_style(BLACK).label_font(("sans-serif", 20)).draw().map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())
     };
