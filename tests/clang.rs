@@ -9,11 +9,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use leaklab::process::{Child, Exit, Spec};
-use libtest_mimic::{Completion, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::repro::{self, fail};
-use crate::unavailable;
 
 fn data(dir: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(dir).join(name)
@@ -56,15 +55,8 @@ fn built() -> Result<&'static Path, Failed> {
 }
 
 /// A trial that needs `backends` (the programs need clang: a clang row among them).
-fn trial(name: &str, backends: &'static [&'static str], check: fn() -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(name, move || {
-        for backend in backends {
-            if let Some(skip) = unavailable(backend)? {
-                return Ok(skip);
-            }
-        }
-        check().map(|()| Completion::Completed)
-    })
+fn trial(name: &str, backends: &[&'static str], check: fn() -> Result<(), Failed>) -> Trial {
+    crate::needing(name, backends, check)
 }
 
 /// `leaklab run --format json --backend B -- ./PROGRAM ARGS` from the build directory.

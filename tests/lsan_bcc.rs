@@ -6,21 +6,14 @@ use std::path::Path;
 use std::time::Duration;
 
 
-use libtest_mimic::{Completion, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::repro::{self, fail};
 
-use crate::unavailable;
-
 /// A trial of `backend` that is ignored where it cannot run.
 fn trial(name: &str, backend: &'static str, check: fn() -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(name, move || {
-        if let Some(skip) = unavailable(backend)? {
-            return Ok(skip);
-        }
-        check().map(|()| Completion::Completed)
-    })
+    crate::needing(name, &[backend], check)
 }
 
 

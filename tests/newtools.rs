@@ -7,21 +7,14 @@ use std::process::Command;
 use std::time::Duration;
 
 
-use libtest_mimic::{Completion, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::repro::{self, fail};
 
-use crate::unavailable;
-
 /// A trial of `backend`, ignored where it cannot run.
 fn trial(backend: &'static str, name: &str, check: fn(&'static str) -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(format!("newtools::{backend}_{name}"), move || {
-        if let Some(skip) = unavailable(backend)? {
-            return Ok(skip);
-        }
-        check(backend).map(|()| Completion::Completed)
-    })
+    crate::needing(format!("newtools::{backend}_{name}"), &[backend], move || check(backend))
 }
 
 

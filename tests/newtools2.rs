@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use leaklab::backend::Availability;
-use libtest_mimic::{Completion, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::repro::{self, fail};
@@ -53,15 +53,8 @@ fn built() -> Result<&'static Path, Failed> {
     .map_err(|e| Failed::from(e.clone()))
 }
 
-use crate::unavailable;
-
 fn trial(name: &str, backend: &'static str, check: fn() -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(name, move || {
-        if let Some(skip) = unavailable(backend)? {
-            return Ok(skip);
-        }
-        check().map(|()| Completion::Completed)
-    })
+    crate::needing(name, &[backend], check)
 }
 
 /// `leaklab run --format json --backend B -- ./PROGRAM ARGS` from the build directory.

@@ -54,6 +54,20 @@ pub(crate) fn unavailable(name: &str) -> Result<Option<Completion>, Failed> {
     }
 }
 
+/// A trial that needs every one of `backends`: ignored with the reason
+/// where one cannot run (and is not required), else `check`.
+pub(crate) fn needing(name: impl Into<String>, backends: &[&'static str], check: impl FnOnce() -> Result<(), Failed> + Send + 'static) -> Trial {
+    let backends = backends.to_vec();
+    Trial::ignorable_test(name, move || {
+        for backend in backends {
+            if let Some(skip) = unavailable(backend)? {
+                return Ok(skip);
+            }
+        }
+        check().map(|()| Completion::Completed)
+    })
+}
+
 fn snapshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots")
 }
