@@ -596,26 +596,29 @@ fn tcache_lists(mem: &Memory, chunk: u64, chunks: &Chunks) -> Option<Vec<(u64, V
 /// blocks straight into its place in the one list (no second copy).
 fn blocks_of(chunks: &Chunks, free: &[u64], tcaches: &[u64], threads: usize) -> (Vec<Block>, u64, u64) {
     let is_free = |c: &Chunk| !c.inuse_bit || (!free.is_empty() && free.binary_search(&c.at).is_ok());
-    let is_block = |c: &Chunk| !is_free(c) && tcaches.binary_search(&c.at).is_err();
+    let is_tcache = |c: &Chunk| tcaches.binary_search(&c.at).is_ok();
+    let is_block = |c: &Chunk| !is_free(c) && !is_tcache(c);
     let block = |c: &Chunk| Block { chunk: c.at, addr: c.at + 16, size: c.size - 8, mmapped: false, first: c.word0 };
-    let free_of = |part: &[&[Chunk]]| part.iter().flat_map(|r| r.iter()).filter(|c| is_free(c)).fold((0, 0), |(n, b), c| (n + 1, b + c.size));
-    let len = chunks.len();
-    let threads = if len < PARALLEL_BLOCKS { 1 } else { threads.max(1) };
+    // One pass over a run of chunks: its blocks counted, its free chunks counted and summed.
+    let tally = |part: &[&[Chunk]]| {
+        part.iter().flat_map(|r| r.iter()).fold((0usize, 0u64, 0u64), |(k, n, b), c| {
+            if is_free(c) {
+                (k, n + 1, b + c.size)
+            } else if is_tcache(c) {
+                (k, n, b)
+            } else {
+                (k + 1, n, b)
+            }
+        })
+    };
+    let threads = if chunks.len() < PARALLEL_BLOCKS { 1 } else { threads.max(1) };
     if threads == 1 {
-        let (n, b) = free_of(&chunks.runs);
+        let (_, n, b) = tally(&chunks.runs);
         return (chunks.iter().filter(|c| is_block(c)).map(block).collect(), n, b);
     }
     let parts = chunks.split(threads);
     let counts: Vec<(usize, u64, u64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|part| {
-                s.spawn(move || {
-                    let (n, b) = free_of(part);
-                    (part.iter().flat_map(|r| r.iter()).filter(|c| is_block(c)).count(), n, b)
-                })
-            })
-            .collect();
+        let handles: Vec<_> = parts.iter().map(|part| s.spawn(move || tally(part))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
     let total: usize = counts.iter().map(|c| c.0).sum();
