@@ -71,7 +71,7 @@ impl RegionKind {
 }
 
 /// A leaked mapping rather than a heap block.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Region {
     pub kind: RegionKind,
     /// Protection and sharing as /proc/PID/maps prints them (`rw-s`).

@@ -20,6 +20,10 @@
 //!   arena, or a block above the mmap threshold, which glibc caps at 32 MiB)
 //!   overwrites the malloc's: the block was lost, or recorded as a raw mmap
 //!   with a stack inside libc.
+//! - memleak's report skips every allocation whose stack its stack map
+//!   refused (a bucket collision): we read those from its `allocs` map
+//!   (`allocs_map`) and report them without a stack. A sample runs with a
+//!   fixed layout, so that which stacks collide is the same on every run.
 //! - memleak symbolizes with bcc's own resolver; we resolve the addresses
 //!   ourselves through DWARF (addr2line), from the module's mapping in
 //!   /proc/PID/maps, so that sites are file:line like every other backend's.
@@ -42,10 +46,11 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTab
 
 use crate::backend::{is_runtime_object, Availability, Backend, RunConfig, Target};
 use crate::error::Error;
-use crate::process::{Child, Spec};
+use crate::process::{Child, Layout, Spec};
 use crate::report::{End, Frame, Kind, Leak, Process, Region, RegionKind, Report, Stats};
 use crate::maps::{self, Mapping};
 
+mod allocs_map;
 mod recover;
 
 pub struct Bcc;
@@ -316,6 +321,13 @@ fn run_once(target: &Target, config: &RunConfig) -> Result<Report, Error> {
         .env("LEAKLAB_CHECKPOINT", "1")
         .env("GLIBC_TUNABLES", TUNABLES)
         .env_remove("DEBUGINFOD_URLS")
+        // memleak drops the stack of an allocation whose stack hashes to a
+        // bucket another stack holds (see allocs_map), and the kernel's
+        // hash is of the return addresses: under ASLR a sample's report
+        // changed now and then (one run in ~500 lost stdout's buffer).
+        // With a fixed layout a sample's stacks, so its report, are the
+        // same on every run.
+        .layout(if target.sample.is_some() { Layout::Fixed } else { Layout::Randomized })
         .stop_before_exec();
     let mut child = Child::spawn(&spec)?;
     child.wait_stop()?;
@@ -366,6 +378,9 @@ fn run_once(target: &Target, config: &RunConfig) -> Result<Report, Error> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // Read while memleak still holds its maps and the target is stopped:
+    // what its report leaves out.
+    let allocs = allocs_map::read(memleak.pid());
     // The target goes on at once; memleak's exit (detaching its probes)
     // takes a second or two and overlaps the rest of the target's run.
     let pause = stopped.elapsed();
@@ -427,12 +442,46 @@ fn run_once(target: &Target, config: &RunConfig) -> Result<Report, Error> {
         leak.stack = stack;
         report.leaks.push(leak);
     }
+    add_stackless(&mut report, &maps, &allocs?);
     report.stats = Some(Stats {
         wall_ms: started.elapsed().as_millis() as u64,
         peak_rss_kib: Some(finished.peak_rss_kib),
         pause_ms: Some(pause.as_secs_f64() * 1000.0),
     });
     Ok(report)
+}
+
+/// The allocations memleak recorded without a stack, which its report
+/// leaves out: leaks without a stack or site, one per block size (a
+/// runtime buffer among them cannot be told apart), and a note that says
+/// why they have none. A full map is said too: past it nothing was recorded.
+fn add_stackless(report: &mut Report, maps: &[Mapping], allocs: &allocs_map::Allocs) {
+    let mut by_size: std::collections::BTreeMap<(u64, Option<Region>), u64> = std::collections::BTreeMap::new();
+    for &(address, size, _) in &allocs.stackless {
+        // malloc's blocks are in [heap] (the run has one arena and no
+        // mmapped chunks); anything else is a mapping of its own.
+        let region = mapping_of(maps, address).filter(|m| m.path_text() != "[heap]").and_then(region_at);
+        *by_size.entry((size, region)).or_default() += 1;
+    }
+    for ((size, region), count) in by_size {
+        let mut leak = Leak::new(Kind::Unclassified, size * count, count);
+        leak.region = region;
+        report.leaks.push(leak);
+    }
+    if let Some(&(_, _, id)) = allocs.stackless.first() {
+        let bytes: u64 = allocs.stackless.iter().map(|(_, s, _)| s).sum();
+        report.notes.push(format!(
+            "{bytes} bytes in {} allocations outstanding without a stack ({}): memleak's report leaves them out; they are listed from its `allocs` map, without a site",
+            allocs.stackless.len(),
+            allocs_map::stackid_error(id)
+        ));
+    }
+    if allocs.entries >= u64::from(allocs.max_entries) {
+        report.notes.push(format!(
+            "memleak's table of outstanding allocations was full ({} entries): allocations past that were not recorded",
+            allocs.max_entries
+        ));
+    }
 }
 
 /// The byte offset of the first report header at or after `from`.
@@ -563,6 +612,12 @@ pub fn region_of(maps: &[Mapping], allocations: &[(u64, u64)], group: &Group) ->
     if kinds.any(|(k, _)| k != kind) {
         return None;
     }
+    region_at(m)
+}
+
+/// The region of the mapping `m`.
+fn region_at(m: &Mapping) -> Option<Region> {
+    let kind = m.region_kind()?;
     // A file the program unlinked (a temporary) has no name worth keeping.
     let path = m.path.clone().filter(|p| !p.ends_with(" (deleted)") && !matches!(kind, RegionKind::PrivateAnon | RegionKind::SharedAnon));
     Some(Region { kind, flags: Some(m.perms.clone()), path })
