@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -128,24 +129,57 @@ static volatile sig_atomic_t g_dump_pending;
 static unsigned g_signal_dumps;
 static int g_no_exit_dump;
 
-/* ---- per-thread state ------------------------------------------------ */
+/* ---- per-thread state ------------------------------------------------
+ * One TLS block: a hook reaches every field from one address (each TLS
+ * variable of a shared object costs a load of its offset from the GOT).
+ * TLS is a root of the harness's marking: no field may hold a heap
+ * address once the hook that wrote it has returned. */
 
-static TLS int t_guard;           /* >0 while the shim itself runs */
-static TLS uint32_t t_tid;
-static TLS uintptr_t t_stack_hi;  /* 0: not known yet; 1: unknown */
+#define RECENT 4
+#define ID_CACHE 256
+struct range;
+struct entry_list { uint32_t head, count; }; /* head: an index plus 1 */
+/* A recent free (see note_freed): the address complemented, the free's
+ * call site with the block's api in the top byte. */
+struct freed {
+    uintptr_t not_addr;
+    uintptr_t free_pc_api;
+};
+/* A stack id cached by its walk's hash (see stack_id). */
+struct id_slot {
+    uint64_t hash;
+    uint32_t depth, id;
+};
+
+struct thread_state {
+    int guard;                        /* >0 while the shim itself runs */
+    uint32_t tid;
+    uintptr_t stack_hi;               /* 0: not known yet; 1: unknown */
+    const struct range *last_range;   /* the code range of the last lookup */
+    unsigned recent_next;
+    uintptr_t recent_ret[RECENT], recent_slot[RECENT]; /* see stale_copy */
+    struct entry_list free, spare;    /* free entries (see entry_new) */
+    uint32_t bump, bump_end;          /* unused entries of a fresh chunk */
+    int registered;                   /* thread_gone will run at its exit */
+    struct freed freed[FREED_CACHE];
+    uintptr_t pcs[MAX_FRAMES];        /* the stack being recorded (see stack_id_slow) */
+    struct id_slot ids[ID_CACHE];
+};
+static TLS struct thread_state tls;
+
 
 static void unguard(int *unused)
 {
     (void)unused;
-    t_guard--;
+    tls.guard--;
 }
-#define GUARD int guard_ __attribute__((cleanup(unguard), unused)) = (t_guard++, 0)
+#define GUARD int guard_ __attribute__((cleanup(unguard), unused)) = (tls.guard++, 0)
 
 static uint32_t tid(void)
 {
-    if (UNLIKELY(t_tid == 0))
-        t_tid = (uint32_t)syscall(SYS_gettid);
-    return t_tid;
+    if (UNLIKELY(tls.tid == 0))
+        tls.tid = (uint32_t)syscall(SYS_gettid);
+    return tls.tid;
 }
 
 /* ---- raw memory and locks -------------------------------------------- */
@@ -258,19 +292,17 @@ static int add_object(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
-static TLS const struct range *t_last_range;
-
 static __attribute__((noinline)) const struct range *range_search(uintptr_t pc)
 {
     for (int i = 0; i < g_nranges; i++)
         if (pc >= g_ranges[i].lo && pc < g_ranges[i].hi)
-            return t_last_range = &g_ranges[i];
+            return tls.last_range = &g_ranges[i];
     return NULL;
 }
 
 static inline const struct range *range_of(uintptr_t pc)
 {
-    const struct range *last = t_last_range;
+    const struct range *last = tls.last_range;
     if (LIKELY(last && pc >= last->lo && pc < last->hi))
         return last;
     return range_search(pc);
@@ -337,36 +369,33 @@ static __attribute__((noinline)) void stack_bounds(void)
 {
     GUARD; /* pthread_getattr_np allocates */
     pthread_attr_t a;
-    t_stack_hi = 1;
+    tls.stack_hi = 1;
     if (pthread_getattr_np(pthread_self(), &a) == 0) {
         void *addr;
         size_t size;
         if (pthread_attr_getstack(&a, &addr, &size) == 0)
-            t_stack_hi = (uintptr_t)addr + size;
+            tls.stack_hi = (uintptr_t)addr + size;
         pthread_attr_destroy(&a);
     }
 }
 
-/* The last few calls made straight from code with frame pointers: their
- * return address and the stack slot it was pushed to. The shim and glibc
+/* Whether the word at `w` copies the return address of one of the last
+ * few calls made straight from code with frame pointers (tls.recent_ret,
+ * pushed to tls.recent_slot) without being its slot. The shim and glibc
  * copy such a return address into their own frames (spills, saved
  * registers); a later scan through a library's frames must not mistake
- * such a copy, found anywhere but in its own slot, for a live return. */
-#define RECENT 4
-static TLS uintptr_t t_recent_ret[RECENT], t_recent_slot[RECENT];
-static TLS unsigned t_recent_next;
-
+ * such a copy for a live return. */
 static int stale_copy(const uintptr_t *w)
 {
     for (int i = 0; i < RECENT; i++)
-        if (t_recent_ret[i] == *w && t_recent_slot[i] != (uintptr_t)w)
+        if (tls.recent_ret[i] == *w && tls.recent_slot[i] != (uintptr_t)w)
             return 1;
     return 0;
 }
 
 static inline int on_stack(uintptr_t p, uintptr_t lo)
 {
-    return p > lo && p + 2 * sizeof(uintptr_t) <= t_stack_hi && (p & 7) == 0;
+    return p > lo && p + 2 * sizeof(uintptr_t) <= tls.stack_hi && (p & 7) == 0;
 }
 
 /* The allocation's caller is a library without frame pointers (`fp` is
@@ -413,33 +442,13 @@ static __attribute__((noinline)) uintptr_t *past_library(uintptr_t *pcs, int *n,
     return NULL;
 }
 
-/* Fills pcs[] from the hook's frame `fp` (whose return address is `ret0`).
- * Inlined into each hook: the common case (a caller with frame pointers)
- * is a plain bounded walk. */
-static inline __attribute__((always_inline)) int capture_hashed(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0, uint64_t *hash)
+/* Walks the frame records from `f` up (each above `lo`, below the stack's
+ * top), appending their return addresses to pcs[] (when not NULL) and to
+ * the hash *h; returns the new depth. */
+static inline __attribute__((always_inline)) int walk_frames(uintptr_t *pcs, int n, uintptr_t *f, uintptr_t lo, uint64_t *h)
 {
-    int n = 1;
-    pcs[0] = ret0;
-    uint64_t h = HASH_STEP(HASH_SEED, ret0);
-    if (UNLIKELY(t_stack_hi == 0))
-        stack_bounds();
-    uintptr_t hi = t_stack_hi;
-    uintptr_t lo = (uintptr_t)fp;
-    if (UNLIKELY(lo + 2 * sizeof(uintptr_t) > hi || (lo & 7))) {
-        *hash = hash_end(h, n);
-        return n;
-    }
-    uintptr_t *f = (uintptr_t *)fp[0];
-    const struct range *r0 = range_of(ret0);
-    if (LIKELY(r0 && !r0->nofp)) {
-        unsigned k = t_recent_next++ % RECENT;
-        t_recent_ret[k] = ret0;
-        t_recent_slot[k] = (uintptr_t)(fp + 1);
-    } else if (r0) {
-        f = past_library(pcs, &n, fp, f, &lo);
-        if (n > 1)
-            h = HASH_STEP(h, pcs[1]);
-    }
+    uintptr_t hi = tls.stack_hi;
+    uint64_t hash = *h;
     while (n < MAX_FRAMES && f) {
         uintptr_t a = (uintptr_t)f;
         if (!(a > lo && a + 2 * sizeof(uintptr_t) <= hi && (a & 7) == 0))
@@ -447,13 +456,64 @@ static inline __attribute__((always_inline)) int capture_hashed(uintptr_t *pcs, 
         uintptr_t ret = f[1];
         if (ret < 4096)
             break;
-        pcs[n++] = ret;
-        h = HASH_STEP(h, ret);
+        if (pcs)
+            pcs[n] = ret;
+        n++;
+        hash = HASH_STEP(hash, ret);
         lo = a;
         f = (uintptr_t *)f[0];
     }
+    *h = hash;
+    return n;
+}
+
+/* Remembers a call made straight from code with frame pointers (see tls.recent_ret). */
+static inline __attribute__((always_inline)) void note_recent(uintptr_t ret0, uintptr_t *fp)
+{
+    unsigned k = tls.recent_next++ % RECENT;
+    tls.recent_ret[k] = ret0;
+    tls.recent_slot[k] = (uintptr_t)(fp + 1);
+}
+
+/* Whether the hook's frame `fp` can be walked at all (it lies on the stack). */
+static inline __attribute__((always_inline)) int walkable(uintptr_t *fp)
+{
+    if (UNLIKELY(tls.stack_hi == 0))
+        stack_bounds();
+    uintptr_t lo = (uintptr_t)fp;
+    return LIKELY(lo + 2 * sizeof(uintptr_t) <= tls.stack_hi && (lo & 7) == 0);
+}
+
+/* Fills pcs[] from the hook's frame `fp` (whose return address is `ret0`).
+ * `recent`: whether to remember ret0 as a recent call (see note_recent). */
+static inline __attribute__((always_inline)) int capture_from(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0, uint64_t *hash, int recent)
+{
+    int n = 1;
+    pcs[0] = ret0;
+    uint64_t h = HASH_STEP(HASH_SEED, ret0);
+    if (!walkable(fp)) {
+        *hash = hash_end(h, n);
+        return n;
+    }
+    uintptr_t lo = (uintptr_t)fp;
+    uintptr_t *f = (uintptr_t *)fp[0];
+    const struct range *r0 = range_of(ret0);
+    if (LIKELY(r0 && !r0->nofp)) {
+        if (recent)
+            note_recent(ret0, fp);
+    } else if (r0) {
+        f = past_library(pcs, &n, fp, f, &lo);
+        if (n > 1)
+            h = HASH_STEP(h, pcs[1]);
+    }
+    n = walk_frames(pcs, n, f, lo, &h);
     *hash = hash_end(h, n);
     return n;
+}
+
+static inline __attribute__((always_inline)) int capture_hashed(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0, uint64_t *hash)
+{
+    return capture_from(pcs, fp, ret0, hash, 1);
 }
 
 static inline __attribute__((always_inline)) int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
@@ -476,19 +536,39 @@ struct stack {
  * holds before the user's bytes. `size_api`: the requested size (bits
  * 0-47), the api (48-55), log2 of the distance from the allocator's
  * pointer to the user's (56-63: 4 for this header alone, more for an
- * aligned block). */
+ * aligned block). `check` binds the header to its address (hdr_check):
+ * a free trusts a header that passes it without reading the entry, a
+ * second cache miss that depends on the first; a free clears it. */
 struct header {
     uint64_t size_api;
-    uint32_t stack;  /* a slot of the stack table plus 1; 0: none (table full) */
+    uint32_t check;
     uint32_t entry;  /* the block's entry */
 };
 
-/* A live block's entry, the table the harness reads. */
+/* A block's entry, the table the harness reads. */
 struct entry {
     uintptr_t addr;  /* the user's pointer; 0: free */
     uint32_t tid;
-    uint32_t next;   /* free: the next free entry plus 1, 0 at the end of a list */
+    union {
+        uint32_t stack; /* live: a slot of the stack table plus 1; 0: none (table full) */
+        uint32_t next;  /* free: the next free entry plus 1, 0 at the end of a list */
+    };
 };
+
+/* The key of hdr_check, random per process (set before the first block). */
+static uint64_t g_check_key;
+
+/* A header's check: a keyed hash of the user's pointer and the header's
+ * other fields, never 0. A pointer the shim did not hand out (or has
+ * freed) passes it only by a 1 in 2^32 chance; such a free is then not
+ * reported, and the real free gets the pointer as it would without the
+ * shim. */
+static inline uint32_t hdr_check(uintptr_t q, uint64_t size_api, uint32_t entry)
+{
+    uint64_t x = ((uint64_t)q ^ g_check_key) * 0x9e3779b97f4a7c15ull;
+    x = (x ^ size_api ^ ((uint64_t)entry << 17)) * 0xbf58476d1ce4e5b9ull;
+    return (uint32_t)(x >> 32) | 1;
+}
 
 #define HDR_SIZE_MASK ((1ull << 48) - 1)
 static inline uint64_t hdr_pack(size_t size, int api, unsigned shift)
@@ -614,15 +694,11 @@ static struct entry *g_chunks[MAX_CHUNKS];
 static uint64_t g_nchunks;
 static uint64_t g_chunks_dropped;
 
-struct entry_list { uint32_t head, count; }; /* head: an index plus 1 */
 #define POOL_LISTS 4096
 static struct entry_list g_pool[POOL_LISTS];
 static unsigned g_npool;
 static spinlock g_pool_lock;
 
-static TLS struct entry_list t_free, t_spare;
-static TLS uint32_t t_bump, t_bump_end; /* unused entries of a fresh chunk */
-static TLS int t_registered;
 static pthread_key_t g_exit_key;
 static int g_exit_key_ok;
 
@@ -646,19 +722,19 @@ static void thread_gone(void *unused)
 {
     (void)unused;
     GUARD;
-    pool_put(t_free);
-    pool_put(t_spare);
-    t_free = t_spare = (struct entry_list){0, 0};
+    pool_put(tls.free);
+    pool_put(tls.spare);
+    tls.free = tls.spare = (struct entry_list){0, 0};
     /* The rest of a fresh chunk, as one more list. */
     struct entry_list rest = {0, 0};
-    for (uint32_t i = t_bump; i < t_bump_end; i++) {
+    for (uint32_t i = tls.bump; i < tls.bump_end; i++) {
         entry_at(i)->next = rest.head;
         rest.head = i + 1;
         rest.count++;
     }
-    t_bump = t_bump_end = 0;
+    tls.bump = tls.bump_end = 0;
     pool_put(rest);
-    t_registered = 0;
+    tls.registered = 0;
 }
 
 static uint32_t entry_new_slow(void);
@@ -666,10 +742,10 @@ static uint32_t entry_new_slow(void);
 /* An unused entry's index, or UINT32_MAX when no chunk can be mapped. */
 static inline __attribute__((always_inline)) uint32_t entry_new(void)
 {
-    if (LIKELY(t_free.head)) {
-        uint32_t i = t_free.head - 1;
-        t_free.head = entry_at(i)->next;
-        t_free.count--;
+    if (LIKELY(tls.free.head)) {
+        uint32_t i = tls.free.head - 1;
+        tls.free.head = entry_at(i)->next;
+        tls.free.count--;
         return i;
     }
     return entry_new_slow();
@@ -680,20 +756,20 @@ static inline __attribute__((always_inline)) uint32_t entry_new(void)
 static __attribute__((noinline)) uint32_t entry_new_slow(void)
 {
     GUARD; /* pthread_setspecific may allocate; the pool's lock */
-    if (t_bump < t_bump_end)
-        return t_bump++;
-    if (t_spare.head) {
-        t_free = t_spare;
-        t_spare = (struct entry_list){0, 0};
+    if (tls.bump < tls.bump_end)
+        return tls.bump++;
+    if (tls.spare.head) {
+        tls.free = tls.spare;
+        tls.spare = (struct entry_list){0, 0};
         return entry_new();
     }
-    if (UNLIKELY(!t_registered) && g_exit_key_ok) {
-        t_registered = 1;
+    if (UNLIKELY(!tls.registered) && g_exit_key_ok) {
+        tls.registered = 1;
         pthread_setspecific(g_exit_key, (void *)1);
     }
     lock(&g_pool_lock);
     if (g_npool) {
-        t_free = g_pool[--g_npool];
+        tls.free = g_pool[--g_npool];
         unlock(&g_pool_lock);
         return entry_new();
     }
@@ -708,26 +784,26 @@ static __attribute__((noinline)) uint32_t entry_new_slow(void)
     unlock(&g_pool_lock);
     if (!chunk)
         return UINT32_MAX;
-    t_bump = (uint32_t)(c << CHUNK_BITS);
-    t_bump_end = t_bump + CHUNK_ENTRIES;
-    return t_bump++;
+    tls.bump = (uint32_t)(c << CHUNK_BITS);
+    tls.bump_end = tls.bump + CHUNK_ENTRIES;
+    return tls.bump++;
 }
 
 /* The free list is full: it becomes the spare, the old spare goes to the pool. */
 static __attribute__((noinline)) void entry_list_full(void)
 {
     GUARD;
-    if (t_spare.head)
-        pool_put(t_spare);
-    t_spare = t_free;
-    t_free = (struct entry_list){0, 0};
+    if (tls.spare.head)
+        pool_put(tls.spare);
+    tls.spare = tls.free;
+    tls.free = (struct entry_list){0, 0};
 }
 
 static inline __attribute__((always_inline)) void entry_free(uint32_t i, struct entry *e)
 {
-    e->next = t_free.head;
-    t_free.head = i + 1;
-    if (UNLIKELY(++t_free.count == CHUNK_ENTRIES))
+    e->next = tls.free.head;
+    tls.free.head = i + 1;
+    if (UNLIKELY(++tls.free.count == CHUNK_ENTRIES))
         entry_list_full();
 }
 
@@ -809,20 +885,12 @@ static inline struct entry *entry_of(uintptr_t q, struct header **hp, uint32_t *
     return e;
 }
 
-/* Recent frees of this thread, by address: to tell a double free from a
- * wild one. `free_pc_api`: the free's call site, the block's api in the
- * top byte. The address is kept complemented: this cache is in the
- * thread's TLS, which the harness scans as a root, and the address may be
- * a live block's again. */
-struct freed {
-    uintptr_t not_addr;
-    uintptr_t free_pc_api;
-};
-static TLS struct freed t_freed[FREED_CACHE];
-
+/* Notes a free in this thread's cache of recent frees, by address: to
+ * tell a double free from a wild one. The address is kept complemented:
+ * TLS is a root, and the address may be a live block's again. */
 static inline void note_freed(uintptr_t addr, uintptr_t pc, int api)
 {
-    struct freed *f = &t_freed[(addr >> 4) & (FREED_CACHE - 1)];
+    struct freed *f = &tls.freed[(addr >> 4) & (FREED_CACHE - 1)];
     f->not_addr = ~addr;
     f->free_pc_api = (pc & ((1ull << 56) - 1)) | ((uintptr_t)api << 56);
 }
@@ -908,6 +976,16 @@ static void resolve(void)
     real_new_array = dlsym(RTLD_NEXT, "_Znam");
     real_new_aligned = dlsym(RTLD_NEXT, "_ZnwmSt11align_val_t");
     real_new_array_aligned = dlsym(RTLD_NEXT, "_ZnamSt11align_val_t");
+    /* The kernel's random bytes for this process (glibc takes the first
+     * eight for the stack protector); the address alone still differs
+     * per process under ASLR. The same value on every call. */
+    uint64_t key = (uint64_t)(uintptr_t)&g_check_key, rnd;
+    const unsigned char *random = (const unsigned char *)getauxval(AT_RANDOM);
+    if (random) {
+        memcpy(&rnd, random + 8, sizeof rnd);
+        key ^= rnd;
+    }
+    __atomic_store_n(&g_check_key, key, __ATOMIC_RELAXED);
     if (real_malloc && real_free && real_calloc && real_realloc && real_mmap && real_munmap)
         __atomic_store_n(&g_ready, 1, __ATOMIC_RELEASE);
 }
@@ -916,7 +994,7 @@ static inline int ready(void)
 {
     if (LIKELY(__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE)))
         return 1;
-    if (t_guard)
+    if (tls.guard)
         return 0; /* inside dlsym: the arena serves */
     resolve();
     return g_ready;
@@ -938,31 +1016,94 @@ static inline void scrub(void *p, size_t n)
     __asm__ volatile("" : : "r"(p) : "memory");
 }
 
-/* The stack being recorded. In TLS rather than on the stack: a copy of
- * return addresses left in a dead frame would be a stale word that a
- * later scan (past a library without frame pointers, whose frames reuse
- * that stack memory) takes for the caller's return address. Zeroed once
- * interned: TLS is a root of the harness's marking, and a walk through a
- * library's frames can take a data word (a heap pointer) for a return
- * address; left here, it would keep that block reachable. */
-static TLS uintptr_t t_pcs[MAX_FRAMES];
+/* The ids of the stacks this thread recorded last, by hash: a stack seen
+ * before is known by its walk alone, without storing its frames or
+ * comparing them with the table's. Two stacks are taken for one only when
+ * their depths and 64-bit hashes agree. Holds no address: TLS is a root. */
+
+static inline struct id_slot *id_slot_of(uint64_t hash)
+{
+    return &tls.ids[(hash >> 1) & (ID_CACHE - 1)]; /* bit 0 is always set */
+}
+
+/* The stack walked in full, stored and interned; `cache`: the walk was
+ * one stack_id can hash (its ret0 already noted as recent). The frames
+ * go to tls.pcs rather than the stack: a copy of return addresses left in
+ * a dead frame would be a stale word that a later scan (past a library
+ * without frame pointers, whose frames reuse that stack memory) takes for
+ * the caller's return address. They are zeroed once interned: a walk
+ * through a library's frames can take a data word (a heap pointer) for a
+ * return address, and left in TLS, a root, it would keep that block
+ * reachable. */
+static __attribute__((noinline)) uint32_t stack_id_slow(uintptr_t *fp, uintptr_t ret0, int cache)
+{
+    uintptr_t *pcs = tls.pcs;
+    uint64_t hash;
+    int n = capture_from(pcs, fp, ret0, &hash, !cache);
+    uint32_t id = intern_stack(pcs, n, hash);
+    for (int k = 0; k < n; k++)
+        pcs[k] = 0;
+    if (cache && id)
+        *id_slot_of(hash) = (struct id_slot){hash, (uint32_t)n, id};
+    return id;
+}
+
+/* The id of the stack from the hook's frame `fp`. A caller with frame
+ * pointers (the common case) is walked without storing a frame, and its
+ * stack found in the thread's cache; anything else takes the full walk. */
+static inline __attribute__((always_inline)) uint32_t stack_id(uintptr_t *fp, uintptr_t ret0)
+{
+    const struct range *r0;
+    if (LIKELY(walkable(fp) && (r0 = range_of(ret0)) && !r0->nofp)) {
+        note_recent(ret0, fp);
+        uint64_t h = HASH_STEP(HASH_SEED, ret0);
+        int n = walk_frames(NULL, 1, (uintptr_t *)fp[0], (uintptr_t)fp, &h);
+        uint64_t hash = hash_end(h, n);
+        const struct id_slot *c = id_slot_of(hash);
+        if (LIKELY(c->hash == hash && c->depth == (uint32_t)n))
+            return c->id;
+        return stack_id_slow(fp, ret0, 1);
+    }
+    return stack_id_slow(fp, ret0, 0);
+}
+
+/* What a block needs besides the allocator's memory: an entry (UINT32_MAX
+ * when none could be mapped) and the caller's stack. Claimed before the
+ * allocator is called, so that no slow path of the shim (the full walk,
+ * a new chunk of entries) runs while a pointer to the new block is live:
+ * a copy spilled to a frame that dies would be a stale word that a later
+ * frame leaves in place, a root that keeps the block reachable. */
+struct claim {
+    uint32_t entry, stack;
+};
+
+static inline __attribute__((always_inline)) struct claim claim(uintptr_t *fp, uintptr_t ret0)
+{
+    struct claim c = {entry_new(), 0};
+    if (LIKELY(c.entry != UINT32_MAX))
+        c.stack = stack_id(fp, ret0);
+    return c;
+}
+
+/* The allocator failed: the claimed entry goes back to the thread's list. */
+static void unclaim(struct claim c)
+{
+    if (c.entry != UINT32_MAX)
+        entry_free(c.entry, entry_at(c.entry));
+}
 
 /* Stamps the allocator's block `p` as the user's block `size` bytes at
- * p + 2^shift: writes the header in front of it and the block's entry
- * `i`, with the stack walked from the hook's frame. */
-static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, int api, unsigned shift, uint32_t i, uintptr_t *fp, uintptr_t ret0)
+ * p + 2^shift: writes the header in front of it and the block's entry. */
+static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, int api, unsigned shift, struct claim c)
 {
     uintptr_t q = (uintptr_t)p + ((size_t)1 << shift);
     struct header *h = (struct header *)(q - HDR);
-    uintptr_t *pcs = t_pcs;
-    uint64_t hash;
-    int n = capture_hashed(pcs, fp, ret0, &hash);
-    h->size_api = hdr_pack(size, api, shift);
-    h->stack = intern_stack(pcs, n, hash);
-    for (int k = 0; k < n; k++)
-        pcs[k] = 0;
-    h->entry = i;
-    struct entry *e = entry_at(i);
+    uint64_t size_api = hdr_pack(size, api, shift);
+    h->size_api = size_api;
+    h->check = hdr_check(q, size_api, c.entry);
+    h->entry = c.entry;
+    struct entry *e = entry_at(c.entry);
+    e->stack = c.stack;
     e->tid = tid();
     __atomic_store_n(&e->addr, q, __ATOMIC_RELEASE);
     if (UNLIKELY((q & 4095) == 0))
@@ -971,23 +1112,27 @@ static inline __attribute__((always_inline)) void *stamp(char *p, size_t size, i
 }
 
 /* Records the allocator's block `p` (2^shift bytes bigger than asked) and
- * returns the user's pointer. Without memory for an entry the block goes
- * out unrecorded, as the allocator made it (its free is then reported). */
-static inline __attribute__((always_inline)) void *record(void *p, size_t size, int api, unsigned shift, uintptr_t *fp, uintptr_t ret0)
+ * returns the user's pointer; `p` NULL (the allocator failed) gives NULL.
+ * Without memory for an entry the block goes out unrecorded, as the
+ * allocator made it (its free is then reported). */
+static inline __attribute__((always_inline)) void *record(void *p, size_t size, int api, unsigned shift, struct claim c)
 {
-    uint32_t i = entry_new();
-    if (UNLIKELY(i == UINT32_MAX))
+    if (UNLIKELY(!p)) {
+        unclaim(c);
+        return NULL;
+    }
+    if (UNLIKELY(c.entry == UINT32_MAX))
         return p;
-    return stamp(p, size, api, shift, i, fp, ret0);
+    return stamp(p, size, api, shift, c);
 }
 
 /* A block freed by the wrong deallocator (new[] by delete, malloc by delete...). */
-static __attribute__((noinline, cold)) void report_mismatch(uintptr_t addr, int dealloc, const struct header *h, uintptr_t *fp, uintptr_t ret0)
+static __attribute__((noinline, cold)) void report_mismatch(uintptr_t addr, int dealloc, const struct header *h, uint32_t stack, uintptr_t *fp, uintptr_t ret0)
 {
     GUARD;
     uintptr_t pcs[MAX_FRAMES];
     int n = capture(pcs, fp, ret0);
-    const struct stack *st = stack_of(h->stack);
+    const struct stack *st = stack_of(stack);
     int api = hdr_api(h);
     report_bad(BAD_MISMATCHED, addr, dealloc, api, hdr_size(h), pcs, n, st ? st->pcs : NULL, st ? (int)st->depth : 0);
     scrub(pcs, sizeof pcs);
@@ -1008,10 +1153,11 @@ static __attribute__((noinline)) void *release(void *q, int dealloc, uintptr_t *
      * in the program, and a locked instruction here costs a tenth of a free. */
     if (LIKELY(e != NULL)) {
         __atomic_store_n(&e->addr, 0, __ATOMIC_RELAXED);
+        h->check = 0; /* a second free fails the check */
         int api = hdr_api(h);
         note_freed(addr, ret0, api);
         if (UNLIKELY(family_of_api(api) != family_of_dealloc(dealloc)))
-            report_mismatch(addr, dealloc, h, fp, ret0);
+            report_mismatch(addr, dealloc, h, e->stack, fp, ret0);
         void *p = (char *)q - hdr_offset(h);
         if ((addr & 4095) == 0)
             page_forget(addr); /* before the real free: the page before may go with it */
@@ -1021,7 +1167,7 @@ static __attribute__((noinline)) void *release(void *q, int dealloc, uintptr_t *
             entry_free(i, e);
         return p;
     }
-    struct freed before = t_freed[(addr >> 4) & (FREED_CACHE - 1)];
+    struct freed before = tls.freed[(addr >> 4) & (FREED_CACHE - 1)];
     uintptr_t pcs[MAX_FRAMES];
     int n = capture(pcs, fp, ret0);
     if (before.not_addr == ~addr) {
@@ -1045,19 +1191,16 @@ EXPORT void *malloc(size_t n)
 {
     if (UNLIKELY(!ready()))
         return arena_alloc(n);
-    if (UNLIKELY(t_guard))
+    if (UNLIKELY(tls.guard))
         return real_malloc(n);
     if (UNLIKELY(n > SIZE_MAX - 4096)) {
         errno = ENOMEM;
         return NULL;
     }
-    void *p = real_malloc(n + HDR);
-    if (UNLIKELY(!p))
-        return NULL;
-    void *q = record(p, n, A_MALLOC, SHIFT_HDR, FRAME(), RET());
     if (UNLIKELY(g_dump_pending))
         maybe_dump_pending();
-    return q;
+    struct claim c = claim(FRAME(), RET());
+    return record(real_malloc(n + HDR), n, A_MALLOC, SHIFT_HDR, c);
 }
 
 static void free_slow(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0);
@@ -1068,33 +1211,57 @@ static void free_slow(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0);
  * out, one of the start-up arena (its header names entry 0, which never
  * holds an arena address), any pointer before the first block (no chunk
  * yet). Under the guard a recorded block is released the same way. */
+/* The rest of a free that needs more than the real free: a full list of
+ * free entries, a dump asked for by signal. Out of line, so that the
+ * common path holds no value across a call. */
+static __attribute__((noinline)) void free_rare(void *p, int full)
+{
+    if (full)
+        entry_list_full();
+    real_free(p);
+    if (UNLIKELY(g_dump_pending))
+        maybe_dump_pending();
+}
+
+/* The deallocators' common path: a block the shim handed out, its header
+ * on the same page as the pointer and passing its check, freed by its
+ * family's deallocator. Anything else takes free_slow, which checks the
+ * pointer against its entry and reports what it must: a pointer the shim
+ * did not hand out, one it freed already, one of the start-up arena, a
+ * mismatched deallocator. Under the guard a recorded block is released
+ * the same way. */
 static inline __attribute__((always_inline)) void free_common(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0)
 {
     uintptr_t addr = (uintptr_t)q;
     if (!q)
         return;
-    if (UNLIKELY((addr & 15) | (addr < 4096) | ((addr & 4095) < HDR))) {
+    if (UNLIKELY((addr & 4095) < HDR) || UNLIKELY(addr & 15) || UNLIKELY(addr < 4096)) {
         free_slow(q, dealloc, fp, ret0);
         return;
     }
     struct header *h = (struct header *)(addr - HDR);
     uint64_t size_api = h->size_api;
     uint32_t i = h->entry;
-    struct entry *e;
-    if (UNLIKELY((i >> CHUNK_BITS) >= __atomic_load_n(&g_nchunks, __ATOMIC_ACQUIRE) ||
-                 __atomic_load_n(&(e = entry_at(i))->addr, __ATOMIC_RELAXED) != addr)) {
+    int api = (int)((size_api >> 48) & 0xff);
+    struct entry *c;
+    if (UNLIKELY(h->check != hdr_check(addr, size_api, i) || family_of_api(api) != family_of_dealloc(dealloc) ||
+                 !(c = g_chunks[(i >> CHUNK_BITS) & (MAX_CHUNKS - 1)]))) {
         free_slow(q, dealloc, fp, ret0);
         return;
     }
+    h->check = 0; /* a second free fails the check */
+    struct entry *e = &c[i & (CHUNK_ENTRIES - 1)];
     __atomic_store_n(&e->addr, 0, __ATOMIC_RELAXED);
-    int api = (int)((size_api >> 48) & 0xff);
     note_freed(addr, ret0, api);
-    if (UNLIKELY(family_of_api(api) != family_of_dealloc(dealloc)))
-        report_mismatch(addr, dealloc, h, fp, ret0);
-    entry_free(i, e);
-    real_free((char *)q - ((size_t)1 << (size_api >> 56)));
-    if (UNLIKELY(g_dump_pending))
-        maybe_dump_pending();
+    e->next = tls.free.head;
+    tls.free.head = i + 1;
+    int full = ++tls.free.count == CHUNK_ENTRIES;
+    void *p = (char *)q - ((size_t)1 << (size_api >> 56));
+    if (UNLIKELY(full | g_dump_pending)) {
+        free_rare(p, full);
+        return;
+    }
+    real_free(p);
 }
 
 static __attribute__((noinline)) void free_slow(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0)
@@ -1106,7 +1273,7 @@ static __attribute__((noinline)) void free_slow(void *q, int dealloc, uintptr_t 
             real_free(q);
         return;
     }
-    if (UNLIKELY(t_guard)) {
+    if (UNLIKELY(tls.guard)) {
         /* The shim's own calls free what they allocated, raw; a recorded
          * block is still released as one. */
         struct header *h;
@@ -1137,10 +1304,10 @@ EXPORT void *calloc(size_t n, size_t size)
     }
     if (UNLIKELY(!ready()))
         return arena_alloc(total); /* static memory is zeroed */
-    if (UNLIKELY(t_guard))
+    if (UNLIKELY(tls.guard))
         return real_calloc(n, size);
-    void *p = real_calloc(1, total + HDR);
-    return p ? record(p, total, A_CALLOC, SHIFT_HDR, FRAME(), RET()) : NULL;
+    struct claim c = claim(FRAME(), RET());
+    return record(real_calloc(1, total + HDR), total, A_CALLOC, SHIFT_HDR, c);
 }
 
 EXPORT size_t malloc_usable_size(void *q)
@@ -1168,15 +1335,15 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
             memcpy(r, q, arena_size(q) < n ? arena_size(q) : n);
         return r;
     }
-    if (UNLIKELY(!ready() || t_guard))
+    if (UNLIKELY(!ready() || tls.guard))
         return real_realloc ? real_realloc(q, n) : arena_alloc(n);
     if (UNLIKELY(n > SIZE_MAX - 4096)) {
         errno = ENOMEM;
         return NULL;
     }
     if (!q) {
-        void *p = real_malloc(n + HDR);
-        return p ? record(p, n, api, SHIFT_HDR, fp, ret0) : NULL;
+        struct claim c = claim(fp, ret0);
+        return record(real_malloc(n + HDR), n, api, SHIFT_HDR, c);
     }
     uint32_t i;
     char *p = release(q, D_REALLOC, fp, ret0, &i);
@@ -1193,6 +1360,7 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
         return NULL;
     }
     size_t off = hdr_offset(h), old = hdr_size(h);
+    uint32_t stack = stack_id(fp, ret0); /* before the new block exists (see claim) */
     char *np;
     if (off == HDR) {
         np = real_realloc(p, n + HDR);
@@ -1206,13 +1374,14 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
     }
     if (!np) {
         /* The old block is still the caller's. */
+        ((struct header *)((char *)q - HDR))->check = hdr_check((uintptr_t)q, h->size_api, i);
         __atomic_store_n(&e->addr, (uintptr_t)q, __ATOMIC_RELEASE);
         if (((uintptr_t)q & 4095) == 0)
             page_note((uintptr_t)q);
         return NULL;
     }
     GUARD;
-    return stamp(np, n, api, SHIFT_HDR, i, fp, ret0);
+    return stamp(np, n, api, SHIFT_HDR, (struct claim){i, stack});
 }
 
 EXPORT void *realloc(void *p, size_t n)
@@ -1256,26 +1425,25 @@ static void *aligned_common(size_t align, size_t n, int api, uintptr_t *fp, uint
 {
     if (UNLIKELY(!ready()))
         return NULL;
-    if (UNLIKELY(t_guard))
+    if (UNLIKELY(tls.guard))
         return real_memalign(align, n);
     int shift = align_shift(align);
     if (shift < 0) {
         errno = EINVAL;
         return NULL;
     }
+    struct claim c = claim(fp, ret0);
     void *p = real_aligned((unsigned)shift, n);
-    if (!p) {
+    if (!p)
         errno = ENOMEM;
-        return NULL;
-    }
-    return record(p, n, api, (unsigned)shift, fp, ret0);
+    return record(p, n, api, (unsigned)shift, c);
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t n)
 {
     if (UNLIKELY(!ready()))
         return ENOMEM;
-    if (UNLIKELY(t_guard))
+    if (UNLIKELY(tls.guard))
         return real_posix_memalign(out, align, n);
     if (align == 0 || (align & (align - 1)) || align % sizeof(void *))
         return EINVAL;
@@ -1320,30 +1488,39 @@ static inline void *new_common(size_t n, int api, uintptr_t *fp, uintptr_t ret0,
 {
     if (UNLIKELY(!ready()))
         return arena_alloc(n);
-    if (UNLIKELY(t_guard))
+    if (UNLIKELY(tls.guard))
         return real_malloc(n ? n : 1);
     /* Too big: the real operator fails as it should (throws, or NULL). */
     size_t want = n > SIZE_MAX - 4096 ? SIZE_MAX : n + HDR;
+    struct claim c = claim(fp, ret0);
     void *p = want == SIZE_MAX ? NULL : real_malloc(want);
-    if (UNLIKELY(!p) && !nothrow)
+    if (UNLIKELY(!p) && !nothrow) {
+        /* The real operator calls the new_handler, or throws: the entry
+         * goes back first. */
+        unclaim(c);
         p = new_slow(api == A_NEW ? real_new : real_new_array, want);
-    return p ? record(p, n, api, SHIFT_HDR, fp, ret0) : NULL;
+        c = claim(fp, ret0);
+    }
+    return record(p, n, api, SHIFT_HDR, c);
 }
 
 static inline void *new_aligned_common(size_t n, size_t align, int api, uintptr_t *fp, uintptr_t ret0, int nothrow)
 {
     if (UNLIKELY(!ready()))
         return NULL;
-    if (UNLIKELY(t_guard))
+    if (UNLIKELY(tls.guard))
         return real_memalign(align, n ? n : 1);
     int shift = align_shift(align);
+    struct claim c = claim(fp, ret0);
     void *p = shift < 0 ? NULL : real_aligned((unsigned)shift, n);
     if (UNLIKELY(!p) && !nothrow) {
         size_t off = shift < 0 ? 0 : (size_t)1 << shift;
+        unclaim(c);
         p = new_aligned_slow(api == A_NEW_ALIGNED ? real_new_aligned : real_new_array_aligned,
                              shift < 0 || n > SIZE_MAX - off - 4096 ? SIZE_MAX : n + off, shift < 0 ? align : off);
+        c = claim(fp, ret0);
     }
-    return p ? record(p, n, api, (unsigned)shift, fp, ret0) : NULL;
+    return record(p, n, api, (unsigned)shift, c);
 }
 
 static inline void delete_common(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0)
@@ -1452,7 +1629,7 @@ static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
         return (void *)r;
     }
     void *p = real_mmap(addr, len, prot, flags, fd, off);
-    if (p != MAP_FAILED && !t_guard) {
+    if (p != MAP_FAILED && !tls.guard) {
         if (flags & MAP_FIXED)
             forget_range((uintptr_t)p, len); /* it replaced what was there */
         record_region(p, len, prot, flags, fd, api, fp, ret0);
@@ -1475,7 +1652,7 @@ EXPORT int munmap(void *addr, size_t len)
     if (UNLIKELY(!ready()))
         return (int)syscall(SYS_munmap, addr, len);
     int r = real_munmap(addr, len);
-    if (r == 0 && !t_guard)
+    if (r == 0 && !tls.guard)
         forget_range((uintptr_t)addr, len);
     return r;
 }
@@ -1492,7 +1669,7 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
     if (UNLIKELY(!ready()))
         return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, want);
     void *p = real_mremap(old, old_len, new_len, flags, want);
-    if (p == MAP_FAILED || t_guard)
+    if (p == MAP_FAILED || tls.guard)
         return p;
     /* Keep the old mapping's kind; the new range gets the mremap's stack. */
     int prot = PROT_READ | PROT_WRITE, mflags = MAP_PRIVATE | MAP_ANONYMOUS, fd = -1;
@@ -1566,7 +1743,7 @@ EXPORT int dlclose(void *handle)
     if (!real_dlclose)
         return -1;
     struct link_map *lm = NULL;
-    if (!t_guard && dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name) {
+    if (!tls.guard && dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name) {
         GUARD;
         note_module_maps(lm->l_name);
     }
@@ -1699,7 +1876,7 @@ EXPORT int execle(const char *path, const char *arg, ...)
 
 struct leaklab_hook_table {
     char magic[8];                  /* "LLHOOKT\0" */
-    uint32_t version, size;         /* 2, sizeof this struct */
+    uint32_t version, size;         /* 3, sizeof this struct */
     uint32_t entry_size, header_size;      /* a live block's entry; its header before the user's bytes */
     uint32_t chunk_entries, max_chunks;    /* entries per chunk; the chunk directory's length */
     uint32_t stack_slots, stack_header;    /* the stack table's length; a stack's header before its pcs */
@@ -1724,7 +1901,7 @@ _Static_assert(sizeof(struct leaklab_hook_table) == 184, "descriptor of the tabl
 
 EXPORT struct leaklab_hook_table leaklab_hook_table = {
     .magic = "LLHOOKT",
-    .version = 2,
+    .version = 3,
     .size = sizeof(struct leaklab_hook_table),
     .entry_size = sizeof(struct entry),
     .header_size = sizeof(struct header),
@@ -1896,10 +2073,10 @@ static void dump(const char *why)
             struct iovec local = {&h, sizeof h}, remote = {(void *)(addr - HDR), sizeof h};
             if (syscall(SYS_process_vm_readv, getpid(), &local, 1, &remote, 1, 0) != (long)sizeof h)
                 continue;
-            uint32_t tid_ = e->tid;
+            uint32_t tid_ = e->tid, stack = e->stack;
             if (__atomic_load_n(&e->addr, __ATOMIC_ACQUIRE) != addr || h.entry != (uint32_t)((c << CHUNK_BITS) | k) || hdr_api(&h) > A_NEW_ARRAY_ALIGNED)
                 continue;
-            const struct stack *st = stack_of(h.stack);
+            const struct stack *st = stack_of(stack);
             out_str(o, "B ");
             out_hex(o, addr);
             out_str(o, " ");
@@ -1989,7 +2166,7 @@ static void dump(const char *why)
 
 static void maybe_dump_pending(void)
 {
-    if (!t_guard && __atomic_exchange_n(&g_dump_pending, 0, __ATOMIC_ACQ_REL))
+    if (!tls.guard && __atomic_exchange_n(&g_dump_pending, 0, __ATOMIC_ACQ_REL))
         dump("signal");
 }
 
@@ -1999,7 +2176,7 @@ static void on_signal(int sig)
     int saved = errno;
     /* A thread interrupted inside the shim may hold a lock: dump later, at
      * the next allocation or free outside the shim. */
-    if (t_guard)
+    if (tls.guard)
         g_dump_pending = 1;
     else
         dump("signal");
@@ -2033,7 +2210,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     fork_parent();
-    t_tid = 0; /* the child's only thread has a new id */
+    tls.tid = 0; /* the child's only thread has a new id */
     leaklab_hook_table.pid = (uint32_t)getpid();
 }
 

@@ -1,8 +1,8 @@
 //! Reading the shim's published table (harness/hook/README.md, "The table")
 //! out of a memory snapshot of the process: the descriptor
 //! `leaklab_hook_table`, found by its dynamic symbol in the mapped
-//! libleaklab_hook.so, points to the live blocks' entries (each block's
-//! size, api and stack are in the header the shim put before it), the stacks, the
+//! libleaklab_hook.so, points to the live blocks' entries (each with its
+//! stack; size and api are in the header the shim put before the block), the stacks, the
 //! mappings, the bad frees, the shim's own mappings and the maps of
 //! modules unloaded by dlclose. Everything is read through
 //! `Memory`'s bounds-checked reads: a torn or corrupt table gives an error
@@ -20,11 +20,11 @@ use crate::symbolize::MapEntry;
 /// The descriptor's symbol and the version this reader knows.
 pub const SYMBOL: &str = "leaklab_hook_table";
 pub const MAGIC: &[u8; 8] = b"LLHOOKT\0";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The shim's file name, as it appears in /proc/PID/maps.
 pub const SHIM_FILE_NAME: &str = "libleaklab_hook.so";
 
-// Version 2's record layouts (the shim's _Static_asserts keep them).
+// Version 3's record layouts (the shim's _Static_asserts keep them).
 const ENTRY_SIZE: u64 = 16;
 const HEADER_SIZE: u64 = 16;
 const STACK_HEADER: u64 = 16;
@@ -196,12 +196,12 @@ pub fn read(pid: u32, reason: &str, mem: &Memory, maps: &[Mapping]) -> Result<Re
                 continue;
             }
             let tid = u32::from_le_bytes(rec[8..12].try_into().expect("4 bytes"));
+            let stack = u64::from(u32::from_le_bytes(rec[12..16].try_into().expect("4 bytes")));
             // The header in front of the block; a thread stopped between
             // writing an entry and its header leaves one that does not
             // point back: that block is not handed out yet.
             let Some(h) = addr.checked_sub(HEADER_SIZE).and_then(|a| mem.bytes(a, HEADER_SIZE)) else { continue };
             let size_api = u64::from_le_bytes(h[0..8].try_into().expect("8 bytes"));
-            let stack = u64::from(u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")));
             let entry = u64::from(u32::from_le_bytes(h[12..16].try_into().expect("4 bytes")));
             let (api, shift) = ((size_api >> 48) & 0xff, size_api >> 56);
             if entry != c * chunk_entries + k as u64 || api as usize >= BLOCK_APIS.len() || !(4..=40).contains(&shift) {

@@ -5,7 +5,8 @@
  * aligned block, and realloc(p, 0) frees; frees of pointers the shim did
  * not hand out are reported and survived: an interior pointer whose bytes
  * in front copy a live block's header, a page-aligned pointer after an
- * unmapped page, a block freed twice; and threads free each other's blocks.
+ * unmapped page, a block freed twice (a small one and one too big for
+ * glibc's caches); and threads free each other's blocks.
  *
  * Leaks on purpose, exactly: one aligned_alloc(4096, 5000), one
  * posix_memalign(64, 100), and THREADS x 10 blocks of 100 + thread bytes.
@@ -91,6 +92,12 @@ static void foreign_frees(void)
     free(inner);                          /* invalid */
     free(b);
     free(b);                              /* double */
+    /* A block too big for glibc's caches, freed twice: the first free may
+     * merge it into the top chunk and leave the bytes in front as they
+     * were, so only the shim's own mark tells the second free. */
+    char *big = malloc(48 * 1024);
+    free(big);
+    free(big);                            /* double */
     /* A page-aligned pointer after an unmapped page. */
     char *pages = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     munmap(pages, 4096);

@@ -1,7 +1,8 @@
 /* stacks.c: what the hook's stack table and its placement of blocks must
- * get right, read through the block header of the table ABI
- * (harness/hook/README.md: {u64 size_api, u32 stack, u32 entry} in the 16
- * bytes before each block).
+ * get right, read through the table ABI (harness/hook/README.md: a header
+ * {u64 size_api, u32 check, u32 entry} in the 16 bytes before each block,
+ * and its entry {u64 addr, u32 tid, u32 stack} in the chunk directory of
+ * the descriptor `leaklab_hook_table`).
  *
  * - Blocks made at one call site along one path share one stack; a block
  *   from another site, or from the same site reached through another
@@ -17,6 +18,8 @@
  * Leaks on purpose, exactly: 7 blocks of 24 bytes from make() called by
  * first(), 3 of 24 from make() called by second(), 5 of 40 from other().
  * Exit 3 when a check of its own fails. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -34,9 +37,25 @@ static void check(int ok, const char *what)
     }
 }
 
+/* The block's entry, through the descriptor: the chunk directory's
+ * address at offset 56, the entries per chunk at offset 24. */
+static const uint32_t *entry_of(const void *p)
+{
+    const char *table = dlsym(RTLD_DEFAULT, "leaklab_hook_table");
+    if (!table)
+        return NULL;
+    uint32_t entry = ((const uint32_t *)p)[-1], per_chunk;
+    const uint64_t *dir;
+    memcpy(&per_chunk, table + 24, sizeof per_chunk);
+    memcpy(&dir, table + 56, sizeof dir);
+    const char *chunk = (const char *)(uintptr_t)dir[entry / per_chunk];
+    return (const uint32_t *)(chunk + 16 * (entry % per_chunk));
+}
+
 static uint32_t stack_of(const void *p)
 {
-    return ((const uint32_t *)p)[-2];
+    const uint32_t *e = entry_of(p);
+    return e && *(const void *const *)e == p ? e[3] : 0;
 }
 
 static uint64_t size_of(const void *p)
