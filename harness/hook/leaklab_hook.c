@@ -449,8 +449,8 @@ static inline __attribute__((always_inline)) int walk_frames(uintptr_t *pcs, int
 {
     uintptr_t hi = tls.stack_hi;
     uint64_t hash = *h;
-    while (n < MAX_FRAMES && f) {
-        uintptr_t a = (uintptr_t)f;
+    while (n < MAX_FRAMES) {
+        uintptr_t a = (uintptr_t)f; /* NULL fails `a > lo` */
         if (!(a > lo && a + 2 * sizeof(uintptr_t) <= hi && (a & 7) == 0))
             break;
         uintptr_t ret = f[1];
@@ -565,8 +565,7 @@ static uint64_t g_check_key;
  * shim. */
 static inline uint32_t hdr_check(uintptr_t q, uint64_t size_api, uint32_t entry)
 {
-    uint64_t x = ((uint64_t)q ^ g_check_key) * 0x9e3779b97f4a7c15ull;
-    x = (x ^ size_api ^ ((uint64_t)entry << 17)) * 0xbf58476d1ce4e5b9ull;
+    uint64_t x = ((uint64_t)q ^ g_check_key ^ size_api ^ ((uint64_t)entry << 20)) * 0x9e3779b97f4a7c15ull;
     return (uint32_t)(x >> 32) | 1;
 }
 
