@@ -1483,7 +1483,8 @@ static void *new_aligned_slow(void *(*real)(size_t, size_t), size_t n, size_t al
     return real ? real(n, align) : NULL;
 }
 
-static inline void *new_common(size_t n, int api, uintptr_t *fp, uintptr_t ret0, int nothrow)
+/* Inlined into each operator: the api and nothrow are then constants. */
+static inline __attribute__((always_inline)) void *new_common(size_t n, int api, uintptr_t *fp, uintptr_t ret0, int nothrow)
 {
     if (UNLIKELY(!ready()))
         return arena_alloc(n);
@@ -1522,7 +1523,7 @@ static inline void *new_aligned_common(size_t n, size_t align, int api, uintptr_
     return record(p, n, api, (unsigned)shift, c);
 }
 
-static inline void delete_common(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0)
+static inline __attribute__((always_inline)) void delete_common(void *p, int dealloc, uintptr_t *fp, uintptr_t ret0)
 {
     free_common(p, dealloc, fp, ret0);
 }
