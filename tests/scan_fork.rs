@@ -133,13 +133,16 @@ impl Target {
     fn wait_line(&mut self, prefix: &str, within: Duration) -> Result<String, Failed> {
         let until = Instant::now() + within;
         loop {
+            // Asked before the output is read: a target that prints its line
+            // and exits in between is then still read in full.
+            let exited = self.child.has_exited();
             if let Some(l) = self.lines().into_iter().rev().find(|l| l.starts_with(prefix) || l.starts_with("BAD")) {
                 if l.starts_with("BAD") {
                     return Err(format!("the target says: {l}").into());
                 }
                 return Ok(l);
             }
-            if Instant::now() > until || self.child.has_exited() {
+            if exited || Instant::now() > until {
                 return Err(format!("no {prefix:?} from the target; it wrote: {:?}", self.lines()).into());
             }
             std::thread::sleep(Duration::from_millis(1));
