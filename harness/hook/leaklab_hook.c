@@ -511,15 +511,10 @@ static inline __attribute__((always_inline)) int capture_from(uintptr_t *pcs, ui
     return n;
 }
 
-static inline __attribute__((always_inline)) int capture_hashed(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0, uint64_t *hash)
-{
-    return capture_from(pcs, fp, ret0, hash, 1);
-}
-
 static inline __attribute__((always_inline)) int capture(uintptr_t *pcs, uintptr_t *fp, uintptr_t ret0)
 {
     uint64_t unused;
-    return capture_hashed(pcs, fp, ret0, &unused);
+    return capture_from(pcs, fp, ret0, &unused, 1);
 }
 
 /* ---- the table of live blocks ------------------------------------------ */
@@ -798,11 +793,18 @@ static __attribute__((noinline)) void entry_list_full(void)
     tls.free = (struct entry_list){0, 0};
 }
 
-static inline __attribute__((always_inline)) void entry_free(uint32_t i, struct entry *e)
+/* Puts entry `i` on the thread's free list; returns whether the list is
+ * now full (entry_list_full is then owed). */
+static inline __attribute__((always_inline)) int entry_push(uint32_t i, struct entry *e)
 {
     e->next = tls.free.head;
     tls.free.head = i + 1;
-    if (UNLIKELY(++tls.free.count == CHUNK_ENTRIES))
+    return ++tls.free.count == CHUNK_ENTRIES;
+}
+
+static inline __attribute__((always_inline)) void entry_free(uint32_t i, struct entry *e)
+{
+    if (UNLIKELY(entry_push(i, e)))
         entry_list_full();
 }
 
@@ -1019,7 +1021,6 @@ static inline void scrub(void *p, size_t n)
  * before is known by its walk alone, without storing its frames or
  * comparing them with the table's. Two stacks are taken for one only when
  * their depths and 64-bit hashes agree. Holds no address: TLS is a root. */
-
 static inline struct id_slot *id_slot_of(uint64_t hash)
 {
     return &tls.ids[(hash >> 1) & (ID_CACHE - 1)]; /* bit 0 is always set */
@@ -1204,12 +1205,6 @@ EXPORT void *malloc(size_t n)
 
 static void free_slow(void *q, int dealloc, uintptr_t *fp, uintptr_t ret0);
 
-/* The deallocators' common path: a block the shim handed out, its header
- * on the same page as the pointer. Anything else fails a check and takes
- * free_slow, which reports what it must: a pointer the shim did not hand
- * out, one of the start-up arena (its header names entry 0, which never
- * holds an arena address), any pointer before the first block (no chunk
- * yet). Under the guard a recorded block is released the same way. */
 /* The rest of a free that needs more than the real free: a full list of
  * free entries, a dump asked for by signal. Out of line, so that the
  * common path holds no value across a call. */
@@ -1252,9 +1247,7 @@ static inline __attribute__((always_inline)) void free_common(void *q, int deall
     struct entry *e = &c[i & (CHUNK_ENTRIES - 1)];
     __atomic_store_n(&e->addr, 0, __ATOMIC_RELAXED);
     note_freed(addr, ret0, api);
-    e->next = tls.free.head;
-    tls.free.head = i + 1;
-    int full = ++tls.free.count == CHUNK_ENTRIES;
+    int full = entry_push(i, e);
     void *p = (char *)q - ((size_t)1 << (size_api >> 56));
     if (UNLIKELY(full | g_dump_pending)) {
         free_rare(p, full);
@@ -1351,7 +1344,7 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
         return NULL;
     }
     struct entry *e = entry_at(i);
-    const struct header *h = (const struct header *)((char *)q - HDR);
+    struct header *h = (struct header *)((char *)q - HDR);
     if (n == 0) {
         /* glibc frees the block and returns NULL. */
         entry_free(i, e);
@@ -1373,7 +1366,7 @@ static void *do_realloc(void *q, size_t n, int api, uintptr_t *fp, uintptr_t ret
     }
     if (!np) {
         /* The old block is still the caller's. */
-        ((struct header *)((char *)q - HDR))->check = hdr_check((uintptr_t)q, h->size_api, i);
+        h->check = hdr_check((uintptr_t)q, h->size_api, i);
         __atomic_store_n(&e->addr, (uintptr_t)q, __ATOMIC_RELEASE);
         if (((uintptr_t)q & 4095) == 0)
             page_note((uintptr_t)q);
